@@ -1,0 +1,109 @@
+//! clone_check: every rule of CLONE.md §10 and PERSISTENT-DATA.md §10.
+
+use crate::clone::superblock::{self, CloneSuperblock, ZERO_RANGES};
+use crate::io::BlockDevice;
+use crate::pdata::refs::Role;
+use crate::pdata::space_map::{check_space_map, SmSummary};
+use crate::pdata::walk::Walker;
+use crate::report::{Finding, Report};
+use crate::superblock::{is_zero, SUPERBLOCK_LOCATION};
+
+/// What to check.
+#[derive(Debug, Clone, Default)]
+pub struct CheckOptions {
+    /// Stop after the superblock.
+    pub superblock_only: bool,
+    /// Region size of the table the metadata belongs to, if known.
+    pub region_size: Option<u64>,
+    /// Target length of that table, if known.
+    pub target_size: Option<u64>,
+}
+
+/// The result of a check: findings, and what the metadata holds when readable.
+#[derive(Debug, Default)]
+pub struct CheckOutcome {
+    /// All findings.
+    pub report: Report,
+    /// The superblock, if it validated.
+    pub superblock: Option<CloneSuperblock>,
+    /// Hydrated regions counted in the readable part of the bitset.
+    pub hydrated: u64,
+    /// Space-map figures.
+    pub space_map: SmSummary,
+}
+
+const SB: &str = "superblock";
+
+/// Checks the clone metadata on `dev`.
+pub fn check(dev: &dyn BlockDevice, opts: &CheckOptions) -> CheckOutcome {
+    let mut out = CheckOutcome::default();
+    let (sb, raw) = match superblock::read(dev) {
+        Ok(x) => x,
+        Err(e) => {
+            out.report.push(Finding::error(
+                e.code(),
+                Some(SUPERBLOCK_LOCATION),
+                SB,
+                e.to_string(),
+            ));
+            return out;
+        }
+    };
+    out.superblock = Some(sb);
+    if sb.flags != 0 {
+        out.report.push(Finding::warning(
+            "sb-flags",
+            Some(0),
+            SB,
+            format!("flags {:#x}, the kernel writes 0", sb.flags),
+        ));
+    }
+    for (b, e) in ZERO_RANGES {
+        if !is_zero(&raw[b..e]) {
+            out.report.push(Finding::warning(
+                "sb-padding",
+                Some(0),
+                SB,
+                format!("bytes {b}..{e} are not zero"),
+            ));
+        }
+    }
+    if let Some(msg) = sb.geometry_error() {
+        out.report
+            .push(Finding::error("clone-geometry", Some(0), SB, msg));
+        return out;
+    }
+    if let Some(rs) = opts.region_size.filter(|&rs| rs != sb.region_size) {
+        out.report.push(Finding::error(
+            "clone-table-region-size",
+            Some(0),
+            SB,
+            format!(
+                "region size {} sectors, the table says {rs}: the kernel refuses this table",
+                sb.region_size
+            ),
+        ));
+    }
+    if let Some(ts) = opts.target_size.filter(|&ts| ts != sb.target_size) {
+        out.report.push(Finding::error(
+            "clone-table-target-size",
+            Some(0),
+            SB,
+            format!(
+                "target size {} sectors, the table says {ts}: the kernel refuses this table",
+                sb.target_size
+            ),
+        ));
+    }
+    if opts.superblock_only {
+        return out;
+    }
+
+    let mut w = Walker::new(dev, sb.sm_root.nr_blocks, true);
+    w.reach(SUPERBLOCK_LOCATION, Role::Superblock, SB, None);
+    let bits = w.check_bitset(sb.bitset_root, "region bitset", sb.nr_regions());
+    out.hydrated = bits.set_bits;
+    out.space_map = check_space_map(&mut w, &sb.sm_root, dev.nr_blocks());
+    out.report.extend(w.report.findings().iter().cloned());
+    out
+}

@@ -1,0 +1,119 @@
+//! clone_dump: the committed hydration state as XML (CLONE.md §11, in the style of
+//! the era dump):
+//!
+//! ```text
+//! <superblock uuid="" region_size="64" target_size="131072" nr_regions="2048">
+//!   <hydrated begin="0" end="1"/>
+//! </superblock>
+//! ```
+//!
+//! Ranges are half-open, sorted and maximal. The bitset is read one array block at a
+//! time, so memory does not grow with the number of regions.
+
+use std::io::Write;
+
+use crate::clone::superblock;
+use crate::io::BlockDevice;
+use crate::pdata::bitset::BitsetCursor;
+use crate::pdata::walk::Walker;
+use crate::report::Finding;
+use crate::xml::XmlOut;
+
+/// Why a dump failed.
+#[derive(Debug)]
+pub enum DumpError {
+    /// The metadata is damaged; the first finding says where.
+    Damaged(Finding),
+    /// Writing the output failed.
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for DumpError {
+    fn from(e: std::io::Error) -> Self {
+        DumpError::Io(e)
+    }
+}
+
+impl From<Finding> for DumpError {
+    fn from(f: Finding) -> Self {
+        DumpError::Damaged(f)
+    }
+}
+
+impl std::fmt::Display for DumpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DumpError::Damaged(x) => write!(f, "metadata is damaged: {x}"),
+            DumpError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for DumpError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DumpError::Io(e) => Some(e),
+            DumpError::Damaged(_) => None,
+        }
+    }
+}
+
+/// Dumps the clone metadata on `dev` to `out`.
+pub fn dump<W: Write>(dev: &dyn BlockDevice, out: W) -> Result<(), DumpError> {
+    let (sb, _) = superblock::read(dev)
+        .map_err(|e| Finding::error(e.code(), Some(0), "superblock", e.to_string()))?;
+    if let Some(msg) = sb.geometry_error() {
+        return Err(Finding::error("clone-geometry", Some(0), "superblock", msg).into());
+    }
+    let nr_regions = sb.nr_regions();
+    let mut w = Walker::new(dev, sb.sm_root.nr_blocks, false);
+    let mut bits = BitsetCursor::open(&mut w, sb.bitset_root, "region bitset", nr_regions);
+    if let Some(f) = w.report.first_error() {
+        return Err(f.clone().into());
+    }
+    let mut x = XmlOut::new(out);
+    x.s("<superblock uuid=\"\" region_size=\"")?;
+    x.n(sb.region_size)?;
+    x.s("\" target_size=\"")?;
+    x.n(sb.target_size)?;
+    x.s("\" nr_regions=\"")?;
+    x.n(nr_regions)?;
+    x.s("\">\n")?;
+    let mut run: Option<u64> = None;
+    let emit = |x: &mut XmlOut<W>, b: u64, e: u64| -> std::io::Result<()> {
+        x.s("  <hydrated begin=\"")?;
+        x.n(b)?;
+        x.s("\" end=\"")?;
+        x.n(e)?;
+        x.s("\"/>\n")
+    };
+    for wi in 0..nr_regions.div_ceil(64) {
+        let word = bits.word(wi)?;
+        let base = wi * 64;
+        // Fast paths for the common all-clear and all-set words.
+        if word == 0 {
+            if let Some(b) = run.take() {
+                emit(&mut x, b, base)?;
+            }
+            continue;
+        }
+        if word == u64::MAX {
+            run.get_or_insert(base);
+            continue;
+        }
+        for j in 0..64 {
+            let r = base + j;
+            if word >> j & 1 == 1 {
+                run.get_or_insert(r);
+            } else if let Some(b) = run.take() {
+                emit(&mut x, b, r)?;
+            }
+        }
+    }
+    if let Some(b) = run.take() {
+        emit(&mut x, b, nr_regions)?;
+    }
+    x.s("</superblock>\n")?;
+    x.finish()?.flush()?;
+    Ok(())
+}

@@ -1,0 +1,9 @@
+//! dm-clone metadata (CLONE.md): superblock, checker and dumper.
+
+pub mod check;
+pub mod dump;
+pub mod superblock;
+
+pub use check::{check, CheckOptions, CheckOutcome};
+pub use dump::dump;
+pub use superblock::CloneSuperblock;

@@ -1,0 +1,38 @@
+//! `era_dump`: era metadata as XML, compatible with thin-provisioning-tools.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+
+use super::util::{open_metadata, open_output, parse};
+use crate::era::{dump, DumpOptions};
+
+/// Dump dm-era metadata as XML (the format of thin-provisioning-tools' era_dump),
+/// including a committed current writeset left by a crash.
+#[derive(Parser, Debug)]
+#[command(name = "era_dump", version)]
+struct Args {
+    /// Metadata device or image file.
+    input: PathBuf,
+    /// Write the XML to FILE instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Fold the writesets into the era array: one era per block, the last one it was
+    /// written in.
+    #[arg(long)]
+    logical: bool,
+}
+
+pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
+    let a: Args = match parse(args) {
+        Ok(a) => a,
+        Err(code) => return Ok(code),
+    };
+    let dev = open_metadata(&a.input, "era_restore")?;
+    let out = open_output(a.output.as_deref(), &a.input)?;
+    dump(&dev, out, DumpOptions { logical: a.logical })
+        .with_context(|| format!("{}", a.input.display()))?;
+    Ok(super::EXIT_OK)
+}

@@ -1,0 +1,89 @@
+//! The command-line tools. Each tool parses its arguments with clap, makes one
+//! library call and maps the outcome to an exit code; no format logic lives here.
+//!
+//! The binary is multi-call: the tool is chosen by the basename of `argv[0]` (a
+//! symlink named `clone_check`) or, failing that, by the first argument
+//! (`dmce clone_check IMG`).
+
+mod clone_check;
+mod clone_dump;
+mod era_check;
+mod era_dump;
+mod util;
+
+use std::ffi::OsString;
+use std::path::Path;
+
+/// Exit status for success.
+pub const EXIT_OK: i32 = 0;
+/// Exit status for damage, unreadable input or bad usage.
+pub const EXIT_FAILURE: i32 = 1;
+
+type ToolFn = fn(Vec<OsString>) -> anyhow::Result<i32>;
+
+/// Every tool, by name.
+pub const TOOLS: &[(&str, ToolFn)] = &[
+    ("clone_check", clone_check::run),
+    ("clone_dump", clone_dump::run),
+    ("era_check", era_check::run),
+    ("era_dump", era_dump::run),
+];
+
+fn find(name: &str) -> Option<ToolFn> {
+    TOOLS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+}
+
+fn usage() -> String {
+    let names: Vec<&str> = TOOLS.iter().map(|(n, _)| *n).collect();
+    format!(
+        "usage: dmce <tool> [ARGS...]   (or call the binary through a link named after the tool)\ntools: {}",
+        names.join(", ")
+    )
+}
+
+/// Runs the tool named by `args` and returns the process exit status.
+pub fn main_with_args(args: Vec<OsString>) -> i32 {
+    let argv0 = args
+        .first()
+        .map(|a| {
+            Path::new(a)
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .unwrap_or_default();
+    let (name, tool_args) = match find(&argv0) {
+        Some(_) => (argv0, args),
+        None => match args.get(1).map(|a| a.to_string_lossy().into_owned()) {
+            Some(n) if find(&n).is_some() => (n, args[1..].to_vec()),
+            Some(n) if n == "--help" || n == "-h" => {
+                println!("{}", usage());
+                return EXIT_OK;
+            }
+            Some(n) if n == "--version" || n == "-V" => {
+                println!("dmce {}", env!("CARGO_PKG_VERSION"));
+                return EXIT_OK;
+            }
+            Some(n) => {
+                eprintln!("dmce: unknown tool '{n}'\n{}", usage());
+                return EXIT_FAILURE;
+            }
+            None => {
+                eprintln!("{}", usage());
+                return EXIT_FAILURE;
+            }
+        },
+    };
+    let f = find(&name).expect("tool name checked above");
+    match f(tool_args) {
+        Ok(code) => code,
+        Err(e) => {
+            if util::is_broken_pipe(&e) {
+                return EXIT_OK;
+            }
+            eprintln!("{name}: {e:#}");
+            EXIT_FAILURE
+        }
+    }
+}

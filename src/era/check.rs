@@ -1,0 +1,309 @@
+//! era_check: ERA.md §11 and PERSISTENT-DATA.md §10, including what
+//! thin-provisioning-tools' era_check leaves out (the current writeset, era
+//! contiguity, the metadata snapshot and the space map).
+
+use crate::era::superblock::{self, EraSuperblock, METADATA_BLOCK_SIZE_SECTORS, ZERO_RANGES};
+use crate::era::writeset::{read_tree, ArchivedWriteset};
+use crate::io::BlockDevice;
+use crate::pdata::array::ArrayDesc;
+use crate::pdata::le32;
+use crate::pdata::refs::{Role, Visit};
+use crate::pdata::space_map::{check_space_map, SmSummary};
+use crate::pdata::walk::Walker;
+use crate::report::{Finding, Report};
+use crate::superblock::{is_zero, SUPERBLOCK_LOCATION};
+
+/// What to check.
+#[derive(Debug, Clone, Default)]
+pub struct CheckOptions {
+    /// Stop after the superblock.
+    pub superblock_only: bool,
+    /// The table's block size, if known.
+    pub block_size: Option<u32>,
+}
+
+/// The result of a check.
+#[derive(Debug, Default)]
+pub struct CheckOutcome {
+    /// All findings.
+    pub report: Report,
+    /// The live superblock, if it validated.
+    pub superblock: Option<EraSuperblock>,
+    /// Archived eras found in the live tree.
+    pub archived_eras: Vec<u64>,
+    /// Space-map figures.
+    pub space_map: SmSummary,
+}
+
+const SB: &str = "superblock";
+
+/// Checks the era metadata on `dev`.
+pub fn check(dev: &dyn BlockDevice, opts: &CheckOptions) -> CheckOutcome {
+    let mut out = CheckOutcome::default();
+    let (sb, raw) = match superblock::read_at(dev, SUPERBLOCK_LOCATION) {
+        Ok(x) => x,
+        Err(e) => {
+            out.report.push(Finding::error(
+                e.code(),
+                Some(SUPERBLOCK_LOCATION),
+                SB,
+                e.to_string(),
+            ));
+            return out;
+        }
+    };
+    out.superblock = Some(sb);
+    let r = &mut out.report;
+    if sb.flags > 1 {
+        r.push(Finding::warning(
+            "sb-flags",
+            Some(0),
+            SB,
+            format!("flags {:#x}, expected 0 or 1", sb.flags),
+        ));
+    }
+    for (b, e) in ZERO_RANGES {
+        if !is_zero(&raw[b..e]) {
+            r.push(Finding::warning(
+                "sb-padding",
+                Some(0),
+                SB,
+                format!("bytes {b}..{e} are not zero"),
+            ));
+        }
+    }
+    if sb.metadata_block_size != METADATA_BLOCK_SIZE_SECTORS {
+        r.push(Finding::warning(
+            "era-metadata-block-size",
+            Some(0),
+            SB,
+            format!(
+                "metadata_block_size {}, the kernel writes 8",
+                sb.metadata_block_size
+            ),
+        ));
+    }
+    if sb.data_block_size == 0 || sb.data_block_size % 8 != 0 {
+        r.push(Finding::error(
+            "era-block-size",
+            Some(0),
+            SB,
+            format!(
+                "data block size {} sectors is not a positive multiple of 8",
+                sb.data_block_size
+            ),
+        ));
+    }
+    if let Some(bs) = opts.block_size.filter(|&bs| bs != sb.data_block_size) {
+        r.push(Finding::error(
+            "era-table-block-size",
+            Some(0),
+            SB,
+            format!(
+                "data block size {} sectors, the table says {bs}: the kernel refuses this table",
+                sb.data_block_size
+            ),
+        ));
+    }
+    if sb.nr_blocks >= 1 << 31 {
+        r.push(Finding::error(
+            "era-nr-blocks",
+            Some(0),
+            SB,
+            format!("nr_blocks {} is not below 2^31", sb.nr_blocks),
+        ));
+        return out;
+    }
+    if opts.superblock_only {
+        return out;
+    }
+
+    let mut w = Walker::new(dev, sb.sm_root.nr_blocks, true);
+    w.allow_sharing = sb.metadata_snap != 0;
+    w.reach(SUPERBLOCK_LOCATION, Role::Superblock, SB, None);
+    out.archived_eras = check_trees(&mut w, &sb, "", true);
+
+    if sb.metadata_snap != 0 {
+        let s = sb.metadata_snap;
+        let structure = "metadata snapshot superblock";
+        if w.reach(s, Role::Superblock, structure, Some(0)) == Some(Visit::First) {
+            match superblock::read_at(dev, s) {
+                Ok((snap, _)) => {
+                    if snap.nr_blocks >= 1 << 31 {
+                        w.push(Finding::error(
+                            "era-nr-blocks",
+                            Some(s),
+                            structure,
+                            "nr_blocks is not below 2^31",
+                        ));
+                    } else {
+                        check_trees(&mut w, &snap, "snapshot ", false);
+                    }
+                }
+                Err(e) => w.push(Finding::error(e.code(), Some(s), structure, e.to_string())),
+            }
+        }
+    }
+    out.space_map = check_space_map(&mut w, &sb.sm_root, dev.nr_blocks());
+    out.report.extend(w.report.findings().iter().cloned());
+    out
+}
+
+/// Checks the writeset tree, the current writeset (live superblock only) and the era
+/// array referenced by `sb`. Returns the archived eras.
+fn check_trees(w: &mut Walker<'_>, sb: &EraSuperblock, prefix: &str, live: bool) -> Vec<u64> {
+    let tree_name = format!("{prefix}writeset tree");
+    let (entries, _) = read_tree(w, sb.writeset_tree_root, &tree_name);
+    let current = live && sb.current_writeset.root != 0;
+    let cur_era = sb.current_era as u64;
+    for e in &entries {
+        check_writeset(w, e, sb, &tree_name, current);
+    }
+    let eras: Vec<u64> = entries.iter().map(|e| e.era).collect();
+
+    // Era contiguity (rule 9): [lo, hi] with no gap, hi = current_era (- 1 while a
+    // current writeset exists).
+    if let (Some(&lo), Some(&hi)) = (eras.first(), eras.last()) {
+        if hi - lo + 1 != eras.len() as u64 {
+            let gap = eras
+                .windows(2)
+                .find(|p| p[1] != p[0] + 1)
+                .map_or(lo, |p| p[0] + 1);
+            w.push(Finding::error(
+                "era-contiguity",
+                Some(sb.writeset_tree_root),
+                &tree_name,
+                format!("archived eras {lo}..={hi} have a gap: era {gap} is missing"),
+            ));
+        }
+        let want = if current {
+            cur_era.saturating_sub(1)
+        } else {
+            cur_era
+        };
+        if hi != want && hi <= cur_era {
+            w.push(Finding::error(
+                "era-contiguity",
+                Some(sb.writeset_tree_root),
+                &tree_name,
+                format!(
+                    "newest archived era is {hi}, expected {want} (current era {cur_era}, {} current writeset)",
+                    if current { "with a" } else { "no" }
+                ),
+            ));
+        }
+    }
+
+    if current {
+        let ws = sb.current_writeset;
+        let name = format!("current writeset (era {cur_era})");
+        if eras.contains(&cur_era) {
+            w.push(Finding::error(
+                "era-current-duplicate",
+                Some(0),
+                &name,
+                format!("era {cur_era} is both the current writeset and archived in the tree"),
+            ));
+        }
+        if ws.nr_bits != sb.nr_blocks {
+            w.push(Finding::warning(
+                "era-writeset-nr-bits",
+                Some(0),
+                &name,
+                format!(
+                    "nr_bits {}, the superblock tracks {} blocks",
+                    ws.nr_bits, sb.nr_blocks
+                ),
+            ));
+        }
+        w.check_bitset(ws.root, &name, ws.nr_bits as u64);
+    }
+
+    // The era array (rule 6), with the digestion order (rule 12) as a warning.
+    let lowest = eras.first().copied();
+    let desc = ArrayDesc {
+        structure: format!("{prefix}era array"),
+        value_size: 4,
+        nr_entries: sb.nr_blocks as u64,
+    };
+    let structure = desc.structure.clone();
+    w.check_array(sb.era_array_root, &desc, &|first, vals| {
+        let mut out = Vec::new();
+        let mut above = None;
+        let mut undigested = None;
+        for (j, v) in vals.chunks_exact(4).enumerate() {
+            let era = le32(v, 0) as u64;
+            if era > cur_era && above.is_none() {
+                above = Some((first + j as u64, era));
+            }
+            if lowest.is_some_and(|lo| era > lo) && era <= cur_era && undigested.is_none() {
+                undigested = Some((first + j as u64, era));
+            }
+        }
+        if let Some((b, era)) = above {
+            out.push(Finding::error(
+                "era-array-value",
+                None,
+                &structure,
+                format!("origin block {b} has era {era}, above the current era {cur_era}"),
+            ));
+        }
+        if let Some((b, era)) = undigested {
+            out.push(Finding::warning(
+                "era-digest-order",
+                None,
+                &structure,
+                format!(
+                    "origin block {b} has era {era}, above the lowest archived era {} that is not yet digested",
+                    lowest.unwrap_or(0)
+                ),
+            ));
+        }
+        out
+    });
+    eras
+}
+
+fn check_writeset(
+    w: &mut Walker<'_>,
+    e: &ArchivedWriteset,
+    sb: &EraSuperblock,
+    tree: &str,
+    current: bool,
+) {
+    let cur_era = sb.current_era as u64;
+    let name = format!("{tree} writeset of era {}", e.era);
+    if e.era > cur_era || (current && e.era == cur_era) {
+        w.push(Finding::error(
+            "era-writeset-era",
+            Some(e.leaf),
+            tree,
+            format!(
+                "archived era {} is not below{} the current era {cur_era}",
+                e.era,
+                if current { "" } else { " or equal to" }
+            ),
+        ));
+    }
+    if e.ws.root == 0 {
+        w.push(Finding::error(
+            "era-writeset-root",
+            Some(e.leaf),
+            tree,
+            format!("era {} has no bitset (root 0)", e.era),
+        ));
+        return;
+    }
+    if e.ws.nr_bits != sb.nr_blocks {
+        w.push(Finding::warning(
+            "era-writeset-nr-bits",
+            Some(e.leaf),
+            &name,
+            format!(
+                "nr_bits {}, the superblock tracks {} blocks",
+                e.ws.nr_bits, sb.nr_blocks
+            ),
+        ));
+    }
+    w.check_bitset(e.ws.root, &name, e.ws.nr_bits as u64);
+}

@@ -1,0 +1,10 @@
+//! dm-era metadata (ERA.md): superblock, checker and dumper.
+
+pub mod check;
+pub mod dump;
+pub mod superblock;
+pub mod writeset;
+
+pub use check::{check, CheckOptions, CheckOutcome};
+pub use dump::{dump, DumpOptions};
+pub use superblock::EraSuperblock;

@@ -1,0 +1,22 @@
+//! Tools for the on-disk metadata of the Linux device-mapper targets dm-clone and
+//! dm-era, exact to the kernel's format.
+//!
+//! Layers, lowest first:
+//!
+//! * [`io`]: block devices ([`io::BlockDevice`]): files, block devices, memory.
+//! * [`pdata`]: the persistent-data library (PERSISTENT-DATA.md): checksums,
+//!   B-trees, dm-array, dm-bitset, the metadata space map; checked walkers that turn
+//!   damage into [`report::Finding`]s.
+//! * [`superblock`]: the validation order both targets' superblocks share.
+//! * [`clone`] and [`era`]: each target's superblock, checker and dumper
+//!   (CLONE.md, ERA.md).
+//! * [`commands`]: the command-line tools, one multi-call binary.
+
+pub mod clone;
+pub mod commands;
+pub mod era;
+pub mod io;
+pub mod pdata;
+pub mod report;
+pub mod superblock;
+pub mod xml;

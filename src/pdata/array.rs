@@ -1,0 +1,293 @@
+//! dm-array (PERSISTENT-DATA.md §5): a B-tree (value size 8) from array-block index
+//! to array block, each block holding `max_entries` packed values.
+//!
+//! ```text
+//!  0  csum        u32  XOR 595846735
+//!  4  max_entries u32  floor(4072 / value_size)
+//!  8  nr_entries  u32
+//! 12  value_size  u32
+//! 16  blocknr     u64  self location
+//! 24  values, packed
+//! ```
+
+use rayon::prelude::*;
+
+use crate::io::{Block, BlockDevice, BLOCK_SIZE};
+use crate::pdata::checksum::BlockKind;
+use crate::pdata::le32;
+use crate::pdata::le64;
+use crate::pdata::put_le32;
+use crate::pdata::refs::{Role, Visit};
+use crate::pdata::walk::{block_finding, read_verified, TreeDesc, Walker};
+use crate::report::Finding;
+
+/// Size of the array block header.
+pub const ARRAY_HEADER_SIZE: usize = 24;
+
+/// Capacity of an array block for values of `value_size` bytes (§5.2).
+pub const fn array_max_entries(value_size: u32) -> u32 {
+    (BLOCK_SIZE as u32 - ARRAY_HEADER_SIZE as u32) / value_size
+}
+
+/// A decoded array block header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArrayHeader {
+    /// Capacity.
+    pub max_entries: u32,
+    /// Valid entries.
+    pub nr_entries: u32,
+    /// Bytes per value.
+    pub value_size: u32,
+    /// Self location.
+    pub blocknr: u64,
+}
+
+impl ArrayHeader {
+    /// Reads the header fields.
+    pub fn decode(b: &Block) -> Self {
+        ArrayHeader {
+            max_entries: le32(b, 4),
+            nr_entries: le32(b, 8),
+            value_size: le32(b, 12),
+            blocknr: le64(b, 16),
+        }
+    }
+
+    /// Writes the header fields (not the checksum).
+    pub fn encode(&self, b: &mut Block) {
+        put_le32(b, 4, self.max_entries);
+        put_le32(b, 8, self.nr_entries);
+        put_le32(b, 12, self.value_size);
+        crate::pdata::put_le64(b, 16, self.blocknr);
+    }
+}
+
+/// Describes an array to read: its values and its length, which the owner stores.
+#[derive(Debug, Clone)]
+pub struct ArrayDesc {
+    /// Name used in findings, e.g. `era array`.
+    pub structure: String,
+    /// Bytes per value.
+    pub value_size: u32,
+    /// Number of entries the owner says the array has.
+    pub nr_entries: u64,
+}
+
+impl ArrayDesc {
+    /// Values per full array block.
+    pub fn per_block(&self) -> u64 {
+        array_max_entries(self.value_size) as u64
+    }
+
+    /// Number of array blocks the array must have.
+    pub fn nr_blocks(&self) -> u64 {
+        self.nr_entries.div_ceil(self.per_block())
+    }
+
+    /// Entries that array block `i` must hold.
+    pub fn entries_in_block(&self, i: u64) -> u32 {
+        let m = self.per_block();
+        (self.nr_entries - i * m).min(m) as u32
+    }
+
+    fn index_desc(&self) -> TreeDesc {
+        TreeDesc {
+            structure: format!("{} index tree", self.structure),
+            value_size: 8,
+        }
+    }
+}
+
+/// Validates array block `i` of `desc` read from `loc` (§10 rule 12).
+pub fn validate_array_block(
+    dev: &dyn BlockDevice,
+    loc: u64,
+    desc: &ArrayDesc,
+    i: u64,
+) -> Result<Box<Block>, Finding> {
+    let structure = format!("{} block {i}", desc.structure);
+    let b = read_verified(dev, loc, BlockKind::ArrayBlock)
+        .map_err(|e| block_finding(loc, BlockKind::ArrayBlock, &structure, &e))?;
+    let h = ArrayHeader::decode(&b);
+    let want = desc.entries_in_block(i);
+    let msg = if h.value_size != desc.value_size {
+        Some(format!(
+            "value size {}, expected {}",
+            h.value_size, desc.value_size
+        ))
+    } else if h.max_entries != array_max_entries(desc.value_size) {
+        Some(format!(
+            "max_entries {}, expected {}",
+            h.max_entries,
+            array_max_entries(desc.value_size)
+        ))
+    } else if h.nr_entries != want {
+        Some(format!(
+            "{} entries, expected {want} for an array of {} entries",
+            h.nr_entries, desc.nr_entries
+        ))
+    } else {
+        None
+    };
+    match msg {
+        Some(m) => Err(Finding::error("array-block", Some(loc), structure, m)),
+        None => Ok(b),
+    }
+}
+
+/// The values of a validated array block.
+pub fn values<'b>(b: &'b Block, desc: &ArrayDesc) -> &'b [u8] {
+    let h = ArrayHeader::decode(b);
+    &b[ARRAY_HEADER_SIZE..ARRAY_HEADER_SIZE + (h.nr_entries * desc.value_size) as usize]
+}
+
+/// Array block locations of an array, in index order; `None` where the index tree
+/// lost them.
+pub type BlockList = Vec<Option<u64>>;
+
+impl Walker<'_> {
+    /// Walks the index tree of an array and returns where each array block lives.
+    /// Index keys must be exactly `0 .. nr_blocks` (§10 rule 12). `None` when the
+    /// root is shared with an array walked before (nothing to read again).
+    pub fn array_blocks(&mut self, root: u64, desc: &ArrayDesc) -> Option<BlockList> {
+        let n = desc.nr_blocks();
+        // One slot per array block: 8 bytes per 4 KiB block of values.
+        let mut out: BlockList = vec![None; n as usize];
+        let idx = desc.index_desc();
+        let structure = idx.structure.clone();
+        let mut extra: Vec<(u64, u64)> = Vec::new();
+        let walk = self.walk_btree(root, &idx, &mut |_w, key, value, leaf| {
+            if key < n {
+                out[key as usize] = Some(le64(value, 0));
+            } else {
+                extra.push((key, leaf));
+            }
+        });
+        if let Some(&(key, leaf)) = extra.first() {
+            self.push(Finding::error(
+                "array-index-keys",
+                Some(leaf),
+                &structure,
+                format!(
+                    "{} index entries from key {key} on, but the array has only {n} blocks",
+                    extra.len()
+                ),
+            ));
+        }
+        (!walk.shared_root).then_some(out)
+    }
+
+    /// Checks a whole array: index tree, then every array block (in parallel), calling
+    /// `content(index_of_first_entry, values)` for each valid block to check values.
+    /// Returns the entry ranges `[begin, end)` that could not be read.
+    pub fn check_array(
+        &mut self,
+        root: u64,
+        desc: &ArrayDesc,
+        content: &(dyn Fn(u64, &[u8]) -> Vec<Finding> + Sync),
+    ) -> Vec<(u64, u64)> {
+        let Some(blocks) = self.array_blocks(root, desc) else {
+            return Vec::new();
+        };
+        let m = desc.per_block();
+        let mut lost = Vec::new();
+        let mut todo = Vec::new();
+        let role = Role::ArrayBlock(desc.value_size);
+        for (i, loc) in blocks.iter().enumerate() {
+            let i = i as u64;
+            let structure = format!("{} block {i}", desc.structure);
+            match loc {
+                None => {
+                    self.push(Finding::error(
+                        "array-index-keys",
+                        None,
+                        format!("{} index tree", desc.structure),
+                        format!("no index entry for array block {i}"),
+                    ));
+                    lost.push(i);
+                }
+                Some(loc) => match self.reach(*loc, role, &structure, None) {
+                    Some(Visit::First) => todo.push((i, *loc)),
+                    Some(_) => {}
+                    None => lost.push(i),
+                },
+            }
+        }
+        let dev = self.dev();
+        let results: Vec<(u64, Result<Vec<Finding>, Finding>)> = todo
+            .par_iter()
+            .map(|&(i, loc)| {
+                let r = validate_array_block(dev, loc, desc, i)
+                    .map(|b| content(i * m, values(&b, desc)));
+                (i, r)
+            })
+            .collect();
+        for (i, r) in results {
+            match r {
+                Ok(fs) => self.report.extend(fs),
+                Err(f) => {
+                    self.push(f);
+                    lost.push(i);
+                }
+            }
+        }
+        lost.sort_unstable();
+        let mut ranges: Vec<(u64, u64)> = Vec::new();
+        for i in lost {
+            let (b, e) = (i * m, ((i + 1) * m).min(desc.nr_entries));
+            match ranges.last_mut() {
+                Some(last) if last.1 == b => last.1 = e,
+                _ => ranges.push((b, e)),
+            }
+        }
+        ranges
+    }
+}
+
+/// Sequential reader over an array, one validated block in memory at a time.
+pub struct ArrayCursor<'d> {
+    dev: &'d dyn BlockDevice,
+    desc: ArrayDesc,
+    blocks: BlockList,
+    cur: Option<(u64, Box<Block>)>,
+}
+
+impl<'d> ArrayCursor<'d> {
+    /// A cursor over an array whose blocks `array_blocks` found.
+    pub fn new(dev: &'d dyn BlockDevice, desc: ArrayDesc, blocks: BlockList) -> Self {
+        ArrayCursor {
+            dev,
+            desc,
+            blocks,
+            cur: None,
+        }
+    }
+
+    /// The array's description.
+    pub fn desc(&self) -> &ArrayDesc {
+        &self.desc
+    }
+
+    /// The values of array block `i`.
+    pub fn block(&mut self, i: u64) -> Result<&[u8], Finding> {
+        if self.cur.as_ref().map(|c| c.0) != Some(i) {
+            let loc = self
+                .blocks
+                .get(i as usize)
+                .copied()
+                .flatten()
+                .ok_or_else(|| {
+                    Finding::error(
+                        "array-index-keys",
+                        None,
+                        format!("{} index tree", self.desc.structure),
+                        format!("no index entry for array block {i}"),
+                    )
+                })?;
+            let b = validate_array_block(self.dev, loc, &self.desc, i)?;
+            self.cur = Some((i, b));
+        }
+        let (_, b) = self.cur.as_ref().expect("just loaded");
+        Ok(values(b, &self.desc))
+    }
+}

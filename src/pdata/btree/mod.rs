@@ -1,0 +1,5 @@
+//! B-tree nodes (PERSISTENT-DATA.md §4).
+
+mod node;
+
+pub use node::{calc_max_entries, NodeHeader, INTERNAL_NODE, LEAF_NODE, NODE_HEADER_SIZE};

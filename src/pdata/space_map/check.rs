@@ -1,0 +1,272 @@
+//! Space-map checks (PERSISTENT-DATA.md §10 rules 14-19): the index and bitmaps are
+//! valid, the overflow tree agrees with the bitmaps, and every on-disk reference count
+//! equals the count expected from walking the metadata.
+
+use std::collections::BTreeMap;
+
+use super::{bitmap_entry, IndexEntry, SmRoot, ENTRIES_PER_BITMAP, MAX_METADATA_BLOCKS};
+use crate::pdata::checksum::BlockKind;
+use crate::pdata::le32;
+use crate::pdata::refs::{Role, Visit};
+use crate::pdata::walk::{TreeDesc, Walker};
+use crate::report::Finding;
+
+/// How many individual count mismatches of one kind are listed before summarising.
+const MAX_LISTED: usize = 20;
+
+/// What the space map says, for summaries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SmSummary {
+    /// Blocks tracked.
+    pub nr_blocks: u64,
+    /// Blocks with a non-zero on-disk count (as counted in the bitmaps).
+    pub used: u64,
+}
+
+struct Mismatches {
+    code: &'static str,
+    what: &'static str,
+    error: bool,
+    blocks: Vec<(u64, u32, u32)>,
+}
+
+/// Checks the space map at `root` against the expected counts in `w.refs` (which
+/// must already hold every reference from the target's structures). `dev_blocks` is
+/// the size of the metadata device.
+pub fn check_space_map(w: &mut Walker<'_>, root: &SmRoot, dev_blocks: u64) -> SmSummary {
+    const S: &str = "space map";
+    let mut summary = SmSummary {
+        nr_blocks: root.nr_blocks,
+        used: 0,
+    };
+    if root.nr_blocks > dev_blocks.min(MAX_METADATA_BLOCKS) || root.nr_blocks == 0 {
+        w.push(Finding::error(
+            "sm-nr-blocks",
+            Some(0),
+            S,
+            format!(
+                "space map tracks {} blocks; the device has {dev_blocks} and the limit is {MAX_METADATA_BLOCKS}",
+                root.nr_blocks
+            ),
+        ));
+        if root.nr_blocks == 0 || root.nr_blocks > MAX_METADATA_BLOCKS {
+            return summary;
+        }
+    }
+    let nr_blocks = root.nr_blocks;
+    let nr_bitmaps = root.nr_bitmaps() as usize;
+
+    // The index block.
+    let index = match w.reach(
+        root.bitmap_root,
+        Role::SmIndex,
+        "space-map index block",
+        Some(0),
+    ) {
+        Some(Visit::First) => w.read(
+            root.bitmap_root,
+            BlockKind::SmIndex,
+            "space-map index block",
+        ),
+        _ => None,
+    };
+    // On-disk counts, one byte per block (3 = look in the overflow tree); `None`
+    // where the bitmap could not be read.
+    let mut counts: Vec<Option<u8>> = vec![None; nr_blocks as usize];
+    if let Some(index) = &index {
+        for k in 0..nr_bitmaps {
+            let e = IndexEntry::decode(index, k);
+            let structure = format!("space-map bitmap {k}");
+            let reached = w.reach(
+                e.blocknr,
+                Role::SmBitmap,
+                &structure,
+                Some(root.bitmap_root),
+            );
+            if reached != Some(Visit::First) {
+                continue;
+            }
+            let Some(bm) = w.read(e.blocknr, BlockKind::SmBitmap, &structure) else {
+                continue;
+            };
+            let base = k as u64 * ENTRIES_PER_BITMAP;
+            let mut free = 0u32;
+            let mut first_free: Option<u32> = None;
+            let mut past_end = 0u64;
+            for j in 0..ENTRIES_PER_BITMAP as usize {
+                let v = bitmap_entry(&bm, j);
+                let b = base + j as u64;
+                if v == 0 {
+                    free += 1;
+                    first_free.get_or_insert(j as u32);
+                }
+                if b < nr_blocks {
+                    counts[b as usize] = Some(v);
+                } else if v != 0 {
+                    past_end += 1;
+                }
+            }
+            if past_end > 0 {
+                w.push(Finding::error(
+                    "sm-bitmap-past-end",
+                    Some(e.blocknr),
+                    &structure,
+                    format!("{past_end} entries for blocks at or past {nr_blocks} are not zero"),
+                ));
+            }
+            // The kernel counts all 16320 slots; thin-provisioning-tools' writers
+            // count only the slots below nr_blocks. Both are sound hints.
+            let free_below_end =
+                free - (base + ENTRIES_PER_BITMAP).saturating_sub(nr_blocks.max(base)) as u32;
+            if e.nr_free != free && e.nr_free != free_below_end {
+                w.push(Finding::warning(
+                    "sm-index-nr-free",
+                    Some(root.bitmap_root),
+                    "space-map index block",
+                    format!(
+                        "entry {k}: nr_free {}, the bitmap has {free} free entries",
+                        e.nr_free
+                    ),
+                ));
+            }
+            let nfb_ok = e.none_free_before as u64 <= ENTRIES_PER_BITMAP
+                && first_free.is_none_or(|f| e.none_free_before <= f);
+            if !nfb_ok {
+                w.push(Finding::warning(
+                    "sm-index-none-free-before",
+                    Some(root.bitmap_root),
+                    "space-map index block",
+                    format!(
+                        "entry {k}: none_free_before {}, but entry {} is free",
+                        e.none_free_before,
+                        first_free.unwrap_or(0)
+                    ),
+                ));
+            }
+        }
+    }
+
+    // The overflow tree: keys are exactly the blocks whose bitmap entry is 3.
+    let desc = TreeDesc {
+        structure: "space-map ref-count tree".into(),
+        value_size: 4,
+    };
+    let mut overflow: BTreeMap<u64, (u32, u64)> = BTreeMap::new();
+    let walk = w.walk_btree(root.ref_count_root, &desc, &mut |_, key, v, leaf| {
+        overflow.insert(key, (le32(v, 0), leaf));
+    });
+    let overflow_complete = walk.complete();
+    for (&b, &(n, leaf)) in &overflow {
+        let bitmap = counts.get(b as usize).copied().flatten();
+        if n < 3 || (bitmap.is_some() && bitmap != Some(3)) || b >= nr_blocks {
+            w.push(Finding::error(
+                "sm-overflow-entry",
+                Some(leaf),
+                "space-map ref-count tree",
+                format!(
+                    "entry for block {b} with count {n}; the bitmap entry is {}",
+                    bitmap.map_or("unreadable".to_string(), |v| v.to_string())
+                ),
+            ));
+        }
+    }
+
+    // Compare on-disk counts with the expected ones.
+    let refs = w.refs.take().unwrap_or_default();
+    let mut under = Mismatches {
+        code: "sm-under-count",
+        what: "under-counted (the block could be reallocated while live)",
+        error: true,
+        blocks: vec![],
+    };
+    let mut over = Mismatches {
+        code: "sm-over-count",
+        what: "over-counted",
+        error: true,
+        blocks: vec![],
+    };
+    let mut leaks = Mismatches {
+        code: "sm-leak",
+        what: "leaked (counted but unreferenced)",
+        error: false,
+        blocks: vec![],
+    };
+    let mut allocated = 0u64;
+    let mut missing_overflow = Vec::new();
+    for (b, c) in counts.iter().enumerate() {
+        let b = b as u64;
+        let Some(v) = *c else { continue };
+        if v != 0 {
+            allocated += 1;
+        }
+        let disk = if v == 3 {
+            match overflow.get(&b) {
+                Some(&(n, _)) => n,
+                None => {
+                    if overflow_complete {
+                        missing_overflow.push(b);
+                    }
+                    continue;
+                }
+            }
+        } else {
+            v as u32
+        };
+        let expected = refs.count(b);
+        if disk < expected {
+            under.blocks.push((b, disk, expected));
+        } else if disk > expected && expected > 0 {
+            over.blocks.push((b, disk, expected));
+        } else if disk > 0 && expected == 0 {
+            if disk >= 2 {
+                over.blocks.push((b, disk, expected));
+            } else {
+                leaks.blocks.push((b, disk, expected));
+            }
+        }
+    }
+    w.refs = Some(refs);
+    if let Some(&b) = missing_overflow.first() {
+        w.push(Finding::error(
+            "sm-overflow-missing",
+            Some(b),
+            "space map",
+            format!(
+                "{} blocks have bitmap entry 3 but no entry in the ref-count tree",
+                missing_overflow.len()
+            ),
+        ));
+    }
+    for m in [under, over, leaks] {
+        for &(b, disk, expected) in m.blocks.iter().take(MAX_LISTED) {
+            let msg = format!("reference count {disk} on disk, {expected} references found");
+            w.push(if m.error {
+                Finding::error(m.code, Some(b), S, msg)
+            } else {
+                Finding::warning(m.code, Some(b), S, msg)
+            });
+        }
+        if m.blocks.len() > MAX_LISTED || (!m.blocks.is_empty() && !m.error) {
+            let msg = format!("{} blocks {} in total", m.blocks.len(), m.what);
+            w.push(if m.error {
+                Finding::error(m.code, None, S, msg)
+            } else {
+                Finding::warning(m.code, None, S, msg)
+            });
+        }
+    }
+    let all_read = counts.iter().all(|c| c.is_some());
+    if all_read && allocated != root.nr_allocated {
+        w.push(Finding::error(
+            "sm-nr-allocated",
+            Some(0),
+            S,
+            format!(
+                "nr_allocated {} in the superblock, {allocated} blocks have a non-zero count",
+                root.nr_allocated
+            ),
+        ));
+    }
+    summary.used = allocated;
+    summary
+}
