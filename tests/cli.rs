@@ -1,21 +1,75 @@
-//! Command-line behaviour of every tool: dispatch, help, and the error paths.
+//! Command-line behaviour of every tool: dispatch, help, each option, and the error
+//! paths (missing, unreadable, too small, XML, unformatted input; closed pipes).
 
-use crate::util::{bin, run_tool, TestDir};
-use std::process::Command;
+use std::io::Read;
+use std::process::{Command, Stdio};
+
+use dmce::pdata::checksum::{stamp, BlockKind};
+use dmce::pdata::put_le32;
+
+use crate::util::{bin, load_zst, repo, run_tool, TestDir};
 
 const TOOLS: &[&str] = &["clone_check", "clone_dump", "era_check", "era_dump"];
+
+fn clone_img() -> String {
+    repo()
+        .join("fixtures/samples/clone-b-partial/metadata.img")
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn era_img(dir: &TestDir) -> String {
+    let p = dir.path("era.img");
+    std::fs::write(
+        &p,
+        load_zst(&repo().join("fixtures/samples/era-b-eras/metadata.img.zst")),
+    )
+    .unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
 
 #[test]
 fn every_tool_has_help_and_version() {
     for t in TOOLS {
         let o = run_tool(t, &["--help"]);
         assert_eq!(o.status.code(), Some(0), "{t} --help");
-        assert!(
-            String::from_utf8_lossy(&o.stdout).contains("Usage"),
-            "{t} --help"
-        );
+        assert!(stdout(&o).contains("Usage"), "{t} --help");
         let o = run_tool(t, &["--version"]);
         assert_eq!(o.status.code(), Some(0), "{t} --version");
+    }
+}
+
+#[test]
+fn tool_is_chosen_by_link_name_or_first_argument() {
+    let d = TestDir::new("argv0");
+    let link = d.path("clone_check");
+    std::os::unix::fs::symlink(bin(), &link).unwrap();
+    let o = Command::new(&link).arg(clone_img()).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("51 hydrated"));
+    let o = Command::new(bin()).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("clone_check"));
+    let o = Command::new(bin()).arg("thin_check").output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("unknown tool 'thin_check'"));
+}
+
+#[test]
+fn usage_errors_exit_1() {
+    for t in TOOLS {
+        let o = run_tool(t, &["--no-such-option", "x"]);
+        assert_eq!(o.status.code(), Some(1), "{t}");
+        let o = run_tool(t, &[]);
+        assert_eq!(o.status.code(), Some(1), "{t}");
     }
 }
 
@@ -24,11 +78,177 @@ fn missing_input_is_one_clear_line() {
     for t in TOOLS {
         let o = run_tool(t, &["/nonexistent/meta.img"]);
         assert_eq!(o.status.code(), Some(1), "{t}");
-        let e = String::from_utf8_lossy(&o.stderr);
+        let e = stderr(&o);
         assert_eq!(e.lines().count(), 1, "{t}: {e}");
         assert!(
             e.contains("/nonexistent/meta.img") && e.contains("No such file"),
             "{t}: {e}"
         );
     }
+}
+
+#[test]
+fn unreadable_too_small_xml_and_unformatted_inputs() {
+    let d = TestDir::new("inputs");
+    let small = d.path("small.img");
+    std::fs::write(&small, [1u8; 100]).unwrap();
+    let xml = d.path("dump.xml");
+    std::fs::write(&xml, "\n  <superblock uuid=\"\" block_size=\"128\">\n").unwrap();
+    let zero = d.path("zero.img");
+    std::fs::write(&zero, vec![0u8; 1 << 20]).unwrap();
+    let dir = d.path("a-directory");
+    std::fs::create_dir(&dir).unwrap();
+    for t in TOOLS {
+        let o = run_tool(t, &[small.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{t}");
+        assert!(stderr(&o).contains("too small"), "{t}: {}", stderr(&o));
+        assert_eq!(stderr(&o).lines().count(), 1);
+
+        let o = run_tool(t, &[xml.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{t}");
+        assert!(stderr(&o).contains("looks like XML"), "{t}: {}", stderr(&o));
+        assert_eq!(stderr(&o).lines().count(), 1);
+
+        let o = run_tool(t, &[dir.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{t}");
+        assert_eq!(stderr(&o).lines().count(), 1, "{t}: {}", stderr(&o));
+
+        let o = run_tool(t, &[zero.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{t}");
+        let all = stdout(&o) + &stderr(&o);
+        assert!(all.contains("not formatted"), "{t}: {all}");
+    }
+}
+
+#[test]
+fn checker_options() {
+    let d = TestDir::new("check-opts");
+    let era = era_img(&d);
+    // Clean images: exit 0 with one summary line; -q prints nothing.
+    for (t, img) in [("clone_check", clone_img()), ("era_check", era.clone())] {
+        let o = run_tool(t, &[&img]);
+        assert_eq!(o.status.code(), Some(0), "{t}: {}", stdout(&o));
+        assert_eq!(stdout(&o).lines().count(), 1);
+        let o = run_tool(t, &["-q", &img]);
+        assert_eq!(o.status.code(), Some(0));
+        assert!(o.stdout.is_empty() && o.stderr.is_empty());
+        let o = run_tool(t, &["--super-block-only", &img]);
+        assert_eq!(o.status.code(), Some(0));
+        assert!(stdout(&o).contains("superblock OK"), "{}", stdout(&o));
+    }
+    // The table's geometry.
+    let o = run_tool("clone_check", &["--region-size", "128", &clone_img()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("the table says 128"));
+    let o = run_tool(
+        "clone_check",
+        &[
+            "--region-size",
+            "64",
+            "--target-size",
+            "131072",
+            &clone_img(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let o = run_tool("clone_check", &["--target-size", "131000", &clone_img()]);
+    assert_eq!(o.status.code(), Some(1));
+    let o = run_tool("era_check", &["--block-size", "64", &era]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("the table says 64"));
+    let o = run_tool("era_check", &["--block-size", "128", &era]);
+    assert_eq!(o.status.code(), Some(0));
+
+    // A non-fatal problem (superblock flags) fails unless --ignore-non-fatal-errors.
+    let mut img = std::fs::read(clone_img()).unwrap();
+    let sb: &mut [u8; 4096] = (&mut img[..4096]).try_into().unwrap();
+    put_le32(sb, 4, 2);
+    stamp(sb, 0, BlockKind::CloneSuperblock);
+    let p = d.path("flags.img");
+    std::fs::write(&p, &img).unwrap();
+    let o = run_tool("clone_check", &[p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("warning: block 0: superblock: flags 0x2"),
+        "{}",
+        stdout(&o)
+    );
+    let o = run_tool(
+        "clone_check",
+        &["--ignore-non-fatal-errors", p.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    // Damage: exit 1 with the block named.
+    img[4096 * 33 + 200] ^= 1;
+    std::fs::write(&p, &img).unwrap();
+    let o = run_tool(
+        "clone_check",
+        &["--ignore-non-fatal-errors", p.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains(
+            "error: block 33: space-map index block: bad space-map index block: checksum"
+        ),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn dump_options() {
+    let d = TestDir::new("dump-opts");
+    let era = era_img(&d);
+    let out = d.path("out.xml");
+    let o = run_tool("clone_dump", &[&clone_img(), "-o", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(o.stdout.is_empty());
+    let via_stdout = run_tool("clone_dump", &[&clone_img()]).stdout;
+    assert_eq!(std::fs::read(&out).unwrap(), via_stdout);
+
+    let o = run_tool(
+        "era_dump",
+        &["--output", out.to_str().unwrap(), "--logical", &era],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let want =
+        std::fs::read(repo().join("fixtures/samples/era-b-eras/era_dump_logical.xml")).unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), want);
+
+    // Refuses to write over its input.
+    let o = run_tool("era_dump", &["-o", &era, &era]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("the output is the input"));
+    assert_eq!(
+        std::fs::read(&era).unwrap(),
+        load_zst(&repo().join("fixtures/samples/era-b-eras/metadata.img.zst"))
+    );
+}
+
+#[test]
+fn closed_stdout_pipe_ends_quietly() {
+    let d = TestDir::new("pipe");
+    let era = era_img(&d);
+    let mut child = Command::new(bin())
+        .args(["era_dump", &era])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 10];
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(&first, b"<superbloc");
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

@@ -1,4 +1,9 @@
 //! The integration tests: one binary, one module per concern.
 
+/// Command-line behaviour: dispatch, options, error paths.
 mod cli;
+/// Damage: every live block zeroed, flipped, or made structurally wrong.
+mod damage;
+/// Golden outputs on kernel-made images.
+mod golden;
 mod util;

@@ -2,7 +2,7 @@
 
 use crate::clone::superblock::{self, CloneSuperblock, ZERO_RANGES};
 use crate::io::BlockDevice;
-use crate::pdata::refs::Role;
+use crate::pdata::refs::{Refs, Role};
 use crate::pdata::space_map::{check_space_map, SmSummary};
 use crate::pdata::walk::Walker;
 use crate::report::{Finding, Report};
@@ -30,6 +30,8 @@ pub struct CheckOutcome {
     pub hydrated: u64,
     /// Space-map figures.
     pub space_map: SmSummary,
+    /// Every block the walk reached, with its expected reference count and role.
+    pub refs: Option<Refs>,
 }
 
 const SB: &str = "superblock";
@@ -101,9 +103,10 @@ pub fn check(dev: &dyn BlockDevice, opts: &CheckOptions) -> CheckOutcome {
 
     let mut w = Walker::new(dev, sb.sm_root.nr_blocks, true);
     w.reach(SUPERBLOCK_LOCATION, Role::Superblock, SB, None);
-    let bits = w.check_bitset(sb.bitset_root, "region bitset", sb.nr_regions());
+    let bits = w.check_bitset(sb.bitset_root, "region bitset", sb.nr_regions(), Some(0));
     out.hydrated = bits.set_bits;
     out.space_map = check_space_map(&mut w, &sb.sm_root, dev.nr_blocks());
     out.report.extend(w.report.findings().iter().cloned());
+    out.refs = w.refs.take();
     out
 }

@@ -67,7 +67,7 @@ pub fn dump<W: Write>(dev: &dyn BlockDevice, out: W) -> Result<(), DumpError> {
     }
     let nr_regions = sb.nr_regions();
     let mut w = Walker::new(dev, sb.sm_root.nr_blocks, false);
-    let mut bits = BitsetCursor::open(&mut w, sb.bitset_root, "region bitset", nr_regions);
+    let mut bits = BitsetCursor::open(&mut w, sb.bitset_root, "region bitset", nr_regions, Some(0));
     if let Some(f) = w.report.first_error() {
         return Err(f.clone().into());
     }

@@ -7,7 +7,7 @@ use crate::era::writeset::{read_tree, ArchivedWriteset};
 use crate::io::BlockDevice;
 use crate::pdata::array::ArrayDesc;
 use crate::pdata::le32;
-use crate::pdata::refs::{Role, Visit};
+use crate::pdata::refs::{Refs, Role, Visit};
 use crate::pdata::space_map::{check_space_map, SmSummary};
 use crate::pdata::walk::Walker;
 use crate::report::{Finding, Report};
@@ -33,6 +33,8 @@ pub struct CheckOutcome {
     pub archived_eras: Vec<u64>,
     /// Space-map figures.
     pub space_map: SmSummary,
+    /// Every block the walk reached, with its expected reference count and role.
+    pub refs: Option<Refs>,
 }
 
 const SB: &str = "superblock";
@@ -121,7 +123,7 @@ pub fn check(dev: &dyn BlockDevice, opts: &CheckOptions) -> CheckOutcome {
     let mut w = Walker::new(dev, sb.sm_root.nr_blocks, true);
     w.allow_sharing = sb.metadata_snap != 0;
     w.reach(SUPERBLOCK_LOCATION, Role::Superblock, SB, None);
-    out.archived_eras = check_trees(&mut w, &sb, "", true);
+    out.archived_eras = check_trees(&mut w, &sb, 0, "", true);
 
     if sb.metadata_snap != 0 {
         let s = sb.metadata_snap;
@@ -137,7 +139,7 @@ pub fn check(dev: &dyn BlockDevice, opts: &CheckOptions) -> CheckOutcome {
                             "nr_blocks is not below 2^31",
                         ));
                     } else {
-                        check_trees(&mut w, &snap, "snapshot ", false);
+                        check_trees(&mut w, &snap, s, "snapshot ", false);
                     }
                 }
                 Err(e) => w.push(Finding::error(e.code(), Some(s), structure, e.to_string())),
@@ -146,14 +148,21 @@ pub fn check(dev: &dyn BlockDevice, opts: &CheckOptions) -> CheckOutcome {
     }
     out.space_map = check_space_map(&mut w, &sb.sm_root, dev.nr_blocks());
     out.report.extend(w.report.findings().iter().cloned());
+    out.refs = w.refs.take();
     out
 }
 
 /// Checks the writeset tree, the current writeset (live superblock only) and the era
 /// array referenced by `sb`. Returns the archived eras.
-fn check_trees(w: &mut Walker<'_>, sb: &EraSuperblock, prefix: &str, live: bool) -> Vec<u64> {
+fn check_trees(
+    w: &mut Walker<'_>,
+    sb: &EraSuperblock,
+    loc: u64,
+    prefix: &str,
+    live: bool,
+) -> Vec<u64> {
     let tree_name = format!("{prefix}writeset tree");
-    let (entries, _) = read_tree(w, sb.writeset_tree_root, &tree_name);
+    let (entries, _) = read_tree(w, sb.writeset_tree_root, &tree_name, loc);
     let current = live && sb.current_writeset.root != 0;
     let cur_era = sb.current_era as u64;
     for e in &entries {
@@ -216,7 +225,7 @@ fn check_trees(w: &mut Walker<'_>, sb: &EraSuperblock, prefix: &str, live: bool)
                 ),
             ));
         }
-        w.check_bitset(ws.root, &name, ws.nr_bits as u64);
+        w.check_bitset(ws.root, &name, ws.nr_bits as u64, Some(loc));
     }
 
     // The era array (rule 6), with the digestion order (rule 12) as a warning.
@@ -225,6 +234,7 @@ fn check_trees(w: &mut Walker<'_>, sb: &EraSuperblock, prefix: &str, live: bool)
         structure: format!("{prefix}era array"),
         value_size: 4,
         nr_entries: sb.nr_blocks as u64,
+        from: Some(loc),
     };
     let structure = desc.structure.clone();
     w.check_array(sb.era_array_root, &desc, &|first, vals| {
@@ -305,5 +315,5 @@ fn check_writeset(
             ),
         ));
     }
-    w.check_bitset(e.ws.root, &name, e.ws.nr_bits as u64);
+    w.check_bitset(e.ws.root, &name, e.ws.nr_bits as u64, Some(e.leaf));
 }

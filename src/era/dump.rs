@@ -30,6 +30,8 @@ pub struct DumpOptions {
 struct Ws {
     era: u64,
     ws: WritesetDisk,
+    /// The block holding the pointer to the bitset (a tree leaf or the superblock).
+    from: u64,
 }
 
 fn sb_error(e: crate::superblock::SuperblockError) -> DumpError {
@@ -52,7 +54,13 @@ pub fn dump<W: Write>(dev: &dyn BlockDevice, out: W, opts: DumpOptions) -> Resul
     let mut cursors = Vec::with_capacity(wss.len());
     for ws in &wss {
         let name = format!("writeset of era {}", ws.era);
-        let c = BitsetCursor::open(&mut w, ws.ws.root, &name, ws.ws.nr_bits as u64);
+        let c = BitsetCursor::open(
+            &mut w,
+            ws.ws.root,
+            &name,
+            ws.ws.nr_bits as u64,
+            Some(ws.from),
+        );
         if let Some(f) = w.report.first_error() {
             return Err(f.clone().into());
         }
@@ -66,6 +74,7 @@ pub fn dump<W: Write>(dev: &dyn BlockDevice, out: W, opts: DumpOptions) -> Resul
         structure: "era array".into(),
         value_size: 4,
         nr_entries: sb.nr_blocks as u64,
+        from: Some(0),
     };
     let blocks = w.array_blocks(sb.era_array_root, &desc).unwrap_or_default();
     if let Some(f) = w.report.first_error() {
@@ -113,7 +122,7 @@ pub fn dump<W: Write>(dev: &dyn BlockDevice, out: W, opts: DumpOptions) -> Resul
 /// The writesets to dump, in era order: the archived ones, then the committed
 /// current writeset (root ≠ 0, as a crash leaves it) as era `current_era`.
 fn writesets(w: &mut Walker<'_>, sb: &EraSuperblock) -> Result<Vec<Ws>, DumpError> {
-    let (entries, _) = read_tree(w, sb.writeset_tree_root, "writeset tree");
+    let (entries, _) = read_tree(w, sb.writeset_tree_root, "writeset tree", 0);
     if let Some(f) = w.report.first_error() {
         return Err(f.clone().into());
     }
@@ -122,6 +131,7 @@ fn writesets(w: &mut Walker<'_>, sb: &EraSuperblock) -> Result<Vec<Ws>, DumpErro
         .map(|e| Ws {
             era: e.era,
             ws: e.ws,
+            from: e.leaf,
         })
         .collect();
     if let Some(e) = entries.iter().find(|e| e.ws.root == 0) {
@@ -147,6 +157,7 @@ fn writesets(w: &mut Walker<'_>, sb: &EraSuperblock) -> Result<Vec<Ws>, DumpErro
         out.push(Ws {
             era,
             ws: sb.current_writeset,
+            from: 0,
         });
     }
     Ok(out)

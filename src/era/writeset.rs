@@ -15,22 +15,24 @@ pub struct ArchivedWriteset {
 }
 
 /// Description of the writeset tree for walks.
-pub fn tree_desc(structure: &str) -> TreeDesc {
+pub fn tree_desc(structure: &str, from: u64) -> TreeDesc {
     TreeDesc {
         structure: structure.to_string(),
         value_size: WritesetDisk::SIZE as u32,
+        from: Some(from),
     }
 }
 
 /// Walks the writeset tree at `root` and returns its entries in era order, with
-/// the key ranges lost to damage.
+/// the key ranges lost to damage. `sb` is the superblock holding the root.
 pub fn read_tree(
     w: &mut Walker<'_>,
     root: u64,
     structure: &str,
+    sb: u64,
 ) -> (Vec<ArchivedWriteset>, TreeWalk) {
     let mut out = Vec::new();
-    let walk = w.walk_btree(root, &tree_desc(structure), &mut |_, key, v, leaf| {
+    let walk = w.walk_btree(root, &tree_desc(structure, sb), &mut |_, key, v, leaf| {
         out.push(ArchivedWriteset {
             era: key,
             ws: WritesetDisk::decode(v),

@@ -71,6 +71,8 @@ pub struct ArrayDesc {
     pub value_size: u32,
     /// Number of entries the owner says the array has.
     pub nr_entries: u64,
+    /// The block holding the root pointer, named in findings.
+    pub from: Option<u64>,
 }
 
 impl ArrayDesc {
@@ -94,20 +96,23 @@ impl ArrayDesc {
         TreeDesc {
             structure: format!("{} index tree", self.structure),
             value_size: 8,
+            from: self.from,
         }
     }
 }
 
 /// Validates array block `i` of `desc` read from `loc` (§10 rule 12).
+/// `from` is the index-tree leaf that points at it, named in findings.
 pub fn validate_array_block(
     dev: &dyn BlockDevice,
     loc: u64,
     desc: &ArrayDesc,
     i: u64,
+    from: Option<u64>,
 ) -> Result<Box<Block>, Finding> {
     let structure = format!("{} block {i}", desc.structure);
     let b = read_verified(dev, loc, BlockKind::ArrayBlock)
-        .map_err(|e| block_finding(loc, BlockKind::ArrayBlock, &structure, &e))?;
+        .map_err(|e| block_finding(loc, BlockKind::ArrayBlock, &structure, &e, from))?;
     let h = ArrayHeader::decode(&b);
     let want = desc.entries_in_block(i);
     let msg = if h.value_size != desc.value_size {
@@ -141,9 +146,9 @@ pub fn values<'b>(b: &'b Block, desc: &ArrayDesc) -> &'b [u8] {
     &b[ARRAY_HEADER_SIZE..ARRAY_HEADER_SIZE + (h.nr_entries * desc.value_size) as usize]
 }
 
-/// Array block locations of an array, in index order; `None` where the index tree
-/// lost them.
-pub type BlockList = Vec<Option<u64>>;
+/// Array block locations of an array with the index leaf that holds each, in index
+/// order; `None` where the index tree lost them.
+pub type BlockList = Vec<Option<(u64, u64)>>;
 
 impl Walker<'_> {
     /// Walks the index tree of an array and returns where each array block lives.
@@ -158,7 +163,7 @@ impl Walker<'_> {
         let mut extra: Vec<(u64, u64)> = Vec::new();
         let walk = self.walk_btree(root, &idx, &mut |_w, key, value, leaf| {
             if key < n {
-                out[key as usize] = Some(le64(value, 0));
+                out[key as usize] = Some((le64(value, 0), leaf));
             } else {
                 extra.push((key, leaf));
             }
@@ -206,8 +211,8 @@ impl Walker<'_> {
                     ));
                     lost.push(i);
                 }
-                Some(loc) => match self.reach(*loc, role, &structure, None) {
-                    Some(Visit::First) => todo.push((i, *loc)),
+                Some((loc, leaf)) => match self.reach(*loc, role, &structure, Some(*leaf)) {
+                    Some(Visit::First) => todo.push((i, *loc, *leaf)),
                     Some(_) => {}
                     None => lost.push(i),
                 },
@@ -216,8 +221,8 @@ impl Walker<'_> {
         let dev = self.dev();
         let results: Vec<(u64, Result<Vec<Finding>, Finding>)> = todo
             .par_iter()
-            .map(|&(i, loc)| {
-                let r = validate_array_block(dev, loc, desc, i)
+            .map(|&(i, loc, leaf)| {
+                let r = validate_array_block(dev, loc, desc, i, Some(leaf))
                     .map(|b| content(i * m, values(&b, desc)));
                 (i, r)
             })
@@ -271,7 +276,7 @@ impl<'d> ArrayCursor<'d> {
     /// The values of array block `i`.
     pub fn block(&mut self, i: u64) -> Result<&[u8], Finding> {
         if self.cur.as_ref().map(|c| c.0) != Some(i) {
-            let loc = self
+            let (loc, leaf) = self
                 .blocks
                 .get(i as usize)
                 .copied()
@@ -284,7 +289,7 @@ impl<'d> ArrayCursor<'d> {
                         format!("no index entry for array block {i}"),
                     )
                 })?;
-            let b = validate_array_block(self.dev, loc, &self.desc, i)?;
+            let b = validate_array_block(self.dev, loc, &self.desc, i, Some(leaf))?;
             self.cur = Some((i, b));
         }
         let (_, b) = self.cur.as_ref().expect("just loaded");

@@ -10,11 +10,13 @@ use crate::pdata::walk::Walker;
 use crate::report::Finding;
 
 /// The array that stores a bitset of `nr_bits` bits.
-pub fn bitset_desc(structure: impl Into<String>, nr_bits: u64) -> ArrayDesc {
+/// `from` is the block holding the root pointer.
+pub fn bitset_desc(structure: impl Into<String>, nr_bits: u64, from: Option<u64>) -> ArrayDesc {
     ArrayDesc {
         structure: structure.into(),
         value_size: 8,
         nr_entries: nr_bits.div_ceil(64),
+        from,
     }
 }
 
@@ -30,8 +32,14 @@ pub struct BitsetCheck {
 impl Walker<'_> {
     /// Checks a bitset of `nr_bits` bits at `root` (§10 rule 13): a valid array of
     /// `ceil(nr_bits/64)` words; set bits past `nr_bits` are a warning.
-    pub fn check_bitset(&mut self, root: u64, structure: &str, nr_bits: u64) -> BitsetCheck {
-        let desc = bitset_desc(structure, nr_bits);
+    pub fn check_bitset(
+        &mut self,
+        root: u64,
+        structure: &str,
+        nr_bits: u64,
+        from: Option<u64>,
+    ) -> BitsetCheck {
+        let desc = bitset_desc(structure, nr_bits, from);
         let set = AtomicU64::new(0);
         let last_word = nr_bits.div_ceil(64).saturating_sub(1);
         let lost = self.check_array(root, &desc, &|first, vals| {
@@ -40,7 +48,7 @@ impl Walker<'_> {
             for (j, w) in vals.chunks_exact(8).enumerate() {
                 let mut word = le64(w, 0);
                 let wi = first + j as u64;
-                if wi == last_word && nr_bits % 64 != 0 {
+                if wi == last_word && !nr_bits.is_multiple_of(64) {
                     let mask = (1u64 << (nr_bits % 64)) - 1;
                     if word & !mask != 0 {
                         out.push(Finding::warning(
@@ -77,8 +85,14 @@ pub struct BitsetCursor<'d> {
 impl<'d> BitsetCursor<'d> {
     /// Opens the bitset at `root`: walks its index tree with `w` (damage goes to `w`'s
     /// report) and then reads words on demand.
-    pub fn open(w: &mut Walker<'d>, root: u64, structure: &str, nr_bits: u64) -> Self {
-        let desc = bitset_desc(structure, nr_bits);
+    pub fn open(
+        w: &mut Walker<'d>,
+        root: u64,
+        structure: &str,
+        nr_bits: u64,
+        from: Option<u64>,
+    ) -> Self {
+        let desc = bitset_desc(structure, nr_bits, from);
         let blocks = w.array_blocks(root, &desc).unwrap_or_default();
         Self::from_parts(w.dev(), desc, blocks, nr_bits)
     }

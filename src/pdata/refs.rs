@@ -83,8 +83,10 @@ impl Refs {
         self.map.is_empty()
     }
 
-    /// Every reached block with its count, unordered.
-    pub fn iter(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
-        self.map.iter().map(|(&b, &(n, _))| (b, n))
+    /// Every reached block with its count and role, sorted by block.
+    pub fn blocks(&self) -> Vec<(u64, u32, Role)> {
+        let mut v: Vec<_> = self.map.iter().map(|(&b, &(n, r))| (b, n, r)).collect();
+        v.sort_unstable_by_key(|e| e.0);
+        v
     }
 }

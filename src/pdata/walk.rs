@@ -19,6 +19,9 @@ use crate::report::{Finding, Report};
 /// (84) is 6 levels deep; anything deeper is damage (or a cycle).
 pub const MAX_DEPTH: usize = 12;
 
+/// Called for every leaf entry with `(walker, key, value, leaf block)`.
+pub type LeafFn<'f, 'd> = dyn FnMut(&mut Walker<'d>, u64, &[u8], u64) + 'f;
+
 /// Describes a B-tree to walk.
 #[derive(Debug, Clone)]
 pub struct TreeDesc {
@@ -26,6 +29,8 @@ pub struct TreeDesc {
     pub structure: String,
     /// Size of the leaf values.
     pub value_size: u32,
+    /// The block holding the root pointer (a superblock, a leaf), named in findings.
+    pub from: Option<u64>,
 }
 
 /// What a tree walk could not read.
@@ -143,7 +148,10 @@ impl<'d> Walker<'d> {
                     "pd-block-role",
                     Some(loc),
                     structure,
-                    format!("block is also reached as {prev:?}; one block cannot be both"),
+                    format!(
+                        "block is also reached as {prev:?}; one block cannot be both{}",
+                        referenced_from(from)
+                    ),
                 ));
                 None
             }
@@ -160,12 +168,19 @@ impl<'d> Walker<'d> {
         }
     }
 
-    /// Reads `loc` and verifies location and checksum as `kind` (§2.4).
-    pub fn read(&mut self, loc: u64, kind: BlockKind, structure: &str) -> Option<Box<Block>> {
+    /// Reads `loc` and verifies location and checksum as `kind` (§2.4). `from` is
+    /// the block that points at it, named in findings.
+    pub fn read(
+        &mut self,
+        loc: u64,
+        kind: BlockKind,
+        structure: &str,
+        from: Option<u64>,
+    ) -> Option<Box<Block>> {
         match read_verified(self.dev, loc, kind) {
             Ok(b) => Some(b),
             Err(e) => {
-                self.push(block_finding(loc, kind, structure, &e));
+                self.push(block_finding(loc, kind, structure, &e, from));
                 None
             }
         }
@@ -178,7 +193,7 @@ impl<'d> Walker<'d> {
         &mut self,
         root: u64,
         desc: &TreeDesc,
-        leaf: &mut dyn FnMut(&mut Walker<'d>, u64, &[u8], u64),
+        leaf: &mut LeafFn<'_, 'd>,
     ) -> TreeWalk {
         let mut st = TreeState {
             desc,
@@ -186,7 +201,7 @@ impl<'d> Walker<'d> {
             leaf_depth: None,
             out: TreeWalk::default(),
         };
-        self.node(&mut st, root, 0, 0, None, None, leaf);
+        self.node(&mut st, root, 0, 0, None, desc.from, leaf);
         st.out
     }
 
@@ -199,7 +214,7 @@ impl<'d> Walker<'d> {
         lo: u64,
         hi: Option<u64>,
         parent: Option<u64>,
-        leaf: &mut dyn FnMut(&mut Walker<'d>, u64, &[u8], u64),
+        leaf: &mut LeafFn<'_, 'd>,
     ) {
         let range = match hi {
             Some(h) => format!("keys {lo}..{h}"),
@@ -207,6 +222,7 @@ impl<'d> Walker<'d> {
         };
         let structure = format!("{} node ({range})", st.desc.structure);
         let lose = |st: &mut TreeState<'_>| st.out.lost.push((lo, hi));
+        let via = referenced_from(parent);
         if depth > MAX_DEPTH {
             self.push(Finding::error(
                 "btree-depth",
@@ -237,16 +253,21 @@ impl<'d> Walker<'d> {
             }
             Some(_) => {}
         }
-        let Some(b) = self.read(loc, BlockKind::BtreeNode, &structure) else {
+        let Some(b) = self.read(loc, BlockKind::BtreeNode, &structure, parent) else {
             return lose(st);
         };
         let h = NodeHeader::decode(&b);
         if let Some(msg) = header_error(&h, st.desc.value_size) {
-            self.push(Finding::error("btree-header", Some(loc), &structure, msg));
+            self.push(Finding::error(
+                "btree-header",
+                Some(loc),
+                &structure,
+                msg + &via,
+            ));
             return lose(st);
         }
         let expect_max = calc_max_entries(h.value_size);
-        if h.max_entries != expect_max || h.max_entries % 3 != 0 {
+        if h.max_entries != expect_max || !h.max_entries.is_multiple_of(3) {
             self.push(Finding::warning(
                 "btree-max-entries",
                 Some(loc),
@@ -289,7 +310,7 @@ impl<'d> Walker<'d> {
                     "btree-key-range",
                     Some(loc),
                     &structure,
-                    format!("key {k} at entry {i} is outside the range its parent gives"),
+                    format!("key {k} at entry {i} is outside the range its parent gives{via}"),
                 ));
                 return lose(st);
             }
@@ -378,6 +399,7 @@ pub fn block_finding(
     kind: BlockKind,
     structure: &str,
     e: &checksum::BlockError,
+    from: Option<u64>,
 ) -> Finding {
     let code = match e {
         checksum::BlockError::Io(_) => "pd-read",
@@ -385,5 +407,15 @@ pub fn block_finding(
         checksum::BlockError::ChecksumMismatch { .. } => "pd-checksum",
         checksum::BlockError::WrongKind { .. } => "pd-block-type",
     };
-    Finding::error(code, Some(loc), structure, format!("bad {kind}: {e}"))
+    Finding::error(
+        code,
+        Some(loc),
+        structure,
+        format!("bad {kind}: {e}{}", referenced_from(from)),
+    )
+}
+
+/// ` (referenced from block N)`, or nothing.
+pub fn referenced_from(from: Option<u64>) -> String {
+    from.map_or(String::new(), |f| format!(" (referenced from block {f})"))
 }

@@ -67,6 +67,7 @@ pub fn check_space_map(w: &mut Walker<'_>, root: &SmRoot, dev_blocks: u64) -> Sm
             root.bitmap_root,
             BlockKind::SmIndex,
             "space-map index block",
+            Some(0),
         ),
         _ => None,
     };
@@ -86,7 +87,12 @@ pub fn check_space_map(w: &mut Walker<'_>, root: &SmRoot, dev_blocks: u64) -> Sm
             if reached != Some(Visit::First) {
                 continue;
             }
-            let Some(bm) = w.read(e.blocknr, BlockKind::SmBitmap, &structure) else {
+            let Some(bm) = w.read(
+                e.blocknr,
+                BlockKind::SmBitmap,
+                &structure,
+                Some(root.bitmap_root),
+            ) else {
                 continue;
             };
             let base = k as u64 * ENTRIES_PER_BITMAP;
@@ -150,6 +156,7 @@ pub fn check_space_map(w: &mut Walker<'_>, root: &SmRoot, dev_blocks: u64) -> Sm
     let desc = TreeDesc {
         structure: "space-map ref-count tree".into(),
         value_size: 4,
+        from: Some(0),
     };
     let mut overflow: BTreeMap<u64, (u32, u64)> = BTreeMap::new();
     let walk = w.walk_btree(root.ref_count_root, &desc, &mut |_, key, v, leaf| {
