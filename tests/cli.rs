@@ -252,3 +252,22 @@ fn closed_stdout_pipe_ends_quietly() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn every_tool_has_a_man_page_naming_each_option() {
+    for (t, _) in dmce::commands::TOOLS {
+        let page = std::fs::read_to_string(repo().join("man").join(format!("{t}.8")))
+            .unwrap_or_else(|e| panic!("man/{t}.8: {e}"));
+        let help = stdout(&run_tool(t, &["--help"]));
+        for word in help.split(|c: char| c.is_whitespace() || c == ',' || c == '[' || c == ']') {
+            if let Some(name) = word.strip_prefix("--") {
+                let name = name.split('=').next().unwrap();
+                let troff = format!("\\-\\-{}", name.replace('-', "\\-"));
+                assert!(
+                    page.contains(&troff),
+                    "man/{t}.8 does not document --{name}"
+                );
+            }
+        }
+    }
+}
