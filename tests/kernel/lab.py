@@ -251,6 +251,46 @@ def dm_lines(dmesg):
     return [l for l in dmesg if "device-mapper" in l or "dm_" in l or "dm-" in l]
 
 
+
+_CRC_TABLE = None
+
+
+def crc32c_kernel(data, seed=0xFFFFFFFF):
+    """Linux crc32c(): Castagnoli, reflected, register = seed, no final inversion."""
+    global _CRC_TABLE
+    if _CRC_TABLE is None:
+        t = []
+        for i in range(256):
+            c = i
+            for _ in range(8):
+                c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+            t.append(c)
+        _CRC_TABLE = t
+    c, t = seed, _CRC_TABLE
+    for b in data:
+        c = t[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c
+
+
+def era_snapshot_as_live(path, dst):
+    """Copy of an era image whose block 0 is the metadata-snapshot superblock (blocknr 0,
+    no current writeset, no snapshot), so that userspace tools show the snapshot view."""
+    sb = read_superblock(path)
+    snap = sb.get("metadata_snap")
+    if not snap:
+        return None
+    shutil.copyfile(path, dst)
+    with open(dst, "r+b") as f:
+        f.seek(snap * 4096)
+        b = bytearray(f.read(4096))
+        struct.pack_into("<Q", b, 8, 0)          # blocknr
+        struct.pack_into("<Q", b, 192, 0)        # current_writeset.root: not owned by the snapshot
+        struct.pack_into("<Q", b, 216, 0)        # metadata_snap
+        struct.pack_into("<I", b, 0, crc32c_kernel(bytes(b[4:])) ^ 146538381)
+        f.seek(0)
+        f.write(b)
+    return snap
+
 # --------------------------------------------------------------------------- clone model
 
 class CloneModel:
@@ -262,6 +302,10 @@ class CloneModel:
         self.bits = None          # in-core map
         self.committed = None     # map as of the last known commit point
         self.last_commit_t = None
+        # dm-clone's 1 s periodic commit is timed from the constructor and from worker
+        # commits only (a status-triggered commit does not reset it): track the earliest
+        # possible time of the last worker commit we know of.
+        self.last_worker_commit_t = None
         self.deterministic = True
         self.nondet_reason = []
         self.hydration_enabled = False
@@ -319,6 +363,7 @@ class CloneModel:
         if kind == "create":
             self.set_geom(a)
             self.commit(t)  # a fresh format / an open is committed
+            self.last_worker_commit_t = op["t0"]
             self.suspended = False
         elif kind == "write":
             s, n = int(a[1]), int(a[2])
@@ -351,6 +396,9 @@ class CloneModel:
         elif kind == "resume":
             self.suspended = False
         elif kind == "flush":
+            if self.bits != self.committed:
+                # a FLUSH with pending changes is deferred to the worker, which commits
+                self.last_worker_commit_t = op["t0"]
             self.commit(t)
         elif kind == "status":
             noflush = "--noflush" in a
@@ -611,27 +659,37 @@ def clone_truth(m, sc, res, meta_path, work, problems):
     out["model_deterministic"] = m.deterministic
     uncertainty = None
     if crashed:
-        gap = res["crash"] - m.last_commit_t if m.last_commit_t is not None else None
+        gap = res["crash"] - m.last_worker_commit_t if m.last_worker_commit_t is not None else None
         out["last_commit_point_t"] = m.last_commit_t
+        out["last_worker_commit_t"] = m.last_worker_commit_t
         out["crash_t"] = res["crash"]
         incore_at_crash = ranges_from_bytes(m.bits_at_crash)
         out["hydrated_in_core_at_crash_model"] = incore_at_crash if m.deterministic else None
         if m.deterministic and gap is not None and gap < 0.9:
             # nothing can have committed between the last commit point and the power cut
             truth_ranges = ranges_model
-            out["truth_source"] = "model: committed set at the last commit point (%.2f s before the power cut, < 1 s commit period)" % gap
+            out["truth_source"] = ("model: committed set at the last commit point; the last worker commit was at most "
+                                   "%.2f s before the power cut, so the 1 s periodic commit cannot have run" % gap)
         else:
             truth_ranges = kv.get("hydrated_ranges")
             out["truth_source"] = "kernel re-read of the image (background hydration makes the committed set timing dependent)"
-            lb = ranges_from_bytes(m.committed) if m.deterministic else None
+            lb = ranges_from_bytes(m.committed)
             sts = [c for c in m.status_checks if not c["noflush"] and c["kernel_hydrated"] is not None]
             uncertainty = {
                 "why": "power cut during background hydration; the exact set depends on which copies completed before the last commit",
                 "last_flushing_status_before_crash": sts[-1]["line"] if sts else None,
                 "last_flushing_status_hydrated": sts[-1]["kernel_hydrated"] if sts else None,
                 "note": "that status commits first and then counts the in-core map, so its count is an upper bound of what that commit recorded; a later 1 s periodic commit may add more"}
-            if lb is not None:
-                uncertainty["lower_bound_ranges"] = lb
+            # regions the model knows were committed (user I/O before a flushing status)
+            uncertainty["lower_bound_ranges"] = lb
+            kvr = kv.get("hydrated_ranges")
+            if kvr is not None:
+                kbits = bytearray(g["nr_regions"])
+                for b, e in kvr:
+                    kbits[b:e] = b"\1" * (e - b)
+                if any(m.committed[i] and not kbits[i] for i in range(g["nr_regions"])):
+                    problems.append("kernel re-read lacks regions committed before the crash")
+                uncertainty["checks"] = "lower bound contained in the re-read set"
         out["uncertainty"] = uncertainty
     else:
         truth_ranges = ranges_model
@@ -699,7 +757,20 @@ def era_truth(m, sc, res, meta_path, work, problems):
         if crashed:
             tools["note"] = "0.9.0 era_dump ignores the committed current writeset; compared via kernel re-read instead"
     if m.snapshot is not None:
-        tools["era_invalidate_snapshot_check"] = check_invalidate(meta_path, m.snapshot, m.snapshot_era, problems)
+        # 0.9.0 era_invalidate --metadata-snapshot also reads the snapshot superblock's
+        # current_writeset root, which points at the live (since shadowed/freed) writeset of
+        # the era after the snapshot: informational only.
+        tools["era_invalidate_metadata_snapshot"] = check_invalidate(meta_path, m.snapshot, m.snapshot_era, [])
+        tools["era_invalidate_note"] = ("0.9.0 reads the snapshot superblock's current_writeset, which the snapshot "
+                                        "does not own; differences here are a tool artefact")
+        sv = os.path.join(work, "snapshot-view.img")
+        if era_snapshot_as_live(meta_path, sv):
+            lg = era_dump_logical(sv)
+            tools["snapshot_view_era_dump_logical_equals_model"] = lg == m.snapshot
+            tools["snapshot_view_method"] = ("snapshot superblock copied to block 0 with blocknr 0, current writeset "
+                                             "root 0, checksum recomputed; era_dump --logical of that copy")
+            if lg != m.snapshot:
+                problems.append("snapshot view differs from the model: " + diff_last(lg or {}, m.snapshot))
     out["tpt_0_9_0"] = tools
     # kernel re-read: load, no writes, remove (archives the current writeset), dump
     if crashed or sc.get("verify") == "reload":
@@ -895,6 +966,66 @@ def load_era(meta, block_size, target_size, writes=(), checkpoint=True, out_meta
     return out
 
 
+
+# --------------------------------------------------------------------------- rejection probes
+
+def run_probes(outroot):
+    """Loads kernel-made fixture images with wrong geometry or a damaged superblock, all
+    in one boot, and records what the kernel says."""
+    work = tempfile.mkdtemp(prefix="dmce-lab-probe-", dir=os.environ.get("DMCE_LAB_TMP"))
+    t0 = time.time()
+    cimg = os.path.join(outroot, "clone-partial", "metadata.img.zst")
+    eimg = os.path.join(outroot, "era-eras", "metadata.img.zst")
+    probes = [
+        # name, kind, image, table (with @meta etc.), corrupt superblock?
+        ("clone-region-size-mismatch", "clone", cimg, "0 131072 clone @m @dest @src 128 1 no_hydration", False),
+        ("clone-target-size-mismatch", "clone", cimg, "0 65536 clone @m @dest @src 64 1 no_hydration", False),
+        ("clone-bad-superblock-checksum", "clone", cimg, "0 131072 clone @m @dest @src 64 1 no_hydration", True),
+        ("clone-control-correct-geometry", "clone", cimg, "0 131072 clone @m @dest @src 64 1 no_hydration", False),
+        ("era-block-size-mismatch", "era", eimg, "0 131072 era @m @origin 256", False),
+        ("era-bad-superblock-checksum", "era", eimg, "0 131072 era @m @origin 128", True),
+        ("era-control-correct-geometry", "era", eimg, "0 131072 era @m @origin 128", False),
+    ]
+    disks = [("dest", os.path.join(work, "dest.img")), ("src", os.path.join(work, "src.img")),
+             ("origin", os.path.join(work, "origin.img"))]
+    for _, p in disks:
+        make_disk(p, 64 * MB)
+    steps = []
+    for i, (name, kind, img, table, bad) in enumerate(probes):
+        m = os.path.join(work, f"m{i}.img")
+        zst_read(img, m)
+        if bad:
+            with open(m, "r+b") as f:
+                f.seek(190)
+                b = f.read(1)
+                f.seek(190)
+                f.write(bytes([b[0] ^ 0x5A]))
+        disks.append((f"m{i}", m))
+        steps += [f"try create p{i} " + table.replace("@m ", f"@m{i} "), f"try status p{i}", f"try remove p{i}"]
+    res = run_guest(disks, steps, work, timeout=300)
+    out = {"what": "table loads the kernel must refuse (and controls it must accept)",
+           "regen": "tests/kernel/lab.py probe", "kernel": res["kernel"].get("abi"), "probes": []}
+    problems = []
+    for i, (name, kind, img, table, bad) in enumerate(probes):
+        op = next((o for o in res["ops"] if o["op"] == "create" and o["args"][0] == f"p{i}"), None)
+        acc = bool(op and op["rc"] == 0)
+        expect = "control" in name
+        out["probes"].append({"name": name, "image": os.path.relpath(img, REPO), "table": table,
+                              "corrupted_superblock_byte": 190 if bad else None,
+                              "accepted": acc, "expected_accepted": expect,
+                              "dmesg": dm_lines(op["dmesg"]) if op else None,
+                              "dmsetup_error": op["err"] if op else None})
+        if acc != expect:
+            problems.append(name)
+    out["problems"] = problems
+    out["wall_seconds"] = round(time.time() - t0, 1)
+    with open(os.path.join(outroot, "rejections.json"), "w") as f:
+        json.dump(out, f, indent=1)
+        f.write("\n")
+    shutil.rmtree(work, ignore_errors=True)
+    log(f"probes: {'OK' if not problems else 'FAIL ' + ', '.join(problems)} in {out['wall_seconds']} s")
+    return not problems
+
 # --------------------------------------------------------------------------- CLI
 
 def main():
@@ -926,7 +1057,11 @@ def main():
     e.add_argument("--corrupt-sb", action="store_true")
     e.add_argument("--out-meta")
     e.add_argument("--out")
+    pr = sub.add_parser("probe", help="rejection probes on kernel-made fixtures")
+    pr.add_argument("--out", default=os.path.join(REPO, "fixtures", "kernel"))
     a = ap.parse_args()
+    if a.cmd == "probe":
+        sys.exit(0 if run_probes(a.out) else 1)
     if a.cmd == "scenario":
         bad = 0
         t0 = time.time()

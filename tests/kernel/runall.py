@@ -1,0 +1,291 @@
+#!/usr/bin/env python3
+"""End-to-end tier: our restore tools -> real kernel -> our dump tools.
+
+  clone: XML -> `dmce clone_restore` -> kernel load (stamped source/destination, full
+         hydration) -> the set of regions the kernel treated as hydrated must equal the XML's.
+  era:   XML -> `dmce era_restore` -> kernel load, resume (era must be current_era+1),
+         writes, checkpoint, remove -> `dmce era_dump` must show the new writes in that era
+         and the old eras unchanged.
+  reject: geometry mismatches and a corrupted superblock must be refused by the kernel.
+
+Tool commands (each a shell-words command line, the arguments are appended):
+  DMCE_BIN             default target/release/dmce
+  DMCE_CLONE_RESTORE   default "$DMCE_BIN clone_restore"   (called with -i XML -o IMG)
+  DMCE_CLONE_CHECK     default "$DMCE_BIN clone_check"     (called with IMG)
+  DMCE_CLONE_DUMP      default "$DMCE_BIN clone_dump"      (called with IMG)
+  DMCE_ERA_RESTORE     default "$DMCE_BIN era_restore"     e.g. /usr/sbin/era_restore
+  DMCE_ERA_DUMP        default "$DMCE_BIN era_dump"        e.g. /usr/sbin/era_dump
+A missing tool makes the cases that need it FAIL (never skipped).
+"""
+import argparse
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lab  # noqa: E402
+
+META_SIZE = 8 << 20
+
+
+def tool(var, sub):
+    if os.environ.get(var):
+        return shlex.split(os.environ[var])
+    b = os.environ.get("DMCE_BIN", os.path.join(lab.REPO, "target", "release", "dmce"))
+    return [b, sub]
+
+
+def tool_missing(cmd):
+    exe = cmd[0]
+    if os.sep in exe:
+        return not (os.path.isfile(exe) and os.access(exe, os.X_OK))
+    return shutil.which(exe) is None
+
+
+def run_tool(cmd, args, timeout=300):
+    if tool_missing(cmd):
+        raise Failure(f"tool missing: {cmd[0]} (build with `cargo build --release` or set the env override)")
+    r = subprocess.run(cmd + args, capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise Failure(f"`{' '.join(cmd + args)}` exited {r.returncode}: {(r.stderr or r.stdout).strip()[:300]}")
+    return r.stdout
+
+
+class Failure(Exception):
+    pass
+
+
+# ------------------------------------------------------------------ clone
+
+def clone_xml(rs, target, ranges):
+    nr = (target + rs - 1) // rs
+    lines = [f'<superblock uuid="" region_size="{rs}" target_size="{target}" nr_regions="{nr}">']
+    lines += [f'  <hydrated begin="{b}" end="{e}"/>' for b, e in ranges]
+    lines.append("</superblock>")
+    return "\n".join(lines) + "\n"
+
+
+CLONE_CASES = [
+    # name, region size, target size, hydrated ranges
+    ("clone-rs64-mixed", 64, 131072, [[0, 1], [10, 20], [63, 65], [127, 129], [2046, 2048]]),
+    ("clone-rs8-words", 8, 131072, [[0, 64], [100, 200], [511, 513], [16383, 16384]]),
+    ("clone-rs2048-partial-last", 2048, 263168, [[0, 3], [64, 65], [128, 129]]),
+    ("clone-rs64-empty", 64, 131072, []),
+    ("clone-rs64-all", 64, 131072, [[0, 2048]]),
+]
+
+
+def run_clone_case(name, rs, target, ranges, work):
+    d = os.path.join(work, name)
+    os.makedirs(d)
+    xml = os.path.join(d, "in.xml")
+    img = os.path.join(d, "meta.img")
+    with open(xml, "w") as f:
+        f.write(clone_xml(rs, target, ranges))
+    with open(img, "wb") as f:
+        f.truncate(META_SIZE)
+    run_tool(tool("DMCE_CLONE_RESTORE", "clone_restore"), ["-i", xml, "-o", img])
+    notes = []
+    chk = tool("DMCE_CLONE_CHECK", "clone_check")
+    run_tool(chk, [img])
+    notes.append("clone_check ok")
+    after = os.path.join(d, "after.img")
+    r = lab.load_clone(img, rs, target, hydrate=True, work=os.path.join(d, "load"), out_meta=after)
+    if not r.get("accepted"):
+        raise Failure(f"kernel refused the restored image: {r.get('dmesg_reason')} {r.get('error')}")
+    if r.get("error"):
+        raise Failure(str(r["error"]))
+    if r.get("hydrated_count_status") != lab.ranges_count(ranges):
+        raise Failure(f"kernel status counts {r.get('hydrated_count_status')} hydrated, XML has {lab.ranges_count(ranges)}")
+    if r["hydrated_ranges"] != ranges:
+        raise Failure(f"kernel hydrated set {r['hydrated_ranges'][:6]} != XML {ranges[:6]}")
+    # after full hydration the kernel committed every region: our dump must say so
+    out = run_tool(tool("DMCE_CLONE_DUMP", "clone_dump"), [after])
+    got = [[int(a), int(b)] for a, b in re.findall(r'<hydrated\s+begin="(\d+)"\s+end="(\d+)"\s*/>', out)]
+    nr = (target + rs - 1) // rs
+    if got != [[0, nr]]:
+        raise Failure(f"clone_dump of the kernel-hydrated image shows {got[:4]}, expected [[0, {nr}]]")
+    notes.append("kernel set == XML (%d regions), dump after hydration == all" % lab.ranges_count(ranges))
+    return "; ".join(notes)
+
+
+# ------------------------------------------------------------------ era
+
+def era_xml(bs, nr, cur, writesets, array):
+    lines = [f'<superblock uuid="" block_size="{bs}" nr_blocks="{nr}" current_era="{cur}">']
+    for era, bits in sorted(writesets.items()):
+        lines.append(f'  <writeset era="{era}" nr_bits="{nr}">')
+        for b in range(nr):
+            lines.append(f'    <bit block="{b}" value="{"true" if b in bits else "false"}"/>')
+        lines.append("  </writeset>")
+    lines.append("  <era_array>")
+    for b in range(nr):
+        lines.append(f'    <era block="{b}" era="{array.get(b, 0)}"/>')
+    lines.append("  </era_array>")
+    lines.append("</superblock>")
+    return "\n".join(lines)
+
+
+def parse_era_dump(text):
+    """Logical era per block from a default or --logical era_dump."""
+    m = re.search(r'<superblock[^>]*current_era="(\d+)"', text)
+    cur = int(m.group(1)) if m else None
+    nrm = re.search(r'<superblock[^>]*nr_blocks="(\d+)"', text)
+    logical = {}
+    for mm in re.finditer(r'<era block="(\d+)" era="(\d+)"/>', text):
+        if mm.group(2) != "0":
+            logical[int(mm.group(1))] = int(mm.group(2))
+    for ws in re.finditer(r'<writeset era="(\d+)"[^>]*>(.*?)</writeset>', text, re.S):
+        e = int(ws.group(1))
+        for mm in re.finditer(r'<bit block="(\d+)" value="true"/>', ws.group(2)):
+            b = int(mm.group(1))
+            logical[b] = max(logical.get(b, 0), e)
+        for mm in re.finditer(r'<marked block_begin="(\d+)" len="(\d+)"/>', ws.group(2)):
+            for b in range(int(mm.group(1)), int(mm.group(1)) + int(mm.group(2))):
+                logical[b] = max(logical.get(b, 0), e)
+    return cur, int(nrm.group(1)) if nrm else None, logical
+
+
+ERA_CASES = [
+    # name, block size, nr_blocks, current_era, writesets {era: blocks}, era array, writes (sector, count)
+    ("era-bs128-archived", 128, 1024, 4, {3: {1, 2, 9}, 4: {2, 15, 1023}},
+     {0: 1, 3: 2, 11: 2, 500: 1}, [(0, 8), (640, 256), (130944, 128)]),
+    ("era-bs8-array-only", 8, 40, 7, {}, {b: (b % 7) + 1 for b in range(0, 40, 3)}, [(8, 8), (312, 8)]),
+]
+
+
+def run_era_case(name, bs, nr, cur, writesets, array, writes, work):
+    d = os.path.join(work, name)
+    os.makedirs(d)
+    xml = os.path.join(d, "in.xml")
+    img = os.path.join(d, "meta.img")
+    with open(xml, "w") as f:
+        f.write(era_xml(bs, nr, cur, writesets, array))
+    with open(img, "wb") as f:
+        f.truncate(META_SIZE)
+    run_tool(tool("DMCE_ERA_RESTORE", "era_restore"), ["-i", xml, "-o", img])
+    after = os.path.join(d, "after.img")
+    r = lab.load_era(img, bs, nr * bs, writes=writes, checkpoint=True, out_meta=after,
+                     work=os.path.join(d, "load"))
+    if not r.get("accepted"):
+        raise Failure(f"kernel refused the restored image: {r.get('dmesg_reason')} {r.get('error')}")
+    if not r.get("all_steps_ok"):
+        raise Failure(f"guest steps failed: {r.get('error')}")
+    if r.get("era_after_resume") != cur + 1:
+        raise Failure(f"status era after resume {r.get('era_after_resume')} != current_era+1 = {cur + 1}")
+    if r.get("era_final") != cur + 2:
+        raise Failure(f"status era after checkpoint {r.get('era_final')} != {cur + 2}")
+    out = run_tool(tool("DMCE_ERA_DUMP", "era_dump"), [after])
+    dcur, dnr, logical = parse_era_dump(out)
+    expect = dict(array)
+    for e, bits in writesets.items():
+        for b in bits:
+            expect[b] = max(expect.get(b, 0), e)
+    expect = {b: e for b, e in expect.items() if e}
+    for s, n in writes:
+        for b in range(s // bs, (s + n - 1) // bs + 1):
+            expect[b] = cur + 1
+    if dcur != cur + 2:
+        raise Failure(f"dump current_era {dcur} != {cur + 2}")
+    if dnr != nr:
+        raise Failure(f"dump nr_blocks {dnr} != {nr}")
+    if logical != expect:
+        diff = sorted(b for b in set(logical) | set(expect) if logical.get(b) != expect.get(b))
+        raise Failure(f"dump differs in {len(diff)} blocks, e.g. " +
+                      ", ".join(f"{b}: got {logical.get(b)} want {expect.get(b)}" for b in diff[:4]))
+    return f"resume era {cur + 1}, writes logged in era {cur + 1}, dump matches ({len(expect)} written blocks)"
+
+
+# ------------------------------------------------------------------ rejections
+
+def run_reject_case(kind, what, work):
+    d = os.path.join(work, f"reject-{kind}-{what}")
+    os.makedirs(d)
+    img = os.path.join(d, "meta.img")
+    xml = os.path.join(d, "in.xml")
+    with open(img, "wb") as f:
+        f.truncate(META_SIZE)
+    if kind == "clone":
+        with open(xml, "w") as f:
+            f.write(clone_xml(64, 131072, [[0, 5]]))
+        run_tool(tool("DMCE_CLONE_RESTORE", "clone_restore"), ["-i", xml, "-o", img])
+        kw = {"table_region_size": 128} if what == "region-size" else {}
+        if what == "target-size":
+            kw = {"table_target_size": 131072 * 2}
+        r = lab.load_clone(img, 64, 131072, hydrate=False, corrupt_sb=(what == "bad-sb"),
+                           work=os.path.join(d, "load"), **kw)
+    else:
+        with open(xml, "w") as f:
+            f.write(era_xml(128, 1024, 2, {2: {5}}, {1: 1}))
+        run_tool(tool("DMCE_ERA_RESTORE", "era_restore"), ["-i", xml, "-o", img])
+        bs = 256 if what == "block-size" else 128
+        r = lab.load_era(img, bs, 131072, checkpoint=False, corrupt_sb=(what == "bad-sb"),
+                         work=os.path.join(d, "load"))
+    if r.get("accepted"):
+        raise Failure("kernel ACCEPTED the table, expected a rejection")
+    reason = [l for l in (r.get("dmesg_reason") or []) if "error" in l.lower() or "fail" in l.lower() or "match" in l.lower()]
+    return "rejected: " + (reason[0].split("] ", 1)[-1] if reason else str(r.get("error")))
+
+
+# ------------------------------------------------------------------ main
+
+def main():
+    ap = argparse.ArgumentParser(prog="run-all")
+    ap.add_argument("--only", help="regex on case names")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    a = ap.parse_args()
+    t0 = time.time()
+    results = []
+    r = subprocess.run([os.path.join(lab.HERE, "setup")], env=dict(os.environ, DMCE_LAB_QUIET="1"))
+    t_setup = time.time() - t0
+    if r.returncode != 0:
+        print("run-all: setup FAILED")
+        sys.exit(2)
+    work = tempfile.mkdtemp(prefix="dmce-runall-", dir=os.environ.get("DMCE_LAB_TMP"))
+    missing = sorted({c[0] for c in (tool("DMCE_CLONE_RESTORE", "clone_restore"), tool("DMCE_CLONE_CHECK", "clone_check"),
+                                     tool("DMCE_CLONE_DUMP", "clone_dump"), tool("DMCE_ERA_RESTORE", "era_restore"),
+                                     tool("DMCE_ERA_DUMP", "era_dump")) if tool_missing(c)})
+    if missing:
+        print(f"run-all: WARNING: missing tool(s): {', '.join(missing)} -- the cases using them will FAIL", flush=True)
+    cases = [("clone", c[0], lambda c=c: run_clone_case(*c, work)) for c in CLONE_CASES]
+    cases += [("era", c[0], lambda c=c: run_era_case(*c, work)) for c in ERA_CASES]
+    for kind, what in (("clone", "region-size"), ("clone", "target-size"), ("clone", "bad-sb"),
+                       ("era", "block-size"), ("era", "bad-sb")):
+        cases.append(("reject", f"reject-{kind}-{what}", lambda k=kind, w=what: run_reject_case(k, w, work)))
+    for kind, name, fn in cases:
+        if a.only and not re.search(a.only, name):
+            continue
+        t = time.time()
+        try:
+            detail = fn()
+            verdict = "PASS"
+        except Failure as e:
+            verdict, detail = "FAIL", str(e)
+        except Exception as e:  # a bug in the harness is a failure too
+            verdict, detail = "FAIL", f"{type(e).__name__}: {e}"
+        dt = time.time() - t
+        results.append((name, verdict, dt, detail))
+        print(f"{verdict:4}  {name:32} {dt:6.1f}s  {detail}", flush=True)
+    total = time.time() - t0
+    print()
+    print(f"{'case':34} {'result':6} {'time':>7}")
+    print("-" * 50)
+    for name, verdict, dt, _ in results:
+        print(f"{name:34} {verdict:6} {dt:6.1f}s")
+    print("-" * 50)
+    nfail = sum(v != "PASS" for _, v, _, _ in results)
+    print(f"{len(results) - nfail} passed, {nfail} failed; setup {t_setup:.1f}s; total {total:.1f}s")
+    if not a.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        print(f"work dir: {work}")
+    sys.exit(1 if nfail or not results else 0)
+
+
+if __name__ == "__main__":
+    main()
