@@ -271,3 +271,51 @@ fn every_tool_has_a_man_page_naming_each_option() {
         }
     }
 }
+
+#[test]
+fn era_invalidate_and_snapshot_options() {
+    let d = TestDir::new("invalidate");
+    let era = era_img(&d);
+    let o = run_tool("era_invalidate", &["--written-since", "3", &era]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "<blocks>\n  <block block=\"512\"/>\n  <block block=\"520\"/>\n  <block block=\"600\"/>\n  <block block=\"1023\"/>\n</blocks>\n"
+    );
+    let out = d.path("inv.xml");
+    let o = run_tool(
+        "era_invalidate",
+        &["--written-since", "9", "-o", out.to_str().unwrap(), &era],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "<blocks>\n</blocks>\n"
+    );
+    // The sample holds no metadata snapshot.
+    for (t, extra) in [
+        ("era_invalidate", vec!["--written-since", "1"]),
+        ("era_dump", vec![]),
+    ] {
+        let mut args = extra.clone();
+        args.extend(["--metadata-snapshot", era.as_str()]);
+        let o = run_tool(t, &args);
+        assert_eq!(o.status.code(), Some(1), "{t}");
+        assert!(
+            stderr(&o).contains("no metadata snapshot"),
+            "{t}: {}",
+            stderr(&o)
+        );
+    }
+    let o = run_tool("era_invalidate", &[&era]);
+    assert_eq!(o.status.code(), Some(1), "--written-since is required");
+    // --repair on a clean image changes nothing.
+    let plain = run_tool("era_dump", &[&era]).stdout;
+    let o = run_tool("era_dump", &["--repair", &era]);
+    assert_eq!(o.stdout, plain);
+    assert!(o.stderr.is_empty());
+    let plain = run_tool("clone_dump", &[&clone_img()]).stdout;
+    let o = run_tool("clone_dump", &["--repair", &clone_img()]);
+    assert_eq!(o.stdout, plain);
+    assert!(o.stderr.is_empty());
+}

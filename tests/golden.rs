@@ -41,14 +41,22 @@ pub fn json_ranges(v: &Value) -> Vec<(u64, u64)> {
 fn clone_dump_string(img: &[u8]) -> String {
     let dev = MemDevice::from_bytes(img);
     let mut out = Vec::new();
-    dmce::clone::dump(&dev, &mut out).unwrap();
+    dmce::clone::dump(&dev, &mut out, false).unwrap();
     String::from_utf8(out).unwrap()
 }
 
 fn era_dump_string(img: &[u8], logical: bool) -> String {
     let dev = MemDevice::from_bytes(img);
     let mut out = Vec::new();
-    dmce::era::dump(&dev, &mut out, dmce::era::DumpOptions { logical }).unwrap();
+    dmce::era::dump(
+        &dev,
+        &mut out,
+        dmce::era::DumpOptions {
+            logical,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     String::from_utf8(out).unwrap()
 }
 
@@ -97,4 +105,28 @@ fn kernel_samples_through_the_binary() {
         s.contains("2048 regions, 51 hydrated; metadata blocks 6/2048 used"),
         "{s}"
     );
+}
+
+#[test]
+fn kernel_era_sample_invalidate_equals_thin_provisioning_tools_0_9_0() {
+    let dir = sample("era-b-eras");
+    let img = load_zst(&dir.join("metadata.img.zst"));
+    let dev = MemDevice::from_bytes(&img);
+    for n in 0..=5u32 {
+        let inv = dmce::era::invalidate::invalidate(
+            &dev,
+            dmce::era::invalidate::InvalidateOptions {
+                written_since: n,
+                metadata_snapshot: false,
+            },
+        )
+        .unwrap();
+        assert!(inv.over_reported.is_empty());
+        let got = String::from_utf8(inv.write_xml(Vec::new()).unwrap()).unwrap();
+        // 0.9.0 writes `end = "N"`; 1.3.3 (our format) writes `end="N"`.
+        let want = std::fs::read_to_string(dir.join(format!("era_invalidate_since_{n}.xml")))
+            .unwrap()
+            .replace("end = \"", "end=\"");
+        assert_text_eq(&got, &want, &format!("era_invalidate --written-since {n}"));
+    }
 }

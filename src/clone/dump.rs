@@ -58,8 +58,24 @@ impl std::error::Error for DumpError {
     }
 }
 
-/// Dumps the clone metadata on `dev` to `out`.
-pub fn dump<W: Write>(dev: &dyn BlockDevice, out: W) -> Result<(), DumpError> {
+/// Region ranges a repairing dump could not read (dumped as not hydrated).
+#[derive(Debug, Default, Clone)]
+pub struct CloneDumpNotes {
+    /// Half-open region ranges whose bits were unreadable.
+    pub unreadable: Vec<(u64, u64)>,
+    /// The damage behind them.
+    pub findings: Vec<Finding>,
+}
+
+/// Dumps the clone metadata on `dev` to `out`. With `repair`, unreadable parts of the
+/// bitset are left out of the dump (their regions appear unhydrated) and returned in
+/// the notes; without it, damage stops the dump.
+pub fn dump<W: Write>(
+    dev: &dyn BlockDevice,
+    out: W,
+    repair: bool,
+) -> Result<CloneDumpNotes, DumpError> {
+    let mut notes = CloneDumpNotes::default();
     let (sb, _) = superblock::read(dev)
         .map_err(|e| Finding::error(e.code(), Some(0), "superblock", e.to_string()))?;
     if let Some(msg) = sb.geometry_error() {
@@ -69,7 +85,10 @@ pub fn dump<W: Write>(dev: &dyn BlockDevice, out: W) -> Result<(), DumpError> {
     let mut w = Walker::new(dev, sb.sm_root.nr_blocks, false);
     let mut bits = BitsetCursor::open(&mut w, sb.bitset_root, "region bitset", nr_regions, Some(0));
     if let Some(f) = w.report.first_error() {
-        return Err(f.clone().into());
+        if !repair {
+            return Err(f.clone().into());
+        }
+        notes.findings.extend(w.report.findings().iter().cloned());
     }
     let mut x = XmlOut::new(out);
     x.s("<superblock uuid=\"\" region_size=\"")?;
@@ -88,7 +107,21 @@ pub fn dump<W: Write>(dev: &dyn BlockDevice, out: W) -> Result<(), DumpError> {
         x.s("\"/>\n")
     };
     for wi in 0..nr_regions.div_ceil(64) {
-        let word = bits.word(wi)?;
+        let word = match bits.word(wi) {
+            Ok(word) => word,
+            Err(f) if repair => {
+                let (b, e) = (wi * 64, ((wi + 1) * 64).min(nr_regions));
+                match notes.unreadable.last_mut() {
+                    Some(last) if last.1 == b => last.1 = e,
+                    _ => notes.unreadable.push((b, e)),
+                }
+                if notes.findings.last() != Some(&f) {
+                    notes.findings.push(f);
+                }
+                0
+            }
+            Err(f) => return Err(f.into()),
+        };
         let base = wi * 64;
         // Fast paths for the common all-clear and all-set words.
         if word == 0 {
@@ -115,5 +148,5 @@ pub fn dump<W: Write>(dev: &dyn BlockDevice, out: W) -> Result<(), DumpError> {
     }
     x.s("</superblock>\n")?;
     x.finish()?.flush()?;
-    Ok(())
+    Ok(notes)
 }

@@ -5,5 +5,5 @@ pub mod dump;
 pub mod superblock;
 
 pub use check::{check, CheckOptions, CheckOutcome};
-pub use dump::dump;
+pub use dump::{dump, CloneDumpNotes};
 pub use superblock::CloneSuperblock;

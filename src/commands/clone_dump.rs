@@ -19,6 +19,10 @@ struct Args {
     /// Write the XML to FILE instead of standard output.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Dump what can be read from damaged metadata; regions whose bits cannot be read
+    /// are left out (shown as not hydrated) and listed on stderr.
+    #[arg(long)]
+    repair: bool,
 }
 
 pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
@@ -28,6 +32,14 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
     };
     let dev = open_metadata(&a.input, "clone_restore")?;
     let out = open_output(a.output.as_deref(), &a.input)?;
-    dump(&dev, out).with_context(|| format!("{}", a.input.display()))?;
+    let notes = dump(&dev, out, a.repair).with_context(|| format!("{}", a.input.display()))?;
+    for f in &notes.findings {
+        eprintln!("clone_dump: {f}");
+    }
+    for (b, e) in &notes.unreadable {
+        eprintln!(
+            "clone_dump: skipped: regions {b}..{e} are unreadable and dumped as not hydrated"
+        );
+    }
     Ok(super::EXIT_OK)
 }

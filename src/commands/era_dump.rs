@@ -23,6 +23,16 @@ struct Args {
     /// written in.
     #[arg(long)]
     logical: bool,
+    /// Dump the metadata snapshot (taken with `dmsetup message DEV 0
+    /// take_metadata_snap`) instead of the live superblock; usable while the target
+    /// runs.
+    #[arg(long = "metadata-snapshot")]
+    metadata_snapshot: bool,
+    /// Dump what can be read from damaged metadata: unreadable writeset bits are
+    /// dumped as set and unreadable era-array entries as the current era, so that
+    /// nothing written is lost; each such decision is reported on stderr.
+    #[arg(long)]
+    repair: bool,
 }
 
 pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
@@ -32,7 +42,18 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
     };
     let dev = open_metadata(&a.input, "era_restore")?;
     let out = open_output(a.output.as_deref(), &a.input)?;
-    dump(&dev, out, DumpOptions { logical: a.logical })
-        .with_context(|| format!("{}", a.input.display()))?;
+    let notes = dump(
+        &dev,
+        out,
+        DumpOptions {
+            logical: a.logical,
+            metadata_snapshot: a.metadata_snapshot,
+            repair: a.repair,
+        },
+    )
+    .with_context(|| format!("{}", a.input.display()))?;
+    for n in &notes.skipped {
+        eprintln!("era_dump: skipped: {n}");
+    }
     Ok(super::EXIT_OK)
 }

@@ -9,6 +9,7 @@ mod clone_check;
 mod clone_dump;
 mod era_check;
 mod era_dump;
+mod era_invalidate;
 mod util;
 
 use std::ffi::OsString;
@@ -27,6 +28,7 @@ pub const TOOLS: &[(&str, ToolFn)] = &[
     ("clone_dump", clone_dump::run),
     ("era_check", era_check::run),
     ("era_dump", era_dump::run),
+    ("era_invalidate", era_invalidate::run),
 ];
 
 fn find(name: &str) -> Option<ToolFn> {

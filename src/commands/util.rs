@@ -41,6 +41,13 @@ pub fn parse<P: Parser>(args: Vec<OsString>) -> Result<P, i32> {
 /// unusable: missing, unreadable, too small, or XML given where metadata belongs.
 pub fn open_metadata(path: &Path, restore_tool: &str) -> anyhow::Result<FileDevice> {
     let dev = FileDevice::open_read(path).with_context(|| format!("{}", path.display()))?;
+    check_input(&dev, restore_tool)?;
+    Ok(dev)
+}
+
+/// Refuses an opened input that is XML or too small to hold a superblock.
+pub fn check_input(dev: &FileDevice, restore_tool: &str) -> anyhow::Result<()> {
+    let path = dev.path();
     let mut head = [0u8; 512];
     let n = read_up_to(dev.file(), &mut head).with_context(|| format!("{}", path.display()))?;
     if looks_like_xml(&head[..n]) {
@@ -56,7 +63,7 @@ pub fn open_metadata(path: &Path, restore_tool: &str) -> anyhow::Result<FileDevi
             dev.size_bytes()
         );
     }
-    Ok(dev)
+    Ok(())
 }
 
 fn read_up_to(mut f: &File, buf: &mut [u8]) -> io::Result<usize> {

@@ -4,11 +4,16 @@
 //! The dump streams: writesets and the era array are read one array block at a time
 //! (one block per writeset with `--logical`), so memory does not grow with the
 //! number of origin blocks.
+//!
+//! With `repair`, damage does not stop the dump; what cannot be read is dumped so
+//! that a restore of the output over-reports rather than loses writes (unreadable
+//! writeset bits as set, unreadable era-array entries as the current era), and each
+//! such decision is returned in [`DumpNotes`].
 
 use std::io::Write;
 
 use crate::clone::dump::DumpError;
-use crate::era::superblock::{self, EraSuperblock, WritesetDisk};
+use crate::era::superblock::{self, WritesetDisk};
 use crate::era::writeset::read_tree;
 use crate::io::BlockDevice;
 use crate::pdata::array::{ArrayCursor, ArrayDesc};
@@ -23,75 +28,206 @@ use crate::xml::XmlOut;
 pub struct DumpOptions {
     /// Fold the writesets into the era array (`--logical`).
     pub logical: bool,
+    /// Dump the metadata snapshot instead of the live superblock.
+    pub metadata_snapshot: bool,
+    /// Keep going over damage, over-reporting what cannot be read.
+    pub repair: bool,
 }
 
-/// A writeset to dump: archived ones from the tree, then the current one.
-#[derive(Debug, Clone, Copy)]
-struct Ws {
+/// What a repairing dump could not read and how it filled it in.
+#[derive(Debug, Default, Clone)]
+pub struct DumpNotes {
+    /// One line per decision.
+    pub skipped: Vec<String>,
+}
+
+/// A writeset being dumped: its bits come from a bitset, or are all taken as set
+/// when the bitset is unreadable (repair).
+struct WsBits<'d> {
     era: u64,
-    ws: WritesetDisk,
-    /// The block holding the pointer to the bitset (a tree leaf or the superblock).
-    from: u64,
+    nr_bits: u64,
+    cursor: Option<BitsetCursor<'d>>,
+    name: String,
+    noted: bool,
 }
 
-fn sb_error(e: crate::superblock::SuperblockError) -> DumpError {
-    Finding::error(e.code(), Some(0), "superblock", e.to_string()).into()
+impl WsBits<'_> {
+    fn word(&mut self, wi: u64, repair: bool, notes: &mut DumpNotes) -> Result<u64, DumpError> {
+        let all = if wi * 64 + 64 <= self.nr_bits {
+            u64::MAX
+        } else {
+            (1u64 << (self.nr_bits - wi * 64)) - 1
+        };
+        let Some(c) = self.cursor.as_mut() else {
+            return Ok(all);
+        };
+        match c.word(wi) {
+            Ok(w) => Ok(w),
+            Err(f) if repair => {
+                if !self.noted {
+                    self.noted = true;
+                    notes.skipped.push(format!(
+                        "{}: {f}; its unreadable bits are dumped as set",
+                        self.name
+                    ));
+                }
+                Ok(all)
+            }
+            Err(f) => Err(f.into()),
+        }
+    }
+}
+
+fn sb_error(loc: u64, e: crate::superblock::SuperblockError) -> DumpError {
+    Finding::error(e.code(), Some(loc), "superblock", e.to_string()).into()
 }
 
 /// Dumps the era metadata on `dev` to `out`.
-pub fn dump<W: Write>(dev: &dyn BlockDevice, out: W, opts: DumpOptions) -> Result<(), DumpError> {
-    let (sb, _) = superblock::read_at(dev, 0).map_err(sb_error)?;
-    let mut w = Walker::new(dev, sb.sm_root.nr_blocks, false);
-    let wss = writesets(&mut w, &sb)?;
+pub fn dump<W: Write>(
+    dev: &dyn BlockDevice,
+    out: W,
+    opts: DumpOptions,
+) -> Result<DumpNotes, DumpError> {
+    let mut notes = DumpNotes::default();
+    let (live, _) = superblock::read_at(dev, 0).map_err(|e| sb_error(0, e))?;
+    let (sb, sb_loc) = if opts.metadata_snapshot {
+        let s = live.metadata_snap;
+        if s == 0 {
+            return Err(Finding::error(
+                "era-snapshot",
+                Some(0),
+                "superblock",
+                "the metadata holds no metadata snapshot (take one with: dmsetup message <era device> 0 take_metadata_snap)",
+            )
+            .into());
+        }
+        if s >= live.sm_root.nr_blocks.min(dev.nr_blocks()) {
+            return Err(Finding::error(
+                "era-snapshot",
+                Some(0),
+                "superblock",
+                format!("metadata snapshot at block {s}, beyond the metadata device"),
+            )
+            .into());
+        }
+        (
+            superblock::read_at(dev, s).map_err(|e| sb_error(s, e))?.0,
+            s,
+        )
+    } else {
+        (live, 0)
+    };
+    let repair = opts.repair;
+    let cur_era = sb.current_era as u64;
+    let mut w = Walker::new(dev, live.sm_root.nr_blocks, false);
+
+    // Writesets: archived ones from the tree; then, on the live superblock only, the
+    // committed current writeset. A snapshot's copy of the current writeset points at
+    // the live, still changing one and is ignored (ERA.md §9).
+    let (entries, walk) = read_tree(&mut w, sb.writeset_tree_root, "writeset tree", sb_loc);
+    // The lowest era every block is raised to, when writesets were lost (repair).
+    let mut floor = 0u64;
+    if let Some(f) = w.report.first_error() {
+        if !repair {
+            return Err(f.clone().into());
+        }
+        for (lo, hi) in &walk.lost {
+            let top = hi.map_or(cur_era, |h| h.saturating_sub(1).min(cur_era));
+            floor = floor.max(top);
+            notes.skipped.push(format!(
+                "writeset tree: eras {lo}..{} unreadable ({f}); every block's era is raised to at least {top}",
+                hi.map_or(String::new(), |h| h.to_string())
+            ));
+        }
+    }
+    let mut list: Vec<(u64, WritesetDisk, u64)> =
+        entries.iter().map(|e| (e.era, e.ws, e.leaf)).collect();
+    // A current writeset whose era is also archived is folded into the era array in
+    // repair mode (as the current era), and refused otherwise.
+    let mut fold_current = None;
+    if !opts.metadata_snapshot && sb.current_writeset.root != 0 {
+        if list.iter().any(|e| e.0 == cur_era) {
+            let f = Finding::error(
+                "era-current-duplicate",
+                Some(0),
+                "current writeset",
+                format!("era {cur_era} is both the current writeset and archived in the tree"),
+            );
+            if !repair {
+                return Err(f.into());
+            }
+            notes.skipped.push(format!(
+                "{f}; its blocks are dumped with era {cur_era} in the era array"
+            ));
+            fold_current = Some((cur_era, sb.current_writeset, 0));
+        } else {
+            list.push((cur_era, sb.current_writeset, 0));
+        }
+    }
+    let mut wss = Vec::with_capacity(list.len());
+    for (era, ws, from) in list {
+        wss.push(open_writeset(&mut w, era, ws, from, repair, &mut notes)?);
+    }
+    let mut folded = Vec::new();
+    if let Some((era, ws, from)) = fold_current {
+        folded.push(open_writeset(&mut w, era, ws, from, repair, &mut notes)?);
+    }
+
     let mut x = XmlOut::new(out);
     x.s("<superblock uuid=\"\" block_size=\"")?;
     x.n(sb.data_block_size as u64)?;
     x.s("\" nr_blocks=\"")?;
     x.n(sb.nr_blocks as u64)?;
     x.s("\" current_era=\"")?;
-    x.n(sb.current_era as u64)?;
+    x.n(cur_era)?;
     x.s("\">\n")?;
-    let mut cursors = Vec::with_capacity(wss.len());
-    for ws in &wss {
-        let name = format!("writeset of era {}", ws.era);
-        let c = BitsetCursor::open(
-            &mut w,
-            ws.ws.root,
-            &name,
-            ws.ws.nr_bits as u64,
-            Some(ws.from),
-        );
-        if let Some(f) = w.report.first_error() {
-            return Err(f.clone().into());
-        }
-        if !opts.logical {
-            dump_writeset(&mut x, ws, c)?;
-        } else {
-            cursors.push((ws.era, c));
+    if opts.logical {
+        folded.append(&mut wss);
+    } else {
+        for ws in &mut wss {
+            dump_writeset(&mut x, ws, repair, &mut notes)?;
         }
     }
+
     let desc = ArrayDesc {
         structure: "era array".into(),
         value_size: 4,
         nr_entries: sb.nr_blocks as u64,
-        from: Some(0),
+        from: Some(sb_loc),
     };
+    let before = w.report.findings().len();
     let blocks = w.array_blocks(sb.era_array_root, &desc).unwrap_or_default();
-    if let Some(f) = w.report.first_error() {
-        return Err(f.clone().into());
+    if let Some(f) = w.report.findings()[before..]
+        .iter()
+        .find(|f| f.severity == crate::report::Severity::Error)
+    {
+        if !repair {
+            return Err(f.clone().into());
+        }
+        notes.skipped.push(format!(
+            "era array index: {f}; entries of unreadable array blocks are dumped as era {cur_era}"
+        ));
     }
     let mut array = ArrayCursor::new(dev, desc, blocks);
     x.s("  <era_array>\n")?;
     let per = array.desc().per_block();
-    let cur_era = sb.current_era as u64;
+    let mut above_noted = false;
     for bi in 0..array.desc().nr_blocks() {
         let first = bi * per;
-        let vals = array.block(bi)?;
-        let n = vals.len() / 4;
-        // Copy out so the cursor's borrow ends before the writesets are consulted.
-        let mut eras: Vec<u64> = (0..n).map(|j| le32(vals, 4 * j) as u64).collect();
+        let n = array.desc().entries_in_block(bi) as usize;
+        let mut eras: Vec<u64> = match array.block(bi) {
+            Ok(vals) => (0..n).map(|j| le32(vals, 4 * j) as u64).collect(),
+            Err(f) if repair => {
+                notes.skipped.push(format!(
+                    "era array block {bi} (blocks {first}..{}): {f}; dumped as era {cur_era}",
+                    first + n as u64
+                ));
+                vec![cur_era; n]
+            }
+            Err(f) => return Err(f.into()),
+        };
         if let Some(j) = eras.iter().position(|&e| e > cur_era) {
-            return Err(Finding::error(
+            let f = Finding::error(
                 "era-array-value",
                 None,
                 "era array",
@@ -100,11 +236,25 @@ pub fn dump<W: Write>(dev: &dyn BlockDevice, out: W, opts: DumpOptions) -> Resul
                     first + j as u64,
                     eras[j]
                 ),
-            )
-            .into());
+            );
+            if !repair {
+                return Err(f.into());
+            }
+            if !above_noted {
+                above_noted = true;
+                notes
+                    .skipped
+                    .push(format!("{f}; such eras are dumped as {cur_era}"));
+            }
+            eras.iter_mut()
+                .filter(|e| **e > cur_era)
+                .for_each(|e| *e = cur_era);
         }
-        for (era, c) in cursors.iter_mut() {
-            fold_writeset(&mut eras, first, *era, c)?;
+        for e in eras.iter_mut() {
+            *e = (*e).max(floor);
+        }
+        for ws in folded.iter_mut() {
+            fold_writeset(&mut eras, first, ws, repair, &mut notes)?;
         }
         for (j, e) in eras.iter().enumerate() {
             x.s("    <era block=\"")?;
@@ -116,66 +266,67 @@ pub fn dump<W: Write>(dev: &dyn BlockDevice, out: W, opts: DumpOptions) -> Resul
     }
     x.s("  </era_array>\n</superblock>\n")?;
     x.finish()?.flush()?;
-    Ok(())
+    Ok(notes)
 }
 
-/// The writesets to dump, in era order: the archived ones, then the committed
-/// current writeset (root ≠ 0, as a crash leaves it) as era `current_era`.
-fn writesets(w: &mut Walker<'_>, sb: &EraSuperblock) -> Result<Vec<Ws>, DumpError> {
-    let (entries, _) = read_tree(w, sb.writeset_tree_root, "writeset tree", 0);
-    if let Some(f) = w.report.first_error() {
-        return Err(f.clone().into());
-    }
-    let mut out: Vec<Ws> = entries
-        .iter()
-        .map(|e| Ws {
-            era: e.era,
-            ws: e.ws,
-            from: e.leaf,
-        })
-        .collect();
-    if let Some(e) = entries.iter().find(|e| e.ws.root == 0) {
-        return Err(Finding::error(
-            "era-writeset-root",
-            Some(e.leaf),
-            "writeset tree",
-            format!("era {} has no bitset (root 0)", e.era),
-        )
-        .into());
-    }
-    if sb.current_writeset.root != 0 {
-        let era = sb.current_era as u64;
-        if out.iter().any(|e| e.era == era) {
-            return Err(Finding::error(
-                "era-current-duplicate",
-                Some(0),
-                "current writeset",
-                format!("era {era} is both the current writeset and archived in the tree"),
-            )
-            .into());
+/// Opens the bitset of a writeset; in repair mode an unreadable one becomes "all set".
+fn open_writeset<'d>(
+    w: &mut Walker<'d>,
+    era: u64,
+    ws: WritesetDisk,
+    from: u64,
+    repair: bool,
+    notes: &mut DumpNotes,
+) -> Result<WsBits<'d>, DumpError> {
+    let name = format!("writeset of era {era}");
+    let before = w.report.findings().len();
+    let cursor = (ws.root != 0)
+        .then(|| BitsetCursor::open(w, ws.root, &name, ws.nr_bits as u64, Some(from)));
+    let failed = ws.root == 0
+        || w.report.findings()[before..]
+            .iter()
+            .any(|f| f.severity == crate::report::Severity::Error);
+    if failed {
+        let why = w.report.findings()[before..]
+            .first()
+            .map_or("no bitset (root 0)".to_string(), |f| f.to_string());
+        if !repair {
+            return Err(Finding::error("era-writeset", Some(from), name, why).into());
         }
-        out.push(Ws {
+        notes
+            .skipped
+            .push(format!("{name}: {why}; all its bits are dumped as set"));
+        return Ok(WsBits {
             era,
-            ws: sb.current_writeset,
-            from: 0,
+            nr_bits: ws.nr_bits as u64,
+            cursor: None,
+            name,
+            noted: true,
         });
     }
-    Ok(out)
+    Ok(WsBits {
+        era,
+        nr_bits: ws.nr_bits as u64,
+        cursor,
+        name,
+        noted: false,
+    })
 }
 
 fn dump_writeset<W: Write>(
     x: &mut XmlOut<W>,
-    ws: &Ws,
-    mut c: BitsetCursor<'_>,
+    ws: &mut WsBits<'_>,
+    repair: bool,
+    notes: &mut DumpNotes,
 ) -> Result<(), DumpError> {
     x.s("  <writeset era=\"")?;
     x.n(ws.era)?;
     x.s("\" nr_bits=\"")?;
-    x.n(ws.ws.nr_bits as u64)?;
+    x.n(ws.nr_bits)?;
     x.s("\">\n")?;
-    let nr = ws.ws.nr_bits as u64;
+    let nr = ws.nr_bits;
     for wi in 0..nr.div_ceil(64) {
-        let word = c.word(wi)?;
+        let word = ws.word(wi, repair, notes)?;
         for j in 0..64.min(nr - wi * 64) {
             x.s("    <bit block=\"")?;
             x.n(wi * 64 + j)?;
@@ -190,25 +341,27 @@ fn dump_writeset<W: Write>(
     Ok(())
 }
 
-/// Raises `eras[j]` (origin block `first + j`) to `era` where writeset `c` has the
-/// block set: the logical era is the maximum (ERA.md §3.5).
+/// Raises `eras[j]` (origin block `first + j`) to the writeset's era where it has the
+/// block set: the logical era is the maximum (ERA.md §3.5). thin-provisioning-tools
+/// 0.9.0 keeps the lowest era instead when several writesets hold a block.
 fn fold_writeset(
     eras: &mut [u64],
     first: u64,
-    era: u64,
-    c: &mut BitsetCursor<'_>,
-) -> Result<(), Finding> {
-    let end = (first + eras.len() as u64).min(c.nr_bits());
+    ws: &mut WsBits<'_>,
+    repair: bool,
+    notes: &mut DumpNotes,
+) -> Result<(), DumpError> {
+    let end = (first + eras.len() as u64).min(ws.nr_bits);
     let mut b = first;
     while b < end {
         let wi = b / 64;
-        let word = c.word(wi)?;
+        let word = ws.word(wi, repair, notes)?;
         let stop = ((wi + 1) * 64).min(end);
         if word != 0 {
             for i in b..stop {
                 if word >> (i % 64) & 1 == 1 {
                     let slot = &mut eras[(i - first) as usize];
-                    *slot = (*slot).max(era);
+                    *slot = (*slot).max(ws.era);
                 }
             }
         }

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod dump;
+pub mod invalidate;
 pub mod superblock;
 pub mod writeset;
 

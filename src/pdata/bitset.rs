@@ -39,6 +39,20 @@ impl Walker<'_> {
         nr_bits: u64,
         from: Option<u64>,
     ) -> BitsetCheck {
+        self.scan_bitset(root, structure, nr_bits, from, &|_, _| {})
+    }
+
+    /// Checks a bitset as [`check_bitset`](Self::check_bitset) does and hands every
+    /// readable word (bits past `nr_bits` cleared) to `on_word(word_index, word)`, in
+    /// no particular order (array blocks are read in parallel).
+    pub fn scan_bitset(
+        &mut self,
+        root: u64,
+        structure: &str,
+        nr_bits: u64,
+        from: Option<u64>,
+        on_word: &(dyn Fn(u64, u64) + Sync),
+    ) -> BitsetCheck {
         let desc = bitset_desc(structure, nr_bits, from);
         let set = AtomicU64::new(0);
         let last_word = nr_bits.div_ceil(64).saturating_sub(1);
@@ -61,6 +75,7 @@ impl Walker<'_> {
                     word &= mask;
                 }
                 n += word.count_ones() as u64;
+                on_word(wi, word);
             }
             set.fetch_add(n, Ordering::Relaxed);
             out

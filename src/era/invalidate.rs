@@ -1,0 +1,360 @@
+//! era_invalidate (ERA.md §10): the origin blocks whose logical era is at least N.
+//!
+//! The logical era of a block folds the era array, every archived writeset and — on
+//! metadata not read through a snapshot — the committed current writeset a crash
+//! leaves (ERA.md §3.5). Both thin-provisioning-tools versions ignore that writeset
+//! and so miss blocks written just before a crash.
+//!
+//! A backup tool trusts this list, so damage never shrinks it: every block whose
+//! era cannot be read for certain is listed, and the reason is returned in
+//! [`Invalidation::over_reported`].
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::era::superblock::{self, EraSuperblock};
+use crate::era::writeset::read_tree;
+use crate::io::BlockDevice;
+use crate::pdata::array::ArrayDesc;
+use crate::pdata::le32;
+use crate::pdata::walk::Walker;
+use crate::report::Finding;
+use crate::xml::XmlOut;
+
+/// What to list.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InvalidateOptions {
+    /// List blocks written in this era or later.
+    pub written_since: u32,
+    /// Read the metadata snapshot instead of the live superblock.
+    pub metadata_snapshot: bool,
+}
+
+/// Why nothing could be listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InvalidateError {
+    /// The superblock (live or snapshot) is unusable.
+    Superblock(Finding),
+    /// `--metadata-snapshot` was asked for but the metadata holds none.
+    NoSnapshot,
+}
+
+impl std::fmt::Display for InvalidateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InvalidateError::Superblock(x) => write!(f, "{x}"),
+            InvalidateError::NoSnapshot => write!(
+                f,
+                "the metadata holds no metadata snapshot (take one with: dmsetup message <era device> 0 take_metadata_snap)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for InvalidateError {}
+
+/// The blocks to invalidate.
+#[derive(Debug)]
+pub struct Invalidation {
+    /// Origin blocks tracked.
+    pub nr_blocks: u64,
+    words: Vec<u64>,
+    /// Why blocks were listed without proof that they were written (damage).
+    pub over_reported: Vec<String>,
+    /// The damage found on the way.
+    pub findings: Vec<Finding>,
+}
+
+struct Marks {
+    words: Vec<AtomicU64>,
+    nr_blocks: u64,
+}
+
+impl Marks {
+    fn new(nr_blocks: u64) -> Self {
+        Marks {
+            words: (0..nr_blocks.div_ceil(64))
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            nr_blocks,
+        }
+    }
+
+    /// ORs `word` into word `wi`, dropping bits past the last block.
+    fn or_word(&self, wi: u64, mut word: u64) {
+        let Some(slot) = self.words.get(wi as usize) else {
+            return;
+        };
+        let end = (wi + 1) * 64;
+        if end > self.nr_blocks {
+            let keep = self.nr_blocks - wi * 64;
+            word &= (1u64 << keep) - 1;
+        }
+        slot.fetch_or(word, Ordering::Relaxed);
+    }
+
+    fn set(&self, b: u64) {
+        if b < self.nr_blocks {
+            self.words[(b / 64) as usize].fetch_or(1 << (b % 64), Ordering::Relaxed);
+        }
+    }
+
+    fn set_range(&self, b: u64, e: u64) {
+        let e = e.min(self.nr_blocks);
+        let mut i = b;
+        while i < e {
+            if i.is_multiple_of(64) && i + 64 <= e {
+                self.or_word(i / 64, u64::MAX);
+                i += 64;
+            } else {
+                self.set(i);
+                i += 1;
+            }
+        }
+    }
+}
+
+/// Lists the origin blocks of the era metadata on `dev` whose logical era is at least
+/// `opts.written_since`.
+pub fn invalidate(
+    dev: &dyn BlockDevice,
+    opts: InvalidateOptions,
+) -> Result<Invalidation, InvalidateError> {
+    let sb_err = |loc: u64, e: crate::superblock::SuperblockError| {
+        InvalidateError::Superblock(Finding::error(
+            e.code(),
+            Some(loc),
+            "superblock",
+            e.to_string(),
+        ))
+    };
+    let (live, _) = superblock::read_at(dev, 0).map_err(|e| sb_err(0, e))?;
+    let (view, view_loc, current) = if opts.metadata_snapshot {
+        if live.metadata_snap == 0 {
+            return Err(InvalidateError::NoSnapshot);
+        }
+        let s = live.metadata_snap;
+        if s >= live.sm_root.nr_blocks.min(dev.nr_blocks()) {
+            return Err(InvalidateError::Superblock(Finding::error(
+                "era-snapshot",
+                Some(0),
+                "superblock",
+                format!("metadata snapshot at block {s}, beyond the metadata device"),
+            )));
+        }
+        let (snap, _) = superblock::read_at(dev, s).map_err(|e| sb_err(s, e))?;
+        // The snapshot's current writeset is the live, still changing one: ignored.
+        (snap, s, None)
+    } else {
+        let cur = (live.current_writeset.root != 0).then_some(live.current_writeset);
+        (live, 0, cur)
+    };
+    Ok(collect(
+        dev,
+        &live,
+        &view,
+        view_loc,
+        current,
+        opts.written_since as u64,
+    ))
+}
+
+fn collect(
+    dev: &dyn BlockDevice,
+    live: &EraSuperblock,
+    view: &EraSuperblock,
+    view_loc: u64,
+    current: Option<crate::era::superblock::WritesetDisk>,
+    since: u64,
+) -> Invalidation {
+    let nr_blocks = view.nr_blocks as u64;
+    let marks = Marks::new(nr_blocks);
+    let mut over = Vec::new();
+    let mut w = Walker::new(dev, live.sm_root.nr_blocks, false);
+
+    let (entries, walk) = read_tree(&mut w, view.writeset_tree_root, "writeset tree", view_loc);
+    for (lo, hi) in &walk.lost {
+        if hi.is_none_or(|h| h > since) {
+            marks.set_range(0, nr_blocks);
+            over.push(format!(
+                "writeset tree damaged: the writesets of eras {lo}..{} are unreadable, so every block is listed",
+                hi.map_or("".to_string(), |h| h.to_string())
+            ));
+        }
+    }
+    let mut writesets: Vec<(u64, crate::era::superblock::WritesetDisk, u64)> =
+        entries.iter().map(|e| (e.era, e.ws, e.leaf)).collect();
+    if let Some(ws) = current {
+        writesets.push((view.current_era as u64, ws, view_loc));
+    }
+    for (era, ws, from) in writesets.into_iter().filter(|e| e.0 >= since) {
+        let name = format!("writeset of era {era}");
+        if ws.root == 0 {
+            marks.set_range(0, ws.nr_bits as u64);
+            over.push(format!(
+                "{name} has no bitset: its {} blocks are listed",
+                ws.nr_bits
+            ));
+            continue;
+        }
+        let r = w.scan_bitset(
+            ws.root,
+            &name,
+            ws.nr_bits as u64,
+            Some(from),
+            &|wi, word| marks.or_word(wi, word),
+        );
+        for (b, e) in r.lost {
+            marks.set_range(b, e);
+            over.push(format!("{name} damaged: blocks {b}..{e} are listed"));
+        }
+    }
+    let desc = ArrayDesc {
+        structure: "era array".into(),
+        value_size: 4,
+        nr_entries: nr_blocks,
+        from: Some(view_loc),
+    };
+    let lost = w.check_array(view.era_array_root, &desc, &|first, vals| {
+        for (j, v) in vals.chunks_exact(4).enumerate() {
+            if le32(v, 0) as u64 >= since {
+                marks.set(first + j as u64);
+            }
+        }
+        Vec::new()
+    });
+    for (b, e) in lost {
+        marks.set_range(b, e);
+        over.push(format!("era array damaged: blocks {b}..{e} are listed"));
+    }
+    Invalidation {
+        nr_blocks,
+        words: marks.words.into_iter().map(|a| a.into_inner()).collect(),
+        over_reported: over,
+        findings: w.report.findings().to_vec(),
+    }
+}
+
+impl Invalidation {
+    /// True when block `b` is listed.
+    pub fn contains(&self, b: u64) -> bool {
+        b < self.nr_blocks && self.words[(b / 64) as usize] >> (b % 64) & 1 == 1
+    }
+
+    /// Number of blocks listed.
+    pub fn count(&self) -> u64 {
+        self.words.iter().map(|w| w.count_ones() as u64).sum()
+    }
+
+    /// The listed blocks as maximal half-open runs, ascending.
+    pub fn runs(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let mut wi = 0usize;
+        let mut bit = 0u64;
+        let n = self.nr_blocks;
+        std::iter::from_fn(move || {
+            // Find the next set bit.
+            let start = loop {
+                if wi >= self.words.len() {
+                    return None;
+                }
+                let w = self.words[wi] >> bit;
+                if w == 0 {
+                    wi += 1;
+                    bit = 0;
+                    continue;
+                }
+                bit += w.trailing_zeros() as u64;
+                break wi as u64 * 64 + bit;
+            };
+            // Find the next clear bit after it.
+            loop {
+                let w = if bit >= 64 { 0 } else { !self.words[wi] >> bit };
+                if w == 0 {
+                    wi += 1;
+                    bit = 0;
+                    if wi >= self.words.len() {
+                        return Some((start, n));
+                    }
+                    continue;
+                }
+                bit += w.trailing_zeros() as u64;
+                let end = (wi as u64 * 64 + bit).min(n);
+                return Some((start, end));
+            }
+        })
+    }
+
+    /// Writes the `<blocks>` XML of thin-provisioning-tools 1.3.3: a single block as
+    /// `<block block="b"/>`, a longer run as `<range begin="b" end="e"/>` (end
+    /// exclusive), ending with a newline.
+    pub fn write_xml<W: Write>(&self, out: W) -> std::io::Result<W> {
+        let mut x = XmlOut::new(out);
+        x.s("<blocks>\n")?;
+        for (b, e) in self.runs() {
+            if e - b == 1 {
+                x.s("  <block block=\"")?;
+                x.n(b)?;
+                x.s("\"/>\n")?;
+            } else {
+                x.s("  <range begin=\"")?;
+                x.n(b)?;
+                x.s("\" end=\"")?;
+                x.n(e)?;
+                x.s("\"/>\n")?;
+            }
+        }
+        x.s("</blocks>\n")?;
+        x.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inv(nr: u64, set: &[u64]) -> Invalidation {
+        let m = Marks::new(nr);
+        for &b in set {
+            m.set(b);
+        }
+        Invalidation {
+            nr_blocks: nr,
+            words: m.words.into_iter().map(|a| a.into_inner()).collect(),
+            over_reported: vec![],
+            findings: vec![],
+        }
+    }
+
+    #[test]
+    fn runs_are_maximal_across_words() {
+        let set: Vec<u64> = (60..70).chain([0, 2, 127, 128, 129, 199]).collect();
+        let i = inv(200, &set);
+        let runs: Vec<_> = i.runs().collect();
+        assert_eq!(runs, vec![(0, 1), (2, 3), (60, 70), (127, 130), (199, 200)]);
+        let x = String::from_utf8(i.write_xml(Vec::new()).unwrap()).unwrap();
+        assert!(x.starts_with("<blocks>\n  <block block=\"0\"/>\n"));
+        assert!(x.contains("  <range begin=\"127\" end=\"130\"/>\n"));
+        assert!(x.ends_with("</blocks>\n"));
+        assert_eq!(i.count(), 10 + 6);
+    }
+
+    #[test]
+    fn full_and_empty() {
+        let all: Vec<u64> = (0..130).collect();
+        assert_eq!(inv(130, &all).runs().collect::<Vec<_>>(), vec![(0, 130)]);
+        let all: Vec<u64> = (0..128).collect();
+        assert_eq!(inv(128, &all).runs().collect::<Vec<_>>(), vec![(0, 128)]);
+        assert_eq!(inv(0, &[]).runs().count(), 0);
+        let x = String::from_utf8(inv(10, &[]).write_xml(Vec::new()).unwrap()).unwrap();
+        assert_eq!(x, "<blocks>\n</blocks>\n");
+        let m = Marks::new(200);
+        m.set_range(3, 150);
+        let i = Invalidation {
+            nr_blocks: 200,
+            words: m.words.into_iter().map(|a| a.into_inner()).collect(),
+            over_reported: vec![],
+            findings: vec![],
+        };
+        assert_eq!(i.runs().collect::<Vec<_>>(), vec![(3, 150)]);
+    }
+}
