@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use super::util::{open_metadata, parse, report_check};
+use super::util::{open_metadata, parse, report_check, spinner};
 use crate::clone::{check, CheckOptions};
 
 /// Check dm-clone metadata: superblock, region bitset and every space-map
@@ -43,7 +43,11 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
         region_size: a.region_size,
         target_size: a.target_size,
     };
+    let pb = spinner(a.quiet, format!("checking {}", a.input.display()));
     let out = check(&dev, &opts);
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
+    }
     let summary = match &out.superblock {
         Some(sb) if a.super_block_only => format!(
             "{}: clone superblock OK: region size {} sectors, target size {} sectors, {} regions",

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use super::util::{open_metadata, parse, report_check};
+use super::util::{open_metadata, parse, report_check, spinner};
 use crate::era::{check, CheckOptions};
 
 /// Check dm-era metadata: superblock, writesets, era array, metadata snapshot and
@@ -39,7 +39,11 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
         superblock_only: a.super_block_only,
         block_size: a.block_size,
     };
+    let pb = spinner(a.quiet, format!("checking {}", a.input.display()));
     let out = check(&dev, &opts);
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
+    }
     let summary = match &out.superblock {
         Some(sb) => {
             let eras = match (out.archived_eras.first(), out.archived_eras.last()) {

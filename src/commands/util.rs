@@ -117,6 +117,22 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// A spinner on stderr while a long job runs, when stderr is a terminal and the tool
+/// is not quiet. Finish it with `finish_and_clear` before printing results.
+pub fn spinner(quiet: bool, msg: String) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if quiet || !io::stderr().is_terminal() {
+        return None;
+    }
+    let pb = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+        pb.set_style(style);
+    }
+    pb.set_message(msg);
+    pb.enable_steady_tick(std::time::Duration::from_millis(120));
+    Some(pb)
+}
+
 /// Prints findings (one line each) and returns the exit status of a check.
 pub fn report_check(
     report: &Report,
