@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""Writes a deterministic era_dump-format XML of NR_BLOCKS blocks with ERAS archived
+writesets (each with about 1/8 of its blocks set in runs) and an era array.
+
+usage: gen_era_xml.py NR_BLOCKS ERAS SEED > out.xml
+"""
+import random
+import sys
+
+
+def main():
+    nr_blocks, eras, seed = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    rng = random.Random(seed)
+    out = sys.stdout
+    current = eras + 2
+    out.write(f'<superblock uuid="" block_size="128" nr_blocks="{nr_blocks}" current_era="{current}">\n')
+    first_ws = current - eras + 1
+    for era in range(first_ws, current + 1):
+        out.write(f'  <writeset era="{era}" nr_bits="{nr_blocks}">\n')
+        b = 0
+        buf = []
+        while b < nr_blocks:
+            gap = rng.randrange(1, 200)
+            run = rng.randrange(1, 30)
+            for i in range(b, min(b + gap, nr_blocks)):
+                buf.append(f'    <bit block="{i}" value="false"/>\n')
+            b += gap
+            for i in range(b, min(b + run, nr_blocks)):
+                buf.append(f'    <bit block="{i}" value="true"/>\n')
+            b += run
+            if len(buf) > 100000:
+                out.write("".join(buf))
+                buf.clear()
+        out.write("".join(buf))
+        out.write("  </writeset>\n")
+    out.write("  <era_array>\n")
+    buf = []
+    for i in range(nr_blocks):
+        e = rng.randrange(0, first_ws) if rng.random() < 0.5 else 0
+        buf.append(f'    <era block="{i}" era="{e}"/>\n')
+        if len(buf) > 100000:
+            out.write("".join(buf))
+            buf.clear()
+    out.write("".join(buf))
+    out.write("  </era_array>\n</superblock>\n")
+
+
+if __name__ == "__main__":
+    main()
