@@ -6,4 +6,6 @@ mod cli;
 mod damage;
 /// Golden outputs on kernel-made images.
 mod golden;
+/// Hostile input: random mutations with fixed-up checksums never panic.
+mod hostile;
 mod util;
