@@ -18,5 +18,7 @@ pub mod era;
 pub mod io;
 pub mod pdata;
 pub mod report;
+pub mod restore;
 pub mod superblock;
 pub mod xml;
+pub mod xml_reader;

@@ -2,7 +2,9 @@
 
 pub mod check;
 pub mod dump;
+pub mod restore;
 pub mod superblock;
+pub mod xml;
 
 pub use check::{check, CheckOptions, CheckOutcome};
 pub use dump::{dump, CloneDumpNotes};

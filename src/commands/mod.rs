@@ -7,9 +7,12 @@
 
 mod clone_check;
 mod clone_dump;
+mod clone_restore;
 mod era_check;
 mod era_dump;
 mod era_invalidate;
+mod era_restore;
+mod restore_util;
 mod util;
 
 use std::ffi::OsString;
@@ -26,8 +29,10 @@ type ToolFn = fn(Vec<OsString>) -> anyhow::Result<i32>;
 pub const TOOLS: &[(&str, ToolFn)] = &[
     ("clone_check", clone_check::run),
     ("clone_dump", clone_dump::run),
+    ("clone_restore", clone_restore::run),
     ("era_check", era_check::run),
     ("era_dump", era_dump::run),
+    ("era_restore", era_restore::run),
     ("era_invalidate", era_invalidate::run),
 ];
 

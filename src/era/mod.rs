@@ -3,8 +3,10 @@
 pub mod check;
 pub mod dump;
 pub mod invalidate;
+pub mod restore;
 pub mod superblock;
 pub mod writeset;
+pub mod xml;
 
 pub use check::{check, CheckOptions, CheckOutcome};
 pub use dump::{dump, DumpOptions};

@@ -5,9 +5,11 @@
 //! [`MemDevice`] (an in-memory image shared by tests and tools that build an image
 //! before writing it out).
 
+mod fault;
 mod file;
 mod mem;
 
+pub use fault::{FaultDevice, FaultMode};
 pub use file::FileDevice;
 pub use mem::MemDevice;
 

@@ -7,11 +7,14 @@
 //! keep the expected reference count of every block ([`refs`]).
 
 pub mod array;
+pub mod array_write;
 pub mod bitset;
+pub mod bitset_write;
 pub mod btree;
 pub mod checksum;
 pub mod refs;
 pub mod space_map;
+pub mod tm;
 pub mod walk;
 
 use byteorder::{ByteOrder, LittleEndian};

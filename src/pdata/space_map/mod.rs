@@ -3,6 +3,7 @@
 //! 3 or more in an overflow B-tree.
 
 mod check;
+pub mod writer;
 
 pub use check::{check_space_map, SmSummary};
 
