@@ -646,9 +646,22 @@ def clone_truth(m, sc, res, meta_path, work, problems):
             problems.append(f"status hydrated {chk['kernel_hydrated']} != model {chk['model_hydrated']} at t={chk['t']}")
     # kernel re-read of the image
     full = g["nr_regions"] <= 70000
+    probes = []
+    if not full:
+        # read-probe the regions around every range boundary of the model
+        for b, e in ranges_from_bytes(m.bits):
+            probes += [b - 1, b, e - 1, e]
+        probes += [0, g["nr_regions"] - 1, g["nr_regions"] // 2]
     kv = load_clone(meta_path, g["region_size"], g["target_size"], hydrate=full,
-                    work=os.path.join(work, "reload"))
+                    work=os.path.join(work, "reload"), probe_regions=probes)
+    if kv.get("probed_regions"):
+        kv["method"] = "status-count + read probes at range boundaries (destination stamp = hydrated)"
+        if not res["crash"]:
+            bad = [r for r, v in kv["probed_regions"].items() if v is not bool(m.bits[int(r)])]
+            if bad:
+                problems.append(f"read probes disagree with the model at regions {bad[:8]}")
     out["kernel_view"] = {k: kv.get(k) for k in ("accepted", "method", "hydrated_count", "hydrated_ranges",
+                                                 "probed_regions",
                                                  "status_initial", "status_final", "dmesg_reason", "consistent",
                                                  "wall_seconds")}
     if not kv.get("accepted"):
@@ -680,6 +693,8 @@ def clone_truth(m, sc, res, meta_path, work, problems):
                 "last_flushing_status_before_crash": sts[-1]["line"] if sts else None,
                 "last_flushing_status_hydrated": sts[-1]["kernel_hydrated"] if sts else None,
                 "note": "that status commits first and then counts the in-core map, so its count is an upper bound of what that commit recorded; a later 1 s periodic commit may add more"}
+            if kv.get("hydrated_count") == g["nr_regions"]:
+                problems.append("hydration had completed before the power cut: not a mid-hydration crash")
             # regions the model knows were committed (user I/O before a flushing status)
             uncertainty["lower_bound_ranges"] = lb
             kvr = kv.get("hydrated_ranges")
@@ -757,12 +772,12 @@ def era_truth(m, sc, res, meta_path, work, problems):
         if crashed:
             tools["note"] = "0.9.0 era_dump ignores the committed current writeset; compared via kernel re-read instead"
     if m.snapshot is not None:
-        # 0.9.0 era_invalidate --metadata-snapshot also reads the snapshot superblock's
-        # current_writeset root, which points at the live (since shadowed/freed) writeset of
-        # the era after the snapshot: informational only.
+        # 0.9.0 era_invalidate --metadata-snapshot was observed to answer with the live
+        # view (blocks written after the snapshot included): informational only.
         tools["era_invalidate_metadata_snapshot"] = check_invalidate(meta_path, m.snapshot, m.snapshot_era, [])
-        tools["era_invalidate_note"] = ("0.9.0 reads the snapshot superblock's current_writeset, which the snapshot "
-                                        "does not own; differences here are a tool artefact")
+        tools["era_invalidate_note"] = ("0.9.0 era_invalidate --metadata-snapshot answers with the live view "
+                                        "(observed: its counts equal the live last_written_era), not the snapshot; "
+                                        "the snapshot truth is checked with snapshot_view_* instead")
         sv = os.path.join(work, "snapshot-view.img")
         if era_snapshot_as_live(meta_path, sv):
             lg = era_dump_logical(sv)
@@ -835,7 +850,8 @@ def check_invalidate(path, snap, snap_era, problems):
 # --------------------------------------------------------------------------- load mode
 
 def load_clone(meta, region_size, target_size, table_region_size=None, table_target_size=None,
-               hydrate=True, features=None, work=None, out_meta=None, corrupt_sb=False, timeout=900):
+               hydrate=True, features=None, work=None, out_meta=None, corrupt_sb=False, timeout=900,
+               probe_regions=None):
     """Loads a clone metadata image with a stamped source and destination.  With hydrate,
     enables background hydration, waits for completion and derives from the destination
     which regions the kernel took as already hydrated."""
@@ -859,12 +875,20 @@ def load_clone(meta, region_size, target_size, table_region_size=None, table_tar
     stamp = hydrate
     make_disk(src, size, (region_size, "SRC") if stamp else None)
     make_disk(dst, size, (region_size, "DST") if stamp else None)
+    probe_regions = sorted(set(r for r in (probe_regions or []) if 0 <= r < nr)) if not hydrate else []
+    for path, tag in ((src, "SRC"), (dst, "DST")):
+        with open(path, "r+b") as f:
+            for r in probe_regions:
+                f.seek(r * region_size * SECTOR)
+                f.write(f"{tag}@{r}".encode().ljust(SECTOR, b"\0"))
     feats = features if features is not None else ["no_hydration"]
     core = ["hydration_threshold", "512", "hydration_batch_size", "256"] if hydrate else []
     table = f"0 {len_t} clone @meta @dest @src {rs_t} {len(feats)} {' '.join(feats)}".strip()
     if core:
         table += f" {len(core)} {' '.join(core)}"
     steps = [f"try create c {table}", "status c"]
+    # reads of a region go to the destination iff the kernel has it hydrated
+    steps += [f"sample c {r * region_size} 1 1" for r in probe_regions]
     if hydrate:
         steps += ["message c enable_hydration", f"wait-hydrated c {timeout - 60}", "status c"]
     steps += ["remove c"]
@@ -905,6 +929,15 @@ def load_clone(meta, region_size, target_size, table_region_size=None, table_tar
                 out["consistent"] = out["hydrated_count"] == out["hydrated_count_status"] and "unexpected_regions" not in out
         else:
             out["hydrated_count"] = out["hydrated_count_status"]
+            if probe_regions:
+                seen = {}
+                for op in res["ops"]:
+                    if op["op"] == "sample":
+                        for line in op["out"]:
+                            sec, _, st = line.partition(" ")
+                            r = int(sec) // region_size
+                            seen[r] = True if st.startswith("DST@") else False if st.startswith("SRC@") else None
+                out["probed_regions"] = {str(r): seen.get(r) for r in probe_regions}
     out["ops"] = [f"t={op['t0']:.2f} rc={op['rc']} {op['step']}" for op in res["ops"]]
     out["wall_seconds"] = round(time.time() - t0, 1)
     if out_meta:
@@ -1045,6 +1078,7 @@ def main():
     c.add_argument("--table-target-size", type=int, help="length put in the table (default: --target-size)")
     c.add_argument("--no-hydrate", action="store_true", help="only load and read the status count")
     c.add_argument("--corrupt-sb", action="store_true", help="flip a byte of the superblock first")
+    c.add_argument("--probe-regions", default="", help='with --no-hydrate: "R R ..." regions read through the target')
     c.add_argument("--out-meta")
     c.add_argument("--out")
     e = lsub.add_parser("era")
@@ -1073,7 +1107,8 @@ def main():
     if a.cmd == "load":
         if a.kind == "clone":
             r = load_clone(a.meta, a.region_size, a.target_size, a.table_region_size, a.table_target_size,
-                           hydrate=not a.no_hydrate, out_meta=a.out_meta, corrupt_sb=a.corrupt_sb)
+                           hydrate=not a.no_hydrate, out_meta=a.out_meta, corrupt_sb=a.corrupt_sb,
+                           probe_regions=[int(x) for x in a.probe_regions.replace(",", " ").split()])
         else:
             nums = [int(x) for x in a.writes.replace(",", " ").split()]
             dnums = [int(x) for x in a.discards.replace(",", " ").split()]

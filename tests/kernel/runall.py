@@ -15,6 +15,7 @@ Tool commands (each a shell-words command line, the arguments are appended):
   DMCE_CLONE_DUMP      default "$DMCE_BIN clone_dump"      (called with IMG)
   DMCE_ERA_RESTORE     default "$DMCE_BIN era_restore"     e.g. /usr/sbin/era_restore
   DMCE_ERA_DUMP        default "$DMCE_BIN era_dump"        e.g. /usr/sbin/era_dump
+  DMCE_ERA_CHECK       default "$DMCE_BIN era_check"       e.g. /usr/sbin/era_check
 A missing tool makes the cases that need it FAIL (never skipped).
 """
 import argparse
@@ -232,6 +233,41 @@ def run_reject_case(kind, what, work):
     return "rejected: " + (reason[0].split("] ", 1)[-1] if reason else str(r.get("error")))
 
 
+
+# ------------------------------------------------------------------ kernel-made fixtures -> our dump
+
+def run_fixture_dump(case_dir, work):
+    """`dmce *_check` must accept the kernel-made image and `dmce *_dump` must agree with
+    its truth.json (no VM needed)."""
+    import json
+    t = json.load(open(os.path.join(case_dir, "truth.json")))
+    d = os.path.join(work, "fx-" + os.path.basename(case_dir))
+    os.makedirs(d)
+    img = os.path.join(d, "meta.img")
+    lab.zst_read(os.path.join(case_dir, "metadata.img.zst"), img)
+    if t["kind"] == "clone":
+        run_tool(tool("DMCE_CLONE_CHECK", "clone_check"), [img])
+        out = run_tool(tool("DMCE_CLONE_DUMP", "clone_dump"), [img])
+        got = [[int(a), int(b)] for a, b in re.findall(r'<hydrated\s+begin="(\d+)"\s+end="(\d+)"\s*/>', out)]
+        if got != t["hydrated_ranges"]:
+            raise Failure(f"clone_dump {got[:4]} != truth {t['hydrated_ranges'][:4]}")
+        return f"check ok, dump == truth ({t['hydrated_count']} regions)"
+    run_tool(tool("DMCE_ERA_CHECK", "era_check"), [img])
+    out = run_tool(tool("DMCE_ERA_DUMP", "era_dump"), [img])
+    cur, nr, logical = parse_era_dump(out)
+    want = {}
+    for e, rs in t["last_written_era"].items():
+        for b, e2 in rs:
+            for blk in range(b, e2):
+                want[blk] = int(e)
+    if cur != t["current_era"] or nr != t["nr_blocks"]:
+        raise Failure(f"dump current_era/nr_blocks {cur}/{nr} != {t['current_era']}/{t['nr_blocks']}")
+    if logical != want:
+        diff = sorted(b for b in set(logical) | set(want) if logical.get(b) != want.get(b))
+        raise Failure(f"dump differs from truth in {len(diff)} blocks, e.g. " +
+                      ", ".join(f"{b}: got {logical.get(b)} want {want.get(b)}" for b in diff[:4]))
+    return f"check ok, dump == truth ({len(want)} written blocks, era {cur})"
+
 # ------------------------------------------------------------------ main
 
 def main():
@@ -249,11 +285,15 @@ def main():
     work = tempfile.mkdtemp(prefix="dmce-runall-", dir=os.environ.get("DMCE_LAB_TMP"))
     missing = sorted({c[0] for c in (tool("DMCE_CLONE_RESTORE", "clone_restore"), tool("DMCE_CLONE_CHECK", "clone_check"),
                                      tool("DMCE_CLONE_DUMP", "clone_dump"), tool("DMCE_ERA_RESTORE", "era_restore"),
-                                     tool("DMCE_ERA_DUMP", "era_dump")) if tool_missing(c)})
+                                     tool("DMCE_ERA_DUMP", "era_dump"), tool("DMCE_ERA_CHECK", "era_check")) if tool_missing(c)})
     if missing:
         print(f"run-all: WARNING: missing tool(s): {', '.join(missing)} -- the cases using them will FAIL", flush=True)
     cases = [("clone", c[0], lambda c=c: run_clone_case(*c, work)) for c in CLONE_CASES]
     cases += [("era", c[0], lambda c=c: run_era_case(*c, work)) for c in ERA_CASES]
+    fxroot = os.path.join(lab.REPO, "fixtures", "kernel")
+    for c in sorted(os.listdir(fxroot)) if os.path.isdir(fxroot) else []:
+        if os.path.isfile(os.path.join(fxroot, c, "truth.json")):
+            cases.append(("fixture", f"dump-{c}", lambda c=c: run_fixture_dump(os.path.join(fxroot, c), work)))
     for kind, what in (("clone", "region-size"), ("clone", "target-size"), ("clone", "bad-sb"),
                        ("era", "block-size"), ("era", "bad-sb")):
         cases.append(("reject", f"reject-{kind}-{what}", lambda k=kind, w=what: run_reject_case(k, w, work)))
