@@ -131,6 +131,20 @@ impl<R: Read> EraXmlReader<R> {
 
     /// The next item.
     pub fn next_item(&mut self) -> Result<EraItem, XmlError> {
+        // `<bit value="false"/>` elements yield nothing: loop over them rather than
+        // recurse, or a long run of them would exhaust the stack.
+        loop {
+            let mut skipped = false;
+            let r = self.next_item_or_skip(&mut skipped);
+            if !skipped {
+                return r;
+            }
+        }
+    }
+
+    /// One element; sets `skipped` (and returns a placeholder) for an element that
+    /// yields no item.
+    fn next_item_or_skip(&mut self, skipped: &mut bool) -> Result<EraItem, XmlError> {
         if self.state == State::Done {
             return match self.x.next_element()? {
                 Element::Eof => Ok(EraItem::End),
@@ -239,7 +253,8 @@ impl<R: Read> EraXmlReader<R> {
                         next: b + 1,
                     };
                     if !v {
-                        return self.next_item();
+                        *skipped = true;
+                        return Ok(EraItem::End);
                     }
                     (b, b + 1)
                 } else {
