@@ -50,11 +50,8 @@ impl fmt::Display for RestoreError {
 
 impl std::error::Error for RestoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            RestoreError::Xml(e) => Some(e),
-            RestoreError::Write(e) => Some(e),
-            RestoreError::TooSmall { .. } => None,
-        }
+        // Display already includes the inner error's text.
+        None
     }
 }
 

@@ -205,6 +205,9 @@ impl<R: Read> XmlIn<R> {
                     let p = self.reader.error_position();
                     let msg = match &e {
                         quick_xml::Error::Io(io) => format!("cannot read the input: {io}"),
+                        _ if e.to_string().contains("end of input") => {
+                            format!("the input ends inside a tag (truncated file?): {e}")
+                        }
                         _ => format!("malformed XML: {e}"),
                     };
                     return Err(self.error_at(p, msg));

@@ -2,10 +2,16 @@
 
 /// Command-line behaviour: dispatch, options, error paths.
 mod cli;
+/// Crash safety of the restore tools: a fault at every write and flush.
+mod crash;
 /// Damage: every live block zeroed, flipped, or made structurally wrong.
 mod damage;
 /// Golden outputs on kernel-made images.
 mod golden;
 /// Hostile input: random mutations with fixed-up checksums never panic.
 mod hostile;
+/// clone_restore and era_restore on the command line, and with Debian's era tools.
+mod restore_cli;
+/// Write path: XML → restore → check → dump round trips, copy-on-write updates.
+mod roundtrip;
 mod util;

@@ -208,8 +208,11 @@ impl Array {
         let loc = crate::pdata::le64(&v, 0);
         let (new, _inc_children) = tm.shadow(loc, BlockKind::ArrayBlock)?;
         if new != loc {
-            // The kernel incs the old block and re-inserts; the overwrite decs it
-            // again: net, the old block lost the one reference the shadow took.
+            // The shadow dropped the old block's reference, but the index tree
+            // still points at it: take one back before the overwrite releases it
+            // (as the kernel's shadow_ablock does). If the index leaf is shared, its
+            // copy adds a reference first, and the old block keeps the snapshot's.
+            tm.inc(loc)?;
             self.root = ops::insert(tm, self.root, 8, bi, &new.to_le_bytes(), &RefValues::Blocks)?;
         }
         Ok(new)
