@@ -17,6 +17,7 @@ pub mod commands;
 pub mod era;
 pub mod io;
 pub mod pdata;
+pub mod repair;
 pub mod report;
 pub mod restore;
 pub mod superblock;

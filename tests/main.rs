@@ -10,6 +10,10 @@ mod damage;
 mod golden;
 /// Hostile input: random mutations with fixed-up checksums never panic.
 mod hostile;
+/// Every fixture the kernel lab made: checks clean, dumps to its ground truth.
+mod kernel_fixtures;
+/// Repair of healthy and damaged images.
+mod repair;
 /// clone_restore and era_restore on the command line, and with Debian's era tools.
 mod restore_cli;
 /// Write path: XML → restore → check → dump round trips, copy-on-write updates.

@@ -75,6 +75,17 @@ pub fn dump<W: Write>(
     out: W,
     repair: bool,
 ) -> Result<CloneDumpNotes, DumpError> {
+    dump_with(dev, out, repair, false)
+}
+
+/// As [`dump`]; with `repair`, regions whose bits cannot be read are dumped as
+/// hydrated when `unreadable_hydrated` is set (an operator's policy for repair).
+pub fn dump_with<W: Write>(
+    dev: &dyn BlockDevice,
+    out: W,
+    repair: bool,
+    unreadable_hydrated: bool,
+) -> Result<CloneDumpNotes, DumpError> {
     let mut notes = CloneDumpNotes::default();
     let (sb, _) = superblock::read(dev)
         .map_err(|e| Finding::error(e.code(), Some(0), "superblock", e.to_string()))?;
@@ -118,7 +129,11 @@ pub fn dump<W: Write>(
                 if notes.findings.last() != Some(&f) {
                     notes.findings.push(f);
                 }
-                0
+                if unreadable_hydrated {
+                    u64::MAX
+                } else {
+                    0
+                }
             }
             Err(f) => return Err(f.into()),
         };

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod dump;
+pub mod repair;
 pub mod restore;
 pub mod superblock;
 pub mod xml;

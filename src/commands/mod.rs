@@ -7,10 +7,12 @@
 
 mod clone_check;
 mod clone_dump;
+mod clone_repair;
 mod clone_restore;
 mod era_check;
 mod era_dump;
 mod era_invalidate;
+mod era_repair;
 mod era_restore;
 mod restore_util;
 mod util;
@@ -29,11 +31,13 @@ type ToolFn = fn(Vec<OsString>) -> anyhow::Result<i32>;
 pub const TOOLS: &[(&str, ToolFn)] = &[
     ("clone_check", clone_check::run),
     ("clone_dump", clone_dump::run),
+    ("clone_repair", clone_repair::run),
     ("clone_restore", clone_restore::run),
     ("era_check", era_check::run),
     ("era_dump", era_dump::run),
     ("era_restore", era_restore::run),
     ("era_invalidate", era_invalidate::run),
+    ("era_repair", era_repair::run),
 ];
 
 fn find(name: &str) -> Option<ToolFn> {

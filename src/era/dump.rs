@@ -164,6 +164,50 @@ pub fn dump<W: Write>(
             list.push((cur_era, sb.current_writeset, 0));
         }
     }
+    // Repairing, the output must be restorable: writesets contiguous up to the
+    // current era. Otherwise (eras lost or out of order) every writeset is folded
+    // into the era array, which keeps each block's logical era.
+    let mut logical = opts.logical;
+    if repair && !logical {
+        let contiguous = walk.lost.is_empty()
+            && list.windows(2).all(|p| p[1].0 == p[0].0 + 1)
+            && list.last().is_none_or(|l| l.0 == cur_era);
+        if !contiguous {
+            logical = true;
+            notes.skipped.push(format!(
+                "archived eras {:?} are not contiguous up to the current era {cur_era}; all writesets are folded into the era array",
+                list.iter().map(|e| e.0).collect::<Vec<_>>()
+            ));
+        }
+    }
+    // Entries of the era array that repair has to fill in (unreadable, or above the
+    // current era) would sit above the archived writesets' eras, which digestion never
+    // leaves behind: fold the writesets into the array then too. Checked up front
+    // because the writesets are written before the array.
+    if repair && !logical {
+        let desc = era_array_desc(&sb, sb_loc);
+        let above = std::sync::atomic::AtomicBool::new(false);
+        let lost = w.check_array(sb.era_array_root, &desc, &|_, vals| {
+            if vals.chunks_exact(4).any(|v| le32(v, 0) as u64 > cur_era) {
+                above.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            Vec::new()
+        });
+        if !lost.is_empty() || above.into_inner() {
+            logical = true;
+            notes
+                .skipped
+                .push("the era array is damaged; all writesets are folded into it".to_string());
+        }
+    }
+    // An era above the current one is damage: in repair it counts as the current era.
+    if repair {
+        for e in list.iter_mut().filter(|e| e.0 > cur_era) {
+            notes.skipped.push(format!("archived era {} is above the current era {cur_era}; its blocks count as era {cur_era}", e.0));
+            e.0 = cur_era;
+            logical = true;
+        }
+    }
     let mut wss = Vec::with_capacity(list.len());
     for (era, ws, from) in list {
         wss.push(open_writeset(&mut w, era, ws, from, repair, &mut notes)?);
@@ -181,7 +225,7 @@ pub fn dump<W: Write>(
     x.s("\" current_era=\"")?;
     x.n(cur_era)?;
     x.s("\">\n")?;
-    if opts.logical {
+    if logical {
         folded.append(&mut wss);
     } else {
         for ws in &mut wss {
@@ -189,12 +233,7 @@ pub fn dump<W: Write>(
         }
     }
 
-    let desc = ArrayDesc {
-        structure: "era array".into(),
-        value_size: 4,
-        nr_entries: sb.nr_blocks as u64,
-        from: Some(sb_loc),
-    };
+    let desc = era_array_desc(&sb, sb_loc);
     let before = w.report.findings().len();
     let blocks = w.array_blocks(sb.era_array_root, &desc).unwrap_or_default();
     if let Some(f) = w.report.findings()[before..]
@@ -267,6 +306,16 @@ pub fn dump<W: Write>(
     x.s("  </era_array>\n</superblock>\n")?;
     x.finish()?.flush()?;
     Ok(notes)
+}
+
+/// The era array of the superblock at `loc`.
+fn era_array_desc(sb: &crate::era::superblock::EraSuperblock, loc: u64) -> ArrayDesc {
+    ArrayDesc {
+        structure: "era array".into(),
+        value_size: 4,
+        nr_entries: sb.nr_blocks as u64,
+        from: Some(loc),
+    }
 }
 
 /// Opens the bitset of a writeset; in repair mode an unreadable one becomes "all set".

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod dump;
 pub mod invalidate;
+pub mod repair;
 pub mod restore;
 pub mod superblock;
 pub mod writeset;
