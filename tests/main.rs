@@ -19,3 +19,5 @@ mod restore_cli;
 /// Write path: XML → restore → check → dump round trips, copy-on-write updates.
 mod roundtrip;
 mod util;
+/// Copy-on-write B-tree and array operations against a model, with shared trees.
+mod write_ops;

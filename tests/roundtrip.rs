@@ -428,3 +428,50 @@ fn era_metadata_snapshot_with_copy_on_write_updates() {
         "{what}: blocks in use after the updates vs a fresh restore"
     );
 }
+
+/// Moves the writeset of `current_era` out of the tree into the superblock's
+/// current writeset: the shape a running (or crashed) target commits.
+pub fn make_current_writeset(dev: &MemDevice) {
+    let (sb, _) = era::superblock::read_at(dev, 0).unwrap();
+    let mut tm = TransactionManager::open(dev, &sb.sm_root).unwrap();
+    let cur = sb.current_era as u64;
+    let v = ops::lookup(&mut tm, sb.writeset_tree_root, cur)
+        .unwrap()
+        .expect("the current era is archived");
+    let ws = WritesetDisk::decode(&v);
+    // The superblock takes over the tree's reference to the bitset.
+    tm.inc(ws.root).unwrap();
+    let tree = ops::remove(
+        &mut tm,
+        sb.writeset_tree_root,
+        12,
+        cur,
+        &RefValues::BitsetRoots,
+    )
+    .unwrap();
+    let sm_root = tm.pre_commit().unwrap();
+    let live = EraSuperblock {
+        sm_root,
+        current_writeset: ws,
+        writeset_tree_root: tree,
+        ..sb
+    };
+    tm.commit(&live.encode(0)).unwrap();
+}
+
+#[test]
+fn a_committed_current_writeset_restores_to_the_same_dump() {
+    for (seed, n, cur, ws) in [(61, 5000, 4, 3), (62, 70, 1, 1)] {
+        let what = format!("current writeset seed {seed}");
+        let xml = EraGen::new(seed, n, cur, ws).xml(false);
+        let dev = MemDevice::new(256);
+        era_restore(&xml, &dev);
+        make_current_writeset(&dev);
+        let sb = era::superblock::read_at(&dev, 0).unwrap().0;
+        assert_ne!(sb.current_writeset.root, 0, "{what}");
+        assert_text_eq(&era_check_and_dump(&dev, &what), &xml, &what);
+        let again = MemDevice::new(256);
+        era_restore(&xml, &again);
+        assert_text_eq(&era_check_and_dump(&again, &what), &xml, &what);
+    }
+}

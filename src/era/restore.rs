@@ -13,6 +13,14 @@
 //! understand (they ignore a current writeset on load, HAZARDS.md H-E1), and the
 //! next resume starts era `current_era + 1` either way. `flags` is 0, as the
 //! kernel writes it.
+//!
+//! thin-provisioning-tools 0.9.0's era_dump leaves a committed current writeset
+//! out, so its dump of a running or crashed target ends at era `current_era - 1`.
+//! Such input gets an empty current writeset for `current_era`: without one the
+//! eras would not reach the current era (ERA.md §11 rule 9); with it, 0.9.0's
+//! era_dump of the result gives back its input byte for byte, the kernel archives
+//! it at the next resume, and the blocks written in that era, which the input does
+//! not record, are reported as unwritten exactly as the input does.
 
 use std::io::Read;
 
@@ -174,7 +182,8 @@ pub fn restore<R: Read, D: BlockDevice>(
             have_blocks: tm.dev().nr_blocks(),
         });
     }
-    let mut finish = |tm: &mut TransactionManager<D>| -> Result<(u64, u64), TmError> {
+    let needs_current = xml.last_era().is_some_and(|e| e + 1 == h.current_era);
+    let mut finish = |tm: &mut TransactionManager<D>| -> Result<(u64, u64, u64), TmError> {
         let (mut a, next) = array.take().unwrap_or((ArrayBuilder::new(4), 0));
         a.push_n(tm, &[0; 4], h.nr_blocks as u64 - next)?;
         let era_array = a.finish(tm)?;
@@ -184,13 +193,24 @@ pub fn restore<R: Read, D: BlockDevice>(
             w.encode(&mut v);
             tree.push(tm, *era as u64, &v)?;
         }
-        Ok((era_array.root, tree.finish(tm)?.root))
+        let tree = tree.finish(tm)?.root;
+        let current = if needs_current {
+            BitsetBuilder::new(h.nr_blocks as u64).finish(tm)?.root
+        } else {
+            0
+        };
+        Ok((era_array.root, tree, current))
     };
-    let (era_array_root, writeset_tree_root) = match finish(&mut tm) {
+    let (era_array_root, writeset_tree_root, current_root) = match finish(&mut tm) {
         Err(e) if is_no_space(&e) => {
             let data: u64 = array_size
                 + sizes.iter().map(|&b| bitset_blocks(b)).sum::<u64>()
-                + tree_nodes(sizes.len() as u64, WritesetDisk::SIZE as u32);
+                + tree_nodes(sizes.len() as u64, WritesetDisk::SIZE as u32)
+                + if needs_current {
+                    bitset_blocks(h.nr_blocks as u64)
+                } else {
+                    0
+                };
             return Err(RestoreError::TooSmall {
                 needed_blocks: needed_blocks(data),
                 have_blocks: tm.dev().nr_blocks(),
@@ -208,7 +228,7 @@ pub fn restore<R: Read, D: BlockDevice>(
         current_era: h.current_era,
         current_writeset: WritesetDisk {
             nr_bits: h.nr_blocks,
-            root: 0,
+            root: current_root,
         },
         writeset_tree_root,
         era_array_root,
