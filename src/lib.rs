@@ -6,7 +6,11 @@
 //! * [`io`]: block devices ([`io::BlockDevice`]): files, block devices, memory.
 //! * [`pdata`]: the persistent-data library (PERSISTENT-DATA.md): checksums,
 //!   B-trees, dm-array, dm-bitset, the metadata space map; checked walkers that turn
-//!   damage into [`report::Finding`]s.
+//!   damage into [`report::Finding`]s. The write side: a transaction manager
+//!   ([`pdata::tm`]) with copy-on-write shadowing, reference counting and the
+//!   kernel's two-phase commit, over which B-trees, arrays and bitsets are built in
+//!   bulk or updated in place.
+//! * [`restore`]: the safe start and the size check both restore tools share.
 //! * [`superblock`]: the validation order both targets' superblocks share.
 //! * [`clone`] and [`era`]: each target's superblock, checker and dumper
 //!   (CLONE.md, ERA.md).

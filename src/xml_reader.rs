@@ -199,6 +199,9 @@ impl<R: Read> XmlIn<R> {
             self.buf.clear();
             let at = self.reader.buffer_position();
             self.start = at;
+            // Fold the newlines already passed into the line count, so that only
+            // those of the current buffer are kept (memory stays bounded).
+            self.reader.get_ref().line_col(at);
             let ev = match self.reader.read_event_into(&mut self.buf) {
                 Ok(ev) => ev,
                 Err(e) => {
