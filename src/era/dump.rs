@@ -251,16 +251,19 @@ pub fn dump<W: Write>(
     x.s("  <era_array>\n")?;
     let per = array.desc().per_block();
     let mut above_noted = false;
+    // Runs of unreadable era-array entries, with the first damage seen in each.
+    let mut lost: Vec<(u64, u64, Finding)> = Vec::new();
     for bi in 0..array.desc().nr_blocks() {
         let first = bi * per;
         let n = array.desc().entries_in_block(bi) as usize;
         let mut eras: Vec<u64> = match array.block(bi) {
             Ok(vals) => (0..n).map(|j| le32(vals, 4 * j) as u64).collect(),
             Err(f) if repair => {
-                notes.skipped.push(format!(
-                    "era array block {bi} (blocks {first}..{}): {f}; dumped as era {cur_era}",
-                    first + n as u64
-                ));
+                let end = first + n as u64;
+                match lost.last_mut() {
+                    Some((_, e, _)) if *e == first => *e = end,
+                    _ => lost.push((first, end, f)),
+                }
                 vec![cur_era; n]
             }
             Err(f) => return Err(f.into()),
@@ -302,6 +305,11 @@ pub fn dump<W: Write>(
             x.n(*e)?;
             x.s("\"/>\n")?;
         }
+    }
+    for (b, e, f) in lost {
+        notes.skipped.push(format!(
+            "era array entries of blocks {b}..{e} unreadable ({f}); dumped as era {cur_era}"
+        ));
     }
     x.s("  </era_array>\n</superblock>\n")?;
     x.finish()?.flush()?;
