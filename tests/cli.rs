@@ -188,7 +188,7 @@ fn checker_options() {
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stdout(&o).contains(
-            "error: block 33: space-map index block: bad space-map index block: checksum"
+            "error: block 33: space-map index block: bad space-map index block: stored checksum"
         ),
         "{}",
         stdout(&o)

@@ -230,7 +230,25 @@ def run_reject_case(kind, what, work):
     if r.get("accepted"):
         raise Failure("kernel ACCEPTED the table, expected a rejection")
     reason = [l for l in (r.get("dmesg_reason") or []) if "error" in l.lower() or "fail" in l.lower() or "match" in l.lower()]
-    return "rejected: " + (reason[0].split("] ", 1)[-1] if reason else str(r.get("error")))
+    # Our checker, given the image the kernel saw and the table's geometry (as an
+    # fsck hook that knows the table would), must flag it too.
+    loaded = os.path.join(d, "load", "meta.img")
+    if what == "bad-sb":
+        check_args = [loaded]
+    elif what == "region-size":
+        check_args = ["--region-size", "128", img]
+    elif what == "target-size":
+        check_args = ["--target-size", str(131072 * 2), img]
+    else:
+        check_args = ["--block-size", "256", img]
+    check = tool("DMCE_CLONE_CHECK" if kind == "clone" else "DMCE_ERA_CHECK", f"{kind}_check")
+    if tool_missing(check):
+        raise Failure(f"tool missing: {check[0]}")
+    c = subprocess.run(check + check_args, capture_output=True, text=True, timeout=300)
+    finding = next((l for l in c.stdout.splitlines() if l.startswith("error:")), "")
+    if c.returncode != 1 or not finding:
+        raise Failure(f"`{' '.join(check + check_args)}` exited {c.returncode} without an error: {c.stdout.strip()[:200]}")
+    return "rejected: " + (reason[0].split("] ", 1)[-1] if reason else str(r.get("error"))) + f"; {kind}_check: {finding}"
 
 
 
