@@ -296,3 +296,73 @@ impl<'d> ArrayCursor<'d> {
         Ok(values(b, &self.desc))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::MemDevice;
+    use crate::pdata::checksum::stamp;
+
+    #[test]
+    fn capacities_match_the_spec_table() {
+        assert_eq!(array_max_entries(4), 1018);
+        assert_eq!(array_max_entries(8), 509);
+        let d = ArrayDesc {
+            structure: "x".into(),
+            value_size: 4,
+            nr_entries: 2 * 1018 + 5,
+            from: None,
+        };
+        assert_eq!(d.nr_blocks(), 3);
+        assert_eq!(d.entries_in_block(0), 1018);
+        assert_eq!(d.entries_in_block(2), 5);
+    }
+
+    fn block(loc: u64, vs: u32, nr: u32) -> Block {
+        let mut b = [0u8; BLOCK_SIZE];
+        ArrayHeader {
+            max_entries: array_max_entries(vs),
+            nr_entries: nr,
+            value_size: vs,
+            blocknr: loc,
+        }
+        .encode(&mut b);
+        b[ARRAY_HEADER_SIZE] = 7;
+        stamp(&mut b, loc, BlockKind::ArrayBlock);
+        b
+    }
+
+    #[test]
+    fn array_blocks_are_validated_against_their_owner() {
+        let dev = MemDevice::new(8);
+        let d = ArrayDesc {
+            structure: "era array".into(),
+            value_size: 4,
+            nr_entries: 10,
+            from: Some(0),
+        };
+        dev.write(3, &block(3, 4, 10)).unwrap();
+        let b = validate_array_block(&dev, 3, &d, 0, None).unwrap();
+        assert_eq!(values(&b, &d).len(), 40);
+        assert_eq!(values(&b, &d)[0], 7);
+        // Wrong length for the owner, wrong value size, wrong location.
+        dev.write(4, &block(4, 4, 11)).unwrap();
+        assert_eq!(
+            validate_array_block(&dev, 4, &d, 0, None).unwrap_err().code,
+            "array-block"
+        );
+        dev.write(5, &block(5, 8, 10)).unwrap();
+        assert_eq!(
+            validate_array_block(&dev, 5, &d, 0, None).unwrap_err().code,
+            "array-block"
+        );
+        dev.write(6, &block(5, 4, 10)).unwrap();
+        let e = validate_array_block(&dev, 6, &d, 0, Some(2)).unwrap_err();
+        assert_eq!(e.code, "pd-blocknr");
+        assert!(
+            e.message.contains("referenced from block 2"),
+            "{}",
+            e.message
+        );
+    }
+}

@@ -419,3 +419,94 @@ pub fn block_finding(
 pub fn referenced_from(from: Option<u64>) -> String {
     from.map_or(String::new(), |f| format!(" (referenced from block {f})"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::MemDevice;
+    use crate::pdata::checksum::stamp;
+    use crate::pdata::put_le64;
+
+    /// An internal node at `loc` whose single child is `child`.
+    fn internal(loc: u64, child: u64) -> Block {
+        let mut b = [0u8; 4096];
+        NodeHeader {
+            flags: INTERNAL_NODE,
+            blocknr: loc,
+            nr_entries: 1,
+            max_entries: 252,
+            value_size: 8,
+        }
+        .encode(&mut b);
+        put_le64(&mut b, 32 + 8 * 252, child);
+        stamp(&mut b, loc, BlockKind::BtreeNode);
+        b
+    }
+
+    fn desc() -> TreeDesc {
+        TreeDesc {
+            structure: "test tree".into(),
+            value_size: 8,
+            from: Some(0),
+        }
+    }
+
+    #[test]
+    fn a_node_pointing_at_itself_is_an_error_not_a_loop() {
+        let dev = MemDevice::new(4);
+        dev.write(1, &internal(1, 1)).unwrap();
+        let mut w = Walker::new(&dev, 4, false);
+        let walk = w.walk_btree(1, &desc(), &mut |_, _, _, _| panic!("no leaf"));
+        assert!(!walk.complete());
+        assert_eq!(w.report.first_error().unwrap().code, "btree-node-twice");
+    }
+
+    #[test]
+    fn absurd_depth_is_an_error() {
+        let n = MAX_DEPTH as u64 + 3;
+        let dev = MemDevice::new(n + 2);
+        for loc in 1..=n {
+            dev.write(loc, &internal(loc, loc + 1)).unwrap();
+        }
+        let mut w = Walker::new(&dev, n + 2, true);
+        let walk = w.walk_btree(1, &desc(), &mut |_, _, _, _| panic!("no leaf"));
+        assert!(!walk.complete());
+        assert!(w.report.findings().iter().any(|f| f.code == "btree-depth"));
+    }
+
+    #[test]
+    fn pointers_out_of_range_and_to_the_superblock_are_errors() {
+        let dev = MemDevice::new(4);
+        dev.write(1, &internal(1, 9)).unwrap();
+        dev.write(2, &internal(2, 0)).unwrap();
+        for root in [1, 2] {
+            let mut w = Walker::new(&dev, 4, true);
+            w.walk_btree(root, &desc(), &mut |_, _, _, _| {});
+            let f = w.report.first_error().unwrap();
+            assert_eq!(f.code, "pd-pointer-range");
+            assert_eq!(f.block, Some(root), "names the node holding the pointer");
+        }
+    }
+
+    #[test]
+    fn a_block_reached_twice_in_unshared_metadata_is_an_error() {
+        let dev = MemDevice::new(4);
+        dev.write(1, &internal(1, 3)).unwrap();
+        dev.write(2, &internal(2, 3)).unwrap();
+        let mut w = Walker::new(&dev, 4, true);
+        w.walk_btree(1, &desc(), &mut |_, _, _, _| {});
+        w.walk_btree(2, &desc(), &mut |_, _, _, _| {});
+        assert!(w
+            .report
+            .findings()
+            .iter()
+            .any(|f| f.code == "pd-shared" && f.block == Some(2)));
+        // With sharing allowed (a metadata snapshot) it is counted instead.
+        let mut w = Walker::new(&dev, 4, true);
+        w.allow_sharing = true;
+        w.walk_btree(1, &desc(), &mut |_, _, _, _| {});
+        w.walk_btree(2, &desc(), &mut |_, _, _, _| {});
+        assert!(!w.report.findings().iter().any(|f| f.code == "pd-shared"));
+        assert_eq!(w.refs.as_ref().unwrap().count(3), 2);
+    }
+}
