@@ -7,6 +7,7 @@ use std::fmt;
 use crate::io::{zeroed_block, Block, BlockDevice};
 use crate::pdata::checksum::{verify_csum, BlockError, BlockKind};
 use crate::pdata::{le32, le64};
+use crate::report::Finding;
 
 /// Location of the live superblock.
 pub const SUPERBLOCK_LOCATION: u64 = 0;
@@ -72,6 +73,11 @@ impl fmt::Display for SuperblockError {
 }
 
 impl SuperblockError {
+    /// The finding for this error in the superblock at `loc`.
+    pub fn finding(&self, loc: u64) -> Finding {
+        Finding::error(self.code(), Some(loc), "superblock", self.to_string())
+    }
+
     /// Stable finding code.
     pub fn code(&self) -> &'static str {
         match self {
@@ -116,6 +122,22 @@ pub fn read_superblock(
         return Err(SuperblockError::Version(v));
     }
     Ok(b)
+}
+
+/// Warnings for the byte ranges of a superblock that must be zero and are not.
+pub fn padding_findings(raw: &Block, ranges: &[(usize, usize)]) -> Vec<Finding> {
+    ranges
+        .iter()
+        .filter(|(b, e)| !is_zero(&raw[*b..*e]))
+        .map(|(b, e)| {
+            Finding::warning(
+                "sb-padding",
+                Some(SUPERBLOCK_LOCATION),
+                "superblock",
+                format!("bytes {b}..{e} are not zero"),
+            )
+        })
+        .collect()
 }
 
 /// True when `b[range]` is all zero.

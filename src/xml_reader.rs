@@ -429,6 +429,20 @@ mod tests {
     }
 
     #[test]
+    fn line_bookkeeping_stays_bounded() {
+        let mut s = String::from("<a>\n");
+        for _ in 0..100_000 {
+            s += "  <b/>\n";
+        }
+        s += "</a>\n";
+        let mut x = XmlIn::new(s.as_bytes());
+        while x.next_element().unwrap() != Element::Eof {}
+        let pending = x.reader.get_ref().lines.borrow().pending.len();
+        assert!(pending < 10_000, "{pending} newline offsets kept");
+        assert_eq!(x.error("end").line, 100_003);
+    }
+
+    #[test]
     fn numbers_are_strict() {
         assert_eq!(parse_decimal("0"), Some(0));
         assert_eq!(parse_decimal("18446744073709551615"), Some(u64::MAX));

@@ -10,23 +10,8 @@ use dmce::era::DumpOptions;
 use dmce::io::{MemDevice, BLOCK_SIZE};
 use dmce::pdata::checksum::{kind_of, stamp};
 
+use crate::roundtrip::Rng;
 use crate::util::{load_zst, repo};
-
-/// SplitMix64: small, seedable, good enough for choosing mutations.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 fn live_blocks(img: &[u8]) -> Vec<u64> {
     (0..(img.len() / BLOCK_SIZE) as u64)
@@ -75,7 +60,7 @@ pub fn mutate_and_exercise(name: &str, img: &[u8], seed: u64, iterations: u64) {
     let live = live_blocks(img);
     assert!(!live.is_empty(), "{name}: no checksummed blocks");
     for it in 0..iterations {
-        let mut rng = Rng(seed ^ it.wrapping_mul(0x2545_F491_4F6C_DD1D));
+        let mut rng = Rng::new(seed ^ it.wrapping_mul(0x2545_F491_4F6C_DD1D));
         let mut v = img.to_vec();
         for _ in 0..1 + rng.below(3) {
             let b = live[rng.below(live.len() as u64) as usize];

@@ -6,7 +6,7 @@ use crate::pdata::refs::{Refs, Role};
 use crate::pdata::space_map::{check_space_map, SmSummary};
 use crate::pdata::walk::Walker;
 use crate::report::{Finding, Report};
-use crate::superblock::{is_zero, SUPERBLOCK_LOCATION};
+use crate::superblock::{padding_findings, SUPERBLOCK_LOCATION};
 
 /// What to check.
 #[derive(Debug, Clone, Default)]
@@ -42,12 +42,7 @@ pub fn check(dev: &dyn BlockDevice, opts: &CheckOptions) -> CheckOutcome {
     let (sb, raw) = match superblock::read(dev) {
         Ok(x) => x,
         Err(e) => {
-            out.report.push(Finding::error(
-                e.code(),
-                Some(SUPERBLOCK_LOCATION),
-                SB,
-                e.to_string(),
-            ));
+            out.report.push(e.finding(SUPERBLOCK_LOCATION));
             return out;
         }
     };
@@ -60,16 +55,7 @@ pub fn check(dev: &dyn BlockDevice, opts: &CheckOptions) -> CheckOutcome {
             format!("flags {:#x}, the kernel writes 0", sb.flags),
         ));
     }
-    for (b, e) in ZERO_RANGES {
-        if !is_zero(&raw[b..e]) {
-            out.report.push(Finding::warning(
-                "sb-padding",
-                Some(0),
-                SB,
-                format!("bytes {b}..{e} are not zero"),
-            ));
-        }
-    }
+    out.report.extend(padding_findings(&raw, &ZERO_RANGES));
     if let Some(msg) = sb.geometry_error() {
         out.report
             .push(Finding::error("clone-geometry", Some(0), SB, msg));

@@ -87,8 +87,7 @@ pub fn dump_with<W: Write>(
     unreadable_hydrated: bool,
 ) -> Result<CloneDumpNotes, DumpError> {
     let mut notes = CloneDumpNotes::default();
-    let (sb, _) = superblock::read(dev)
-        .map_err(|e| Finding::error(e.code(), Some(0), "superblock", e.to_string()))?;
+    let (sb, _) = superblock::read(dev).map_err(|e| e.finding(0))?;
     if let Some(msg) = sb.geometry_error() {
         return Err(Finding::error("clone-geometry", Some(0), "superblock", msg).into());
     }

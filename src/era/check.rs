@@ -11,7 +11,7 @@ use crate::pdata::refs::{Refs, Role, Visit};
 use crate::pdata::space_map::{check_space_map, SmSummary};
 use crate::pdata::walk::Walker;
 use crate::report::{Finding, Report};
-use crate::superblock::{is_zero, SUPERBLOCK_LOCATION};
+use crate::superblock::{padding_findings, SUPERBLOCK_LOCATION};
 
 /// What to check.
 #[derive(Debug, Clone, Default)]
@@ -45,12 +45,7 @@ pub fn check(dev: &dyn BlockDevice, opts: &CheckOptions) -> CheckOutcome {
     let (sb, raw) = match superblock::read_at(dev, SUPERBLOCK_LOCATION) {
         Ok(x) => x,
         Err(e) => {
-            out.report.push(Finding::error(
-                e.code(),
-                Some(SUPERBLOCK_LOCATION),
-                SB,
-                e.to_string(),
-            ));
+            out.report.push(e.finding(SUPERBLOCK_LOCATION));
             return out;
         }
     };
@@ -64,16 +59,7 @@ pub fn check(dev: &dyn BlockDevice, opts: &CheckOptions) -> CheckOutcome {
             format!("flags {:#x}, expected 0 or 1", sb.flags),
         ));
     }
-    for (b, e) in ZERO_RANGES {
-        if !is_zero(&raw[b..e]) {
-            r.push(Finding::warning(
-                "sb-padding",
-                Some(0),
-                SB,
-                format!("bytes {b}..{e} are not zero"),
-            ));
-        }
-    }
+    r.extend(padding_findings(&raw, &ZERO_RANGES));
     if sb.metadata_block_size != METADATA_BLOCK_SIZE_SECTORS {
         r.push(Finding::warning(
             "era-metadata-block-size",
@@ -142,7 +128,7 @@ pub fn check(dev: &dyn BlockDevice, opts: &CheckOptions) -> CheckOutcome {
                         check_trees(&mut w, &snap, s, "snapshot ", false);
                     }
                 }
-                Err(e) => w.push(Finding::error(e.code(), Some(s), structure, e.to_string())),
+                Err(e) => w.push(e.finding(s)),
             }
         }
     }

@@ -79,7 +79,7 @@ impl WsBits<'_> {
 }
 
 fn sb_error(loc: u64, e: crate::superblock::SuperblockError) -> DumpError {
-    Finding::error(e.code(), Some(loc), "superblock", e.to_string()).into()
+    e.finding(loc).into()
 }
 
 /// Dumps the era metadata on `dev` to `out`.

@@ -121,12 +121,7 @@ pub fn invalidate(
     opts: InvalidateOptions,
 ) -> Result<Invalidation, InvalidateError> {
     let sb_err = |loc: u64, e: crate::superblock::SuperblockError| {
-        InvalidateError::Superblock(Finding::error(
-            e.code(),
-            Some(loc),
-            "superblock",
-            e.to_string(),
-        ))
+        InvalidateError::Superblock(e.finding(loc))
     };
     let (live, _) = superblock::read_at(dev, 0).map_err(|e| sb_err(0, e))?;
     let (view, view_loc, current) = if opts.metadata_snapshot {

@@ -113,7 +113,10 @@ impl fmt::Display for BlockError {
                 write!(f, "self-location field says block {found}")
             }
             BlockError::ChecksumMismatch { found, expected } => {
-                write!(f, "stored checksum {found:#010x}, computed {expected:#010x}")
+                write!(
+                    f,
+                    "stored checksum {found:#010x}, computed {expected:#010x}"
+                )
             }
             BlockError::WrongKind { found } => {
                 write!(f, "checksum is that of a {found}")
