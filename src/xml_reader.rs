@@ -7,7 +7,7 @@
 //! instructions). Text content, CDATA and DOCTYPE are errors.
 
 use std::cell::RefCell;
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, BufRead, Read};
 
@@ -290,28 +290,31 @@ fn decode<R: Read>(
     at: u64,
     e: &BytesStart<'_>,
 ) -> Result<(String, Vec<(String, String)>), XmlError> {
-    {
-        let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
-        let mut attrs = Vec::new();
-        let mut seen = HashSet::new();
-        for a in e.attributes().with_checks(true) {
-            let a = a.map_err(|err| pos_error(c, at, format!("<{name}>: bad attribute: {err}")))?;
-            let key = String::from_utf8_lossy(a.key.as_ref()).into_owned();
-            let value = a
-                .unescape_value()
+    let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
+    let mut attrs: Vec<(String, String)> = Vec::with_capacity(4);
+    for a in e.attributes().with_checks(true) {
+        let a = a.map_err(|err| pos_error(c, at, format!("<{name}>: bad attribute: {err}")))?;
+        let key = String::from_utf8_lossy(a.key.as_ref()).into_owned();
+        // Numbers and names need no unescaping; only pay for it when there is an
+        // entity.
+        let value = if a.value.contains(&b'&') {
+            a.unescape_value()
                 .map_err(|err| pos_error(c, at, format!("<{name}> {key}: {err}")))?
-                .into_owned();
-            if !seen.insert(key.clone()) {
-                return Err(pos_error(
-                    c,
-                    at,
-                    format!("<{name}>: attribute {key} given twice"),
-                ));
-            }
-            attrs.push((key, value));
+                .into_owned()
+        } else {
+            String::from_utf8(a.value.into_owned())
+                .map_err(|_| pos_error(c, at, format!("<{name}> {key}: the value is not UTF-8")))?
+        };
+        if attrs.iter().any(|(k, _)| *k == key) {
+            return Err(pos_error(
+                c,
+                at,
+                format!("<{name}>: attribute {key} given twice"),
+            ));
         }
-        Ok((name, attrs))
+        attrs.push((key, value));
     }
+    Ok((name, attrs))
 }
 
 /// The attributes of one element, checked against what it may carry.
