@@ -164,3 +164,44 @@ fn array_resize_and_set_match_a_model_with_shared_arrays() {
         verify(&dev, &sm, &[], &arrays, &what);
     }
 }
+
+/// Damage met by the copy-on-write operations (a child pointer looping back to
+/// the root, or pointing past the device) is an error, never a panic or a hang.
+#[test]
+fn operations_on_damaged_trees_fail_cleanly() {
+    use dmce::pdata::checksum::{stamp, BlockKind};
+    for bad_child in [None, Some(100_000u64)] {
+        let dev = MemDevice::new(256);
+        let mut tm = TransactionManager::format(&dev).unwrap();
+        let mut b = BTreeBuilder::new(4);
+        for k in 0..1000u64 {
+            b.push(&mut tm, k, &(k as u32).to_le_bytes()).unwrap();
+        }
+        let root = b.finish(&mut tm).unwrap().root;
+        let sm = tm.pre_commit().unwrap();
+        tm.commit(&[0u8; 4096]).unwrap();
+        let mut blk = [0u8; 4096];
+        dev.read(root, &mut blk).unwrap();
+        let target = bad_child.unwrap_or(root);
+        // Value 1 of the (internal) root: after 32 header bytes and 252 keys.
+        let o = 32 + 8 * 252 + 8;
+        blk[o..o + 8].copy_from_slice(&target.to_le_bytes());
+        stamp(&mut blk, root, BlockKind::BtreeNode);
+        dev.write(root, &blk).unwrap();
+        let img = dev.to_bytes();
+        let open = || TransactionManager::open(MemDevice::from_bytes(&img), &sm).unwrap();
+        let what = format!("child {target}");
+        let p = RefValues::Plain;
+        assert!(ops::lookup(&mut open(), root, 500).is_err(), "{what}");
+        assert!(ops::entries(&mut open(), root).is_err(), "{what}");
+        assert!(
+            ops::insert(&mut open(), root, 4, 500, &[1; 4], &p).is_err(),
+            "{what}"
+        );
+        assert!(
+            ops::remove_if_present(&mut open(), root, 500, &p).is_err(),
+            "{what}"
+        );
+        assert!(ops::delete(&mut open(), root, 4, &p).is_err(), "{what}");
+    }
+}

@@ -136,6 +136,17 @@ fn write_array_block<D: BlockDevice>(
     Ok(loc)
 }
 
+/// The array-block number an index-tree value holds.
+fn block_value(v: &[u8]) -> Result<u64, TmError> {
+    if v.len() != 8 {
+        return Err(TmError::Corrupt {
+            block: 0,
+            msg: format!("array index value of {} bytes", v.len()),
+        });
+    }
+    Ok(crate::pdata::le64(v, 0))
+}
+
 /// Number of blocks (array blocks plus index-tree nodes) an array of `n` values
 /// of `value_size` bytes takes.
 pub fn array_blocks(n: u64, value_size: u32) -> u64 {
@@ -191,7 +202,7 @@ impl Array {
         }
         let m = self.per_block();
         let v = ops::lookup(tm, self.root, i / m)?.ok_or_else(|| self.out_of_range(i))?;
-        let loc = crate::pdata::le64(&v, 0);
+        let loc = block_value(&v)?;
         let b = tm.read(loc, BlockKind::ArrayBlock)?;
         let o = ARRAY_HEADER_SIZE + (i % m) as usize * self.value_size as usize;
         Ok(b[o..o + self.value_size as usize].to_vec())
@@ -203,9 +214,11 @@ impl Array {
         tm: &mut TransactionManager<D>,
         bi: u64,
     ) -> Result<u64, TmError> {
-        let v = ops::lookup(tm, self.root, bi)?
-            .ok_or_else(|| TmError::Invariant(format!("array block {bi} missing")))?;
-        let loc = crate::pdata::le64(&v, 0);
+        let v = ops::lookup(tm, self.root, bi)?.ok_or_else(|| TmError::Corrupt {
+            block: self.root,
+            msg: format!("array block {bi} is missing from the index"),
+        })?;
+        let loc = block_value(&v)?;
         let (new, _inc_children) = tm.shadow(loc, BlockKind::ArrayBlock)?;
         if new != loc {
             // The shadow dropped the old block's reference, but the index tree

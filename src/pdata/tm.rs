@@ -66,6 +66,13 @@ pub enum TmError {
         /// What is wrong.
         error: BlockError,
     },
+    /// A structure read back is not what it must be (damage on disk).
+    Corrupt {
+        /// The block.
+        block: u64,
+        /// What is wrong.
+        msg: String,
+    },
     /// A caller broke an invariant (a bug, not a property of the data).
     Invariant(String),
     /// An earlier write or flush failed; the transaction can only be abandoned.
@@ -85,6 +92,7 @@ impl fmt::Display for TmError {
             TmError::BadBlock { block, kind, error } => {
                 write!(f, "block {block} ({kind}): {error}")
             }
+            TmError::Corrupt { block, msg } => write!(f, "block {block}: {msg}"),
             TmError::Invariant(m) => write!(f, "internal error: {m}"),
             TmError::Failed => write!(f, "an earlier write to the device failed"),
         }

@@ -41,11 +41,17 @@ impl RefValues {
     ) -> Result<(), TmError> {
         match self {
             RefValues::Plain => Ok(()),
-            RefValues::Blocks => tm.inc(le64(v, 0)),
-            RefValues::BitsetRoots => match le64(v, 4) {
-                0 => Ok(()),
-                r => tm.inc(r),
-            },
+            RefValues::Blocks => {
+                value_len(v, 8)?;
+                tm.inc(le64(v, 0))
+            }
+            RefValues::BitsetRoots => {
+                value_len(v, 12)?;
+                match le64(v, 4) {
+                    0 => Ok(()),
+                    r => tm.inc(r),
+                }
+            }
         }
     }
 
@@ -57,11 +63,17 @@ impl RefValues {
     ) -> Result<(), TmError> {
         match self {
             RefValues::Plain => Ok(()),
-            RefValues::Blocks => tm.dec(le64(v, 0)).map(|_| ()),
-            RefValues::BitsetRoots => match le64(v, 4) {
-                0 => Ok(()),
-                r => delete(tm, r, 8, &RefValues::Blocks),
-            },
+            RefValues::Blocks => {
+                value_len(v, 8)?;
+                tm.dec(le64(v, 0)).map(|_| ())
+            }
+            RefValues::BitsetRoots => {
+                value_len(v, 12)?;
+                match le64(v, 4) {
+                    0 => Ok(()),
+                    r => delete(tm, r, 8, &RefValues::Blocks),
+                }
+            }
         }
     }
 }
@@ -137,7 +149,21 @@ impl Node {
 }
 
 fn corrupt(b: u64, what: &str) -> TmError {
-    TmError::Invariant(format!("B-tree node {b}: {what}"))
+    TmError::Corrupt {
+        block: b,
+        msg: format!("B-tree node: {what}"),
+    }
+}
+
+/// `v` must hold at least `n` bytes (a value of the wrong size is damage).
+fn value_len(v: &[u8], n: usize) -> Result<(), TmError> {
+    if v.len() < n {
+        return Err(TmError::Corrupt {
+            block: 0,
+            msg: format!("a B-tree value of {} bytes where {n} are needed", v.len()),
+        });
+    }
+    Ok(())
 }
 
 fn load<D: BlockDevice>(tm: &mut TransactionManager<D>, b: u64) -> Result<Node, TmError> {
@@ -145,6 +171,12 @@ fn load<D: BlockDevice>(tm: &mut TransactionManager<D>, b: u64) -> Result<Node, 
     let h = NodeHeader::decode(&blk);
     if !h.fits() || (h.flags != LEAF_NODE && h.flags != INTERNAL_NODE) {
         return Err(corrupt(b, "bad header"));
+    }
+    if !h.is_leaf() && (h.value_size != 8 || h.nr_entries == 0) {
+        return Err(corrupt(
+            b,
+            "internal node without entries or with values not of 8 bytes",
+        ));
     }
     let n = h.nr_entries as usize;
     let vo = h.value_offset(0);
@@ -365,6 +397,9 @@ pub fn remove_if_present<D: BlockDevice>(
         let i = n
             .lower_bound(key)
             .ok_or_else(|| corrupt(cur, "key vanished"))?;
+        if n.len() < 2 {
+            return Err(corrupt(cur, "internal node below the root with one entry"));
+        }
         let (child, c) = shadow(tm, n.child(i), rv)?;
         n.set_val(i, &child.to_le_bytes());
         let threshold = c.max / 3;
