@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 
-use super::restore_util::{open_input, open_output, progress_bar};
+use super::restore_util::{open_input, open_output, with_progress};
 use super::util::parse;
 use crate::clone::restore::restore;
 
@@ -34,19 +34,9 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
     };
     let (input, size) = open_input(&a.input)?;
     let dev = open_output(&a.output, &a.input)?;
-    let pb = progress_bar(size, a.quiet);
-    if let Some(pb) = &pb {
-        pb.set_message("clone_restore");
-    }
-    let cb = |n: u64| {
-        if let Some(pb) = &pb {
-            pb.set_position(n);
-        }
-    };
-    let r = restore(input, &dev, Some(&cb));
-    if let Some(pb) = &pb {
-        pb.finish_and_clear();
-    }
+    let r = with_progress(size, a.quiet, "clone_restore", |cb| {
+        restore(input, &dev, Some(cb))
+    });
     let (h, s) =
         r.with_context(|| format!("restoring {} to {}", a.input.display(), a.output.display()))?;
     if !a.quiet {

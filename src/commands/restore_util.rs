@@ -59,8 +59,32 @@ pub fn open_output(output: &Path, input: &Path) -> anyhow::Result<FileDevice> {
     Ok(dev)
 }
 
+/// Runs `job` with a progress callback (bytes of input read) that drives a bar on a
+/// terminal for long inputs, and clears the bar afterwards.
+pub fn with_progress<T>(
+    total_bytes: u64,
+    quiet: bool,
+    name: &'static str,
+    job: impl FnOnce(&dyn Fn(u64)) -> T,
+) -> T {
+    let pb = progress_bar(total_bytes, quiet);
+    if let Some(pb) = &pb {
+        pb.set_message(name);
+    }
+    let cb = |n: u64| {
+        if let Some(pb) = &pb {
+            pb.set_position(n);
+        }
+    };
+    let r = job(&cb);
+    if let Some(pb) = &pb {
+        pb.finish_and_clear();
+    }
+    r
+}
+
 /// A progress bar on stderr for long jobs on a terminal, else nothing.
-pub fn progress_bar(total_bytes: u64, quiet: bool) -> Option<ProgressBar> {
+fn progress_bar(total_bytes: u64, quiet: bool) -> Option<ProgressBar> {
     if quiet || total_bytes < PROGRESS_MIN_BYTES || !std::io::stderr().is_terminal() {
         return None;
     }
