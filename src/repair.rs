@@ -9,8 +9,8 @@
 use std::fmt;
 use std::io::{BufReader, Write};
 
-use crate::clone::dump::DumpError;
 use crate::io::BlockDevice;
+use crate::report::DumpError;
 use crate::restore::{RestoreError, RestoreSummary};
 
 /// Why a repair failed.

@@ -125,3 +125,42 @@ impl Report {
         self.findings.iter().find(|f| f.severity == Severity::Error)
     }
 }
+
+/// Why a dump failed.
+#[derive(Debug)]
+pub enum DumpError {
+    /// The metadata is damaged; the first finding says where.
+    Damaged(Finding),
+    /// Writing the output failed.
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for DumpError {
+    fn from(e: std::io::Error) -> Self {
+        DumpError::Io(e)
+    }
+}
+
+impl From<Finding> for DumpError {
+    fn from(f: Finding) -> Self {
+        DumpError::Damaged(f)
+    }
+}
+
+impl std::fmt::Display for DumpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DumpError::Damaged(x) => write!(f, "metadata is damaged: {x}"),
+            DumpError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for DumpError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DumpError::Io(e) => Some(e),
+            DumpError::Damaged(_) => None,
+        }
+    }
+}

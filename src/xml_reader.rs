@@ -180,6 +180,23 @@ impl<R: Read> XmlIn<R> {
     }
 
     /// An error at the start of the last element returned.
+    /// Reads the document's first element, which must be `<superblock>`; returns its
+    /// attributes and whether it is empty. `dump_tool` names the tool whose output
+    /// is expected, for the error message.
+    pub fn open_superblock(
+        &mut self,
+        dump_tool: &str,
+    ) -> Result<(Vec<(String, String)>, bool), XmlError> {
+        match self.next_element()? {
+            Element::Start { name, attrs, empty } if name == "superblock" => Ok((attrs, empty)),
+            Element::Start { name, .. } => Err(self.error(format!(
+                "expected <superblock>, found <{name}> (is this {dump_tool} output?)"
+            ))),
+            _ => Err(self.error("expected <superblock>")),
+        }
+    }
+
+    /// An error at the current position.
     pub fn error(&self, msg: impl Into<String>) -> XmlError {
         self.error_at(self.start, msg)
     }

@@ -15,12 +15,10 @@ use crate::report::{Report, Severity};
 
 /// True when the error chain holds a broken pipe (`| head`): end quietly.
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    // Library errors expose the io::Error as their source, so the chain holds it.
     e.chain().any(|c| {
         c.downcast_ref::<io::Error>()
             .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
-            || c.downcast_ref::<crate::clone::dump::DumpError>().is_some_and(|d| {
-                matches!(d, crate::clone::dump::DumpError::Io(e) if e.kind() == io::ErrorKind::BrokenPipe)
-            })
     })
 }
 

@@ -12,7 +12,6 @@
 
 use std::io::Write;
 
-use crate::clone::dump::DumpError;
 use crate::era::superblock::{self, WritesetDisk};
 use crate::era::writeset::read_tree;
 use crate::io::BlockDevice;
@@ -20,7 +19,7 @@ use crate::pdata::array::{ArrayCursor, ArrayDesc};
 use crate::pdata::bitset::BitsetCursor;
 use crate::pdata::le32;
 use crate::pdata::walk::Walker;
-use crate::report::Finding;
+use crate::report::{DumpError, Finding};
 use crate::xml::XmlOut;
 
 /// How to dump.

@@ -80,15 +80,7 @@ impl<R: Read> EraXmlReader<R> {
     /// Reads up to and including `<superblock>` and validates it.
     pub fn open(r: R) -> Result<Self, XmlError> {
         let mut x = XmlIn::new(r);
-        let (attrs, empty) = match x.next_element()? {
-            Element::Start { name, attrs, empty } if name == "superblock" => (attrs, empty),
-            Element::Start { name, .. } => {
-                return Err(x.error(format!(
-                    "expected <superblock>, found <{name}> (is this era_dump output?)"
-                )))
-            }
-            _ => return Err(x.error("expected <superblock>")),
-        };
+        let (attrs, empty) = x.open_superblock("era_dump")?;
         let header = Attrs::new(
             "superblock",
             &attrs,

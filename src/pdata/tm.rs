@@ -175,6 +175,22 @@ impl<D: BlockDevice> fmt::Debug for TransactionManager<D> {
 }
 
 impl<D: BlockDevice> TransactionManager<D> {
+    /// A manager with no transaction state yet, over the space map `sm`.
+    fn idle(dev: D, sm: SpaceMap) -> Self {
+        TransactionManager {
+            dev,
+            sm,
+            layout: SmLayout::default(),
+            shadows: HashMap::new(),
+            dirty: HashMap::new(),
+            fifo: VecDeque::new(),
+            max_dirty: DEFAULT_MAX_DIRTY,
+            order: WriteOrder::Ascending,
+            failed: false,
+            stats: TmStats::default(),
+        }
+    }
+
     /// Starts fresh metadata on `dev` (§7.7): the space map tracks
     /// `min(device blocks, 4 161 600)` blocks; block 0 is reserved for the
     /// superblock, then the index (1), an empty ref-count tree (2) and the bitmaps
@@ -186,18 +202,7 @@ impl<D: BlockDevice> TransactionManager<D> {
         if nr_blocks < 3 + nr_bitmaps as u64 {
             return Err(TmError::Sm(SmError::NoSpace { nr_blocks }));
         }
-        let mut tm = TransactionManager {
-            dev,
-            sm: SpaceMap::new(nr_blocks),
-            layout: SmLayout::default(),
-            shadows: HashMap::new(),
-            dirty: HashMap::new(),
-            fifo: VecDeque::new(),
-            max_dirty: DEFAULT_MAX_DIRTY,
-            order: WriteOrder::Ascending,
-            failed: false,
-            stats: TmStats::default(),
-        };
+        let mut tm = Self::idle(dev, SpaceMap::new(nr_blocks));
         let sb = tm.sm.alloc()?;
         debug_assert_eq!(sb, SUPERBLOCK_LOCATION);
         tm.layout.index = tm.new_block(BlockKind::SmIndex)?;
@@ -221,18 +226,7 @@ impl<D: BlockDevice> TransactionManager<D> {
                 dev.nr_blocks()
             )));
         }
-        let mut tm = TransactionManager {
-            dev,
-            sm: SpaceMap::new(0),
-            layout: SmLayout::default(),
-            shadows: HashMap::new(),
-            dirty: HashMap::new(),
-            fifo: VecDeque::new(),
-            max_dirty: DEFAULT_MAX_DIRTY,
-            order: WriteOrder::Ascending,
-            failed: false,
-            stats: TmStats::default(),
-        };
+        let mut tm = Self::idle(dev, SpaceMap::new(0));
         let index = tm.read(root.bitmap_root, BlockKind::SmIndex)?;
         let nr_bitmaps = nr_blocks.div_ceil(ENTRIES_PER_BITMAP);
         let mut counts: Vec<(u64, u32)> = Vec::new();
