@@ -14,6 +14,8 @@
 //! * [`superblock`]: the validation order both targets' superblocks share.
 //! * [`clone`] and [`era`]: each target's superblock, checker and dumper
 //!   (CLONE.md, ERA.md).
+//! * [`trace`]: the `dmtrace` event-trace format (REPLAY.md §2.2): parser and
+//!   canonical printer.
 //! * [`commands`]: the command-line tools, one multi-call binary.
 
 pub mod clone;
@@ -25,5 +27,6 @@ pub mod repair;
 pub mod report;
 pub mod restore;
 pub mod superblock;
+pub mod trace;
 pub mod xml;
 pub mod xml_reader;
