@@ -2,13 +2,14 @@
 //! target which keys are allowed and which are required.
 
 mod args;
+mod expect;
 
 use args::Args;
 
 use super::parse::{quote, RawStmt};
 use super::{
-    CacheMode, CloneMsg, Config, CrashMode, Data, Event, Header, Init, Loc, Outcome, Predicate,
-    Target, TraceError, Value, Variant, WaitFor,
+    CacheMode, CloneMsg, Config, CrashMode, Data, Event, Header, Init, Loc, Outcome, Target,
+    TraceError, Value, Variant, WaitFor,
 };
 
 type Result<T> = std::result::Result<T, TraceError>;
@@ -57,7 +58,7 @@ const ERA: &[&str] = &[
     "digest.step",
 ];
 
-fn target_name(t: Target) -> &'static str {
+pub(super) fn target_name(t: Target) -> &'static str {
     match t {
         Target::Clone => "dm-clone",
         Target::Era => "dm-era",
@@ -216,7 +217,7 @@ pub(super) fn lower(target: Target, s: &RawStmt<'_>) -> Result<Event> {
                 label: a.need(a.text("label")?, "label", "a word or number")?,
             })
         }
-        "expect" => Ok(Event::Expect(predicate(target, s)?)),
+        "expect" => Ok(Event::Expect(expect::predicate(target, s)?)),
         "commit.meta" => bare(Event::CommitMeta),
         "commit.super" => bare(Event::CommitSuper),
         "msg" => msg(s),
@@ -426,119 +427,4 @@ fn msg(s: &RawStmt<'_>) -> Result<Event> {
         _ => CloneMsg::HydrationBatchSize(a.need(a.num(first.key)?, first.key, "a number")?),
     };
     Ok(Event::Msg(m))
-}
-
-/// `expect <predicate> ...`: the first argument names the predicate.
-fn predicate(target: Target, s: &RawStmt<'_>) -> Result<Predicate> {
-    let names = "hydrated, not-hydrated, read, era=, written-since, meta-check, violation";
-    let Some(idx) = s.args.iter().position(|a| !a.key.starts_with("x-")) else {
-        return Err(s.err(s.verb_end, format!("`expect` needs a predicate ({names})")));
-    };
-    let p = &s.args[idx];
-    let only = |t: Target| {
-        if t == target {
-            return Ok(());
-        }
-        let msg = format!(
-            "`expect {}` is a {} predicate; this is a {} trace",
-            p.key,
-            target_name(t),
-            target_name(target)
-        );
-        Err(s.err(p.key_at, msg))
-    };
-    let name = format!("expect {}", p.key);
-    let args = |allowed: &[&str]| Args::new(s, &name, allowed, Some(idx));
-    if p.key != "era" {
-        if let Some(v) = &p.value {
-            return Err(s.err(
-                v.at,
-                format!(
-                    "the predicate `{}` takes no value, found {}",
-                    p.key,
-                    quote(v.text)
-                ),
-            ));
-        }
-    }
-    let set = "a number, range, list or `none`";
-    Ok(match p.key {
-        "hydrated" | "not-hydrated" => {
-            only(Target::Clone)?;
-            let a = args(&["regions"])?;
-            let r = a.need(a.set("regions")?, "regions", set)?;
-            if p.key == "hydrated" {
-                Predicate::Hydrated(r)
-            } else {
-                Predicate::NotHydrated(r)
-            }
-        }
-        "read" => {
-            let a = args(&["at", "data"])?;
-            let what = "a sector range (`a+n` or `a..b`) or a sector number";
-            let (start, end) = a.need(a.span("at", what)?, "at", what)?;
-            let data = a.need(a.words("data")?, "data", "one stamp word per sector")?;
-            Predicate::Read {
-                loc: Loc::Sectors(start, end),
-                data,
-            }
-        }
-        "era" => {
-            only(Target::Era)?;
-            args(&[])?;
-            match &p.value {
-                Some(v) => match v.value {
-                    Value::Num(n) => Predicate::Era(n),
-                    _ => {
-                        return Err(
-                            s.err(v.at, format!("expected a number, found {}", quote(v.text)))
-                        )
-                    }
-                },
-                None => {
-                    return Err(s.err(
-                        p.key_at,
-                        "expected `era=` with a number, found a bare `era`",
-                    ))
-                }
-            }
-        }
-        "written-since" => {
-            only(Target::Era)?;
-            let a = args(&["era", "exact", "includes"])?;
-            let era = a.need(a.num("era")?, "era", "the threshold era")?;
-            let (exact, includes) = (a.set("exact")?, a.set("includes")?);
-            if exact.is_none() && includes.is_none() {
-                return Err(s.err(
-                    p.key_at,
-                    "`expect written-since` needs `exact=` or `includes=`",
-                ));
-            }
-            Predicate::WrittenSince {
-                era,
-                exact,
-                includes,
-            }
-        }
-        "meta-check" => {
-            let a = args(&["ok"])?;
-            if !a.flag("ok")? {
-                return Err(s.err(p.key_at + p.key.len(), "`expect meta-check` needs `ok`"));
-            }
-            Predicate::MetaCheckOk
-        }
-        "violation" => {
-            let a = args(&["id"])?;
-            Predicate::Violation(a.need(a.text("id")?, "id", "the invariant, such as I2")?)
-        }
-        _ => {
-            return Err(s.err(
-                p.key_at,
-                format!(
-                    "unknown predicate {} (expected one of: {names})",
-                    quote(p.key)
-                ),
-            ))
-        }
-    })
 }

@@ -7,7 +7,7 @@
 use nom::branch::alt;
 use nom::bytes::complete::{tag, take_while, take_while1};
 use nom::character::complete::{char, satisfy};
-use nom::combinator::recognize;
+use nom::combinator::{cut, recognize};
 use nom::error::{ErrorKind, ParseError};
 use nom::multi::{many0_count, separated_list1};
 use nom::{Err as NomErr, IResult, Parser};
@@ -385,7 +385,7 @@ fn statement(line: &str, n: usize) -> Result<Option<RawStmt<'_>>, NomErr<PErr<'_
         return Err(expected_err(i, "a verb"));
     };
     let verb_end = line.len() - rest.len();
-    let (_, args) = args(line, rest)?;
+    let (_, args) = cut(|i| args(line, i)).parse(rest)?;
     Ok(Some(RawStmt {
         line: n,
         text: line,
