@@ -8,12 +8,15 @@
 mod clone_check;
 mod clone_dump;
 mod clone_repair;
+mod clone_replay;
 mod clone_restore;
 mod era_check;
 mod era_dump;
 mod era_invalidate;
 mod era_repair;
+mod era_replay;
 mod era_restore;
+mod replay;
 mod restore_util;
 mod util;
 
@@ -32,12 +35,14 @@ pub const TOOLS: &[(&str, ToolFn)] = &[
     ("clone_check", clone_check::run),
     ("clone_dump", clone_dump::run),
     ("clone_repair", clone_repair::run),
+    ("clone_replay", clone_replay::run),
     ("clone_restore", clone_restore::run),
     ("era_check", era_check::run),
     ("era_dump", era_dump::run),
     ("era_restore", era_restore::run),
     ("era_invalidate", era_invalidate::run),
     ("era_repair", era_repair::run),
+    ("era_replay", era_replay::run),
 ];
 
 fn find(name: &str) -> Option<ToolFn> {

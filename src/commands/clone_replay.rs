@@ -1,0 +1,9 @@
+//! `clone_replay`: a dmtrace through the dm-clone reference model.
+
+use std::ffi::OsString;
+
+use crate::trace::Target;
+
+pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
+    super::replay::run("clone_replay", Target::Clone, args)
+}

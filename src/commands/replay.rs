@@ -1,0 +1,182 @@
+//! `clone_replay` and `era_replay`: run a dmtrace through the reference model of
+//! the target's commit path and write the metadata image it leaves.
+
+use std::ffi::OsString;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Parser;
+
+use super::util::same_file;
+use crate::model::replay::replay;
+use crate::trace::Target;
+
+/// Exit status of a malformed trace or an event the kernel could not produce.
+pub const EXIT_TRACE: i32 = 2;
+
+/// Run a dmtrace event trace through the reference model of the kernel's
+/// commit path, check its `expect` lines and write the metadata image it leaves.
+#[derive(Parser, Debug)]
+struct Args {
+    /// The trace (dmtrace v1, REPLAY.md §2.2).
+    trace: PathBuf,
+    /// Write the metadata image the trace leaves to IMG (created or replaced,
+    /// sized to the trace's meta_size).
+    #[arg(short, long, value_name = "IMG")]
+    output: Option<PathBuf>,
+    /// Print nothing; the exit status is the verdict.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Also print the `status` lines the trace asked for.
+    #[arg(long)]
+    show_status: bool,
+}
+
+/// Runs the tool for `target` (`name` is the tool's name).
+pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::Result<i32> {
+    let cmd = <Args as clap::CommandFactory>::command()
+        .name(name)
+        .version(env!("CARGO_PKG_VERSION"));
+    let a: Args = match parse_with(cmd, args) {
+        Ok(a) => a,
+        Err(code) => return Ok(code),
+    };
+    let text = match std::fs::read(&a.trace) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{name}: {}: {e}", a.trace.display());
+            return Ok(EXIT_TRACE);
+        }
+    };
+    let Ok(text) = String::from_utf8(text) else {
+        eprintln!("{name}: {}: the trace is not UTF-8 text", a.trace.display());
+        return Ok(EXIT_TRACE);
+    };
+    let trace = match crate::trace::parse(&text) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{name}: {}:{e}", a.trace.display());
+            return Ok(EXIT_TRACE);
+        }
+    };
+    if trace.header.target != target {
+        eprintln!(
+            "{name}: {}: this is a {} trace; run it with {}",
+            a.trace.display(),
+            if trace.header.target == Target::Clone {
+                "dm-clone"
+            } else {
+                "dm-era"
+            },
+            if trace.header.target == Target::Clone {
+                "clone_replay"
+            } else {
+                "era_replay"
+            }
+        );
+        return Ok(EXIT_TRACE);
+    }
+    if let Some(out) = &a.output {
+        if same_file(out, &a.trace) {
+            eprintln!("{name}: the output {} is the trace itself", out.display());
+            return Ok(EXIT_TRACE);
+        }
+    }
+    let outcome = match replay(&trace) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{name}: {}:{e}", a.trace.display());
+            return Ok(EXIT_TRACE);
+        }
+    };
+    let mut failed = 0;
+    let mut out = std::io::stdout().lock();
+    for x in &outcome.expects {
+        if !x.ok {
+            failed += 1;
+        }
+        if !a.quiet {
+            writeln!(
+                out,
+                "{}:{}: expect {} [{}]: {}: {}",
+                a.trace.display(),
+                x.line,
+                x.what,
+                x.state,
+                if x.ok { "ok" } else { "FAILED" },
+                x.found
+            )?;
+        }
+    }
+    if a.show_status && !a.quiet {
+        for (line, s) in &outcome.statuses {
+            writeln!(out, "{}:{line}: status: {s}", a.trace.display())?;
+        }
+    }
+    if let Some(path) = &a.output {
+        write_image(path, &outcome.image).with_context(|| format!("{}", path.display()))?;
+    }
+    if !a.quiet {
+        writeln!(
+            out,
+            "{name}: {} statements, {} commits, {} expectations, {} failed",
+            outcome.events,
+            outcome.commits,
+            outcome.expects.len(),
+            failed
+        )?;
+    }
+    Ok(if failed > 0 { 1 } else { super::EXIT_OK })
+}
+
+fn parse_with(cmd: clap::Command, args: Vec<OsString>) -> Result<Args, i32> {
+    use clap::FromArgMatches;
+    match cmd.try_get_matches_from(args) {
+        Ok(m) => Args::from_arg_matches(&m).map_err(|e| {
+            let _ = e.print();
+            super::EXIT_FAILURE
+        }),
+        Err(e) => {
+            let code = if e.use_stderr() {
+                super::EXIT_FAILURE
+            } else {
+                super::EXIT_OK
+            };
+            let _ = e.print();
+            Err(code)
+        }
+    }
+}
+
+/// Writes the image to a new file beside `path`, then renames it over `path`, so
+/// a failed run never leaves a half-written image where a good one was.
+fn write_image(path: &Path, img: &crate::sim::MetaImage) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let base = path.file_name().context("the output has no file name")?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        base.to_string_lossy(),
+        std::process::id()
+    ));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .with_context(|| format!("{}", tmp.display()))?;
+    let r = img
+        .write_to(&mut f)
+        .and_then(|_| std::fs::rename(&tmp, path));
+    if let Err(e) = r {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.into());
+    }
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}

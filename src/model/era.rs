@@ -1,0 +1,883 @@
+//! The dm-era target (`dm-era-target.c`): `era_map`'s deferral of writes to
+//! blocks not marked in core, the worker (`do_work`: digest kick-off, one digest
+//! step, deferred bios — mark on disk, commit, then set in-core bits and submit —
+//! and the rpc calls), checkpoints, metadata snapshots, preresume and postsuspend,
+//! over a simulated metadata device and origin.
+//!
+//! The worker runs whenever it is woken, within the statement that woke it, as
+//! the kernel's runs as soon as it is queued. A trace that drives the worker
+//! itself (`worker`, `worker.mark`, `worker.commit`, `worker.submit`,
+//! `digest.step`, `commit.meta`, `commit.super`) switches the model to manual
+//! mode: deferred bios and digest steps then wait for those statements (rpc
+//! calls, which the kernel runs in the worker too, still run at once).
+
+use std::collections::HashMap;
+
+use crate::model::era_meta::EraMeta;
+use crate::model::{ModelError, WriteReq};
+use crate::sim::{new_clock, Clock, DataVal, Io, IoKind, MetaDev, MetaImage, Origin, SimDisk};
+use crate::trace::{CrashMode, Init, Variant};
+
+/// Device number of the origin in stamps.
+pub const ORIGIN: u8 = 0;
+
+/// The table line and the simulated devices.
+#[derive(Debug, Clone)]
+pub struct EraConfig {
+    /// Target length in sectors.
+    pub size: u64,
+    /// Era block size in sectors.
+    pub block_size: u64,
+    /// Metadata device size in 4 KiB blocks.
+    pub meta_blocks: u64,
+    /// The era of a freshly formatted target after its first resume (1 as the
+    /// kernel does).
+    pub start_era: u32,
+    /// Initial content of the origin.
+    pub origin_init: Init,
+    /// A discard reads back zeroes.
+    pub discard_zeroes: bool,
+    /// Metadata device without a volatile cache.
+    pub meta_writethrough: bool,
+    /// Origin without a volatile cache.
+    pub origin_writethrough: bool,
+    /// Drive the worker only through explicit statements.
+    pub manual_worker: bool,
+}
+
+impl EraConfig {
+    /// What `era_ctr` checks.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        if self.block_size == 0
+            || !self.block_size.is_multiple_of(8)
+            || self.block_size > u32::MAX as u64
+        {
+            return Err(ModelError::Trace(format!(
+                "era block size {} is not a positive multiple of 8 sectors",
+                self.block_size
+            )));
+        }
+        if self.size == 0 {
+            return Err(ModelError::Trace("size must be at least 1 sector".into()));
+        }
+        if self.size.div_ceil(self.block_size) >= 1 << 31 {
+            return Err(ModelError::Trace("too many era blocks".into()));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BioKind {
+    Write,
+    Discard,
+    Flush,
+}
+
+#[derive(Debug, Clone)]
+struct Bio {
+    user: usize,
+    kind: BioKind,
+    start: u64,
+    end: u64,
+    fua: bool,
+    data: DataVal,
+}
+
+#[derive(Debug, Clone)]
+struct UserIo {
+    name: String,
+    is_async: bool,
+    pending: usize,
+    held: Vec<usize>,
+    done: bool,
+}
+
+/// An explicit worker iteration between `worker.mark` and `worker.submit`.
+#[derive(Debug, Clone)]
+struct Marking {
+    bios: Vec<usize>,
+    commit_needed: bool,
+    committed: bool,
+}
+
+/// Lifecycle of the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Life {
+    /// Loaded and resumed.
+    Running,
+    /// Suspended.
+    Suspended,
+    /// Removed.
+    Removed,
+    /// Power lost.
+    Crashed,
+}
+
+/// An rpc call (`in_worker0`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rpc {
+    Rollover,
+    Archive,
+    TakeSnap,
+    DropSnap,
+    Stats,
+}
+
+/// The dm-era model.
+pub struct EraModel {
+    cfg: EraConfig,
+    variant: Variant,
+    clock: Clock,
+    meta_dev: MetaDev,
+    md: Option<EraMeta>,
+    /// The origin device.
+    pub origin: SimDisk<DataVal>,
+    /// `era->nr_blocks` (0 after the constructor).
+    nr_blocks: u64,
+    life: Life,
+    worker_stopped: bool,
+    now: u64,
+    bios: Vec<Bio>,
+    users: Vec<UserIo>,
+    by_name: HashMap<String, usize>,
+    owners: HashMap<u64, usize>,
+    deferred: Vec<usize>,
+    worker_kicked: bool,
+    /// An explicit worker iteration between `worker.mark` and `worker.submit`:
+    /// the marked bios and whether a commit is needed.
+    marking: Option<Marking>,
+    commits: u64,
+}
+
+impl std::fmt::Debug for EraModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EraModel")
+            .field("life", &self.life)
+            .field("now", &self.now)
+            .finish()
+    }
+}
+
+impl EraModel {
+    /// `era_ctr` on a zeroed metadata device, then the first resume.
+    pub fn new(cfg: EraConfig, variant: Variant, now: u64) -> Result<Self, ModelError> {
+        cfg.validate()?;
+        let clock = new_clock();
+        let meta_dev = MetaDev::new(cfg.meta_blocks, cfg.meta_writethrough, clock.clone());
+        let origin = SimDisk::new(cfg.size, cfg.origin_writethrough, clock.clone());
+        let mut m = EraModel {
+            variant,
+            clock,
+            meta_dev,
+            md: None,
+            origin,
+            nr_blocks: 0,
+            life: Life::Suspended,
+            worker_stopped: true,
+            now,
+            bios: Vec::new(),
+            users: Vec::new(),
+            by_name: HashMap::new(),
+            owners: HashMap::new(),
+            deferred: Vec::new(),
+            worker_kicked: false,
+            marking: None,
+            commits: 0,
+            cfg,
+        };
+        m.construct()?;
+        m.resume()?;
+        Ok(m)
+    }
+
+    fn construct(&mut self) -> Result<(), ModelError> {
+        let md = EraMeta::open(
+            self.meta_dev.clone(),
+            self.cfg.block_size as u32,
+            self.cfg.start_era.wrapping_sub(1),
+            self.variant,
+        )?;
+        self.md = Some(md);
+        self.nr_blocks = 0;
+        self.life = Life::Suspended;
+        self.worker_stopped = true;
+        Ok(())
+    }
+
+    fn md(&mut self) -> Result<&mut EraMeta, ModelError> {
+        self.md
+            .as_mut()
+            .ok_or_else(|| ModelError::NotEnabled("the target is not loaded".into()))
+    }
+
+    fn running(&self) -> Result<(), ModelError> {
+        if self.life == Life::Running {
+            Ok(())
+        } else {
+            Err(ModelError::NotEnabled(format!(
+                "I/O to a target that is {:?} (resume or recover first)",
+                self.life
+            )))
+        }
+    }
+
+    /// The lifecycle state.
+    pub fn life(&self) -> Life {
+        self.life
+    }
+
+    /// Metadata commits so far.
+    pub fn commits(&self) -> u64 {
+        self.commits
+    }
+
+    /// The metadata device.
+    pub fn meta_dev(&self) -> &MetaDev {
+        &self.meta_dev
+    }
+
+    /// What survives a power cut now on the metadata device.
+    pub fn meta_image(&self) -> MetaImage {
+        self.meta_dev.durable_image()
+    }
+
+    /// The current era, while loaded.
+    pub fn current_era(&self) -> Option<u32> {
+        self.md.as_ref().map(|m| m.current_era)
+    }
+
+    /// Era block size in sectors.
+    pub fn block_size(&self) -> u64 {
+        self.cfg.block_size
+    }
+
+    /// Virtual time.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// The name of user I/O number `n`.
+    pub fn user_name(&self, n: u32) -> Option<&str> {
+        self.users.get(n as usize).map(|u| u.name.as_str())
+    }
+
+    /// The clock shared by the devices.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Advances virtual time (dm-era has no timers).
+    pub fn advance(&mut self, to: u64) -> Result<(), ModelError> {
+        if to < self.now {
+            return Err(ModelError::Trace(format!(
+                "time goes back from {} to {to} ms",
+                self.now
+            )));
+        }
+        self.now = to;
+        Ok(())
+    }
+
+    fn new_user(&mut self, name: Option<String>, is_async: bool) -> Result<usize, ModelError> {
+        let u = self.users.len();
+        let name = name.unwrap_or_else(|| format!("io{}", u + 1));
+        if self.by_name.contains_key(&name) {
+            return Err(ModelError::Trace(format!("id `{name}` is used twice")));
+        }
+        self.by_name.insert(name.clone(), u);
+        self.users.push(UserIo {
+            name,
+            is_async,
+            pending: 0,
+            held: Vec::new(),
+            done: false,
+        });
+        Ok(u)
+    }
+
+    fn new_bio(
+        &mut self,
+        user: usize,
+        kind: BioKind,
+        start: u64,
+        end: u64,
+        fua: bool,
+        origin: Origin,
+    ) -> usize {
+        self.users[user].pending += 1;
+        self.bios.push(Bio {
+            user,
+            kind,
+            start,
+            end,
+            fua,
+            data: DataVal {
+                origin,
+                sector: start,
+            },
+        });
+        self.bios.len() - 1
+    }
+
+    fn check_range(&self, start: u64, end: u64) -> Result<(), ModelError> {
+        if start >= end || end > self.cfg.size {
+            return Err(ModelError::Trace(format!(
+                "sectors {start}..{end} are not inside the target (0..{})",
+                self.cfg.size
+            )));
+        }
+        Ok(())
+    }
+
+    /// A user write (split at era-block boundaries, `max_io_len`).
+    pub fn write(&mut self, w: WriteReq) -> Result<(), ModelError> {
+        let WriteReq {
+            start,
+            end,
+            fua,
+            preflush,
+            data,
+            id: name,
+            is_async,
+        } = w;
+        self.running()?;
+        self.check_range(start, end)?;
+        let u = self.new_user(name, is_async)?;
+        let origin = data.unwrap_or(Origin::User(u as u32));
+        let bs = self.cfg.block_size;
+        let mut pieces = Vec::new();
+        let mut s = start;
+        while s < end {
+            let e = ((s / bs + 1) * bs).min(end);
+            pieces.push(self.new_bio(u, BioKind::Write, s, e, fua, origin));
+            s = e;
+        }
+        if preflush {
+            self.users[u].held = pieces;
+            let f = self.new_bio(u, BioKind::Flush, 0, 0, false, origin);
+            self.map(f)?;
+        } else {
+            for b in pieces {
+                self.map(b)?;
+            }
+        }
+        self.settle()
+    }
+
+    /// A user discard (one bio; `era_map` marks only its first block).
+    pub fn discard(
+        &mut self,
+        start: u64,
+        end: u64,
+        name: Option<String>,
+        is_async: bool,
+    ) -> Result<(), ModelError> {
+        self.running()?;
+        self.check_range(start, end)?;
+        let u = self.new_user(name, is_async)?;
+        let o = if self.cfg.discard_zeroes {
+            Origin::Zero
+        } else {
+            Origin::Discarded
+        };
+        let b = self.new_bio(u, BioKind::Discard, start, end, false, o);
+        self.map(b)?;
+        self.settle()
+    }
+
+    /// An empty PREFLUSH.
+    pub fn flush(&mut self, name: Option<String>, is_async: bool) -> Result<(), ModelError> {
+        self.running()?;
+        let u = self.new_user(name, is_async)?;
+        let b = self.new_bio(u, BioKind::Flush, 0, 0, false, Origin::Zero);
+        self.map(b)?;
+        self.settle()
+    }
+
+    /// Completes the origin I/O of an `async` user I/O.
+    pub fn complete(&mut self, name: &str) -> Result<(), ModelError> {
+        let u = *self
+            .by_name
+            .get(name)
+            .ok_or_else(|| ModelError::Trace(format!("no I/O with id `{name}`")))?;
+        if self.users[u].done {
+            return Err(ModelError::NotEnabled(format!(
+                "`{name}` has already completed"
+            )));
+        }
+        let mut mine: Vec<u64> = self
+            .owners
+            .iter()
+            .filter(|(_, &b)| self.bios[b].user == u)
+            .map(|(&s, _)| s)
+            .collect();
+        if mine.is_empty() {
+            return Err(ModelError::NotEnabled(format!(
+                "`{name}` has no I/O on the origin to complete (it is deferred until its block is marked)"
+            )));
+        }
+        mine.sort_unstable();
+        for s in mine {
+            self.complete_origin(s)?;
+        }
+        self.users[u].is_async = false;
+        self.settle()
+    }
+
+    /// True when the user I/O `name` completed.
+    pub fn is_done(&self, name: &str) -> Option<bool> {
+        self.by_name.get(name).map(|&u| self.users[u].done)
+    }
+
+    /// `era_map`.
+    fn map(&mut self, b: usize) -> Result<(), ModelError> {
+        let bio = self.bios[b].clone();
+        let block = bio.start / self.cfg.block_size;
+        // REQ_PREFLUSH bios carry no data; writes (discards included) to a
+        // block not marked in core wait for the worker.
+        if bio.kind != BioKind::Flush && !self.md()?.current_marked(block) {
+            self.deferred.push(b);
+            self.worker_kicked = true;
+            return Ok(());
+        }
+        self.submit(b)
+    }
+
+    fn submit(&mut self, b: usize) -> Result<(), ModelError> {
+        let bio = self.bios[b].clone();
+        let io = match bio.kind {
+            BioKind::Flush => Io {
+                kind: IoKind::Flush,
+                start: 0,
+                end: 0,
+                val: None,
+                fua: false,
+            },
+            BioKind::Discard => Io {
+                kind: IoKind::Discard,
+                start: bio.start,
+                end: bio.end,
+                val: Some(bio.data),
+                fua: false,
+            },
+            BioKind::Write => Io {
+                kind: IoKind::Write,
+                start: bio.start,
+                end: bio.end,
+                val: Some(bio.data),
+                fua: bio.fua,
+            },
+        };
+        let s = self.origin.issue(io)?;
+        self.owners.insert(s, b);
+        Ok(())
+    }
+
+    fn complete_origin(&mut self, seq: u64) -> Result<(), ModelError> {
+        self.origin.complete(seq)?;
+        if let Some(b) = self.owners.remove(&seq) {
+            self.end_bio(b)?;
+        }
+        Ok(())
+    }
+
+    fn end_bio(&mut self, b: usize) -> Result<(), ModelError> {
+        let u = self.bios[b].user;
+        self.users[u].pending -= 1;
+        if self.bios[b].kind == BioKind::Flush && !self.users[u].held.is_empty() {
+            let held = std::mem::take(&mut self.users[u].held);
+            for h in held {
+                self.map(h)?;
+            }
+            return Ok(());
+        }
+        if self.users[u].pending == 0 {
+            self.users[u].done = true;
+        }
+        Ok(())
+    }
+
+    // ---- the worker ----------------------------------------------------------
+
+    /// `do_work`, with the rpc calls `rpcs`.
+    fn do_work(&mut self, rpcs: &[Rpc]) -> Result<(), ModelError> {
+        self.worker_kicked = false;
+        // kick_off_digest + process_old_eras
+        self.md()?.kick_off_digest();
+        self.md()?.digest_step()?;
+        if self.md()?.digesting() && !self.cfg.manual_worker {
+            self.worker_kicked = true;
+        }
+        if !self.cfg.manual_worker || !rpcs.is_empty() {
+            self.mark()?;
+            self.commit_marked()?;
+            self.submit_marked()?;
+        }
+        self.process_rpc_calls(rpcs)
+    }
+
+    /// `process_deferred_bios` up to the commit: the on-disk bits.
+    fn mark(&mut self) -> Result<(), ModelError> {
+        if self.marking.is_some() {
+            return Err(ModelError::NotEnabled(
+                "worker.mark while marked bios wait for worker.submit".into(),
+            ));
+        }
+        let bios = std::mem::take(&mut self.deferred);
+        let mut commit_needed = false;
+        for &b in &bios {
+            let block = self.bios[b].start / self.cfg.block_size;
+            if self.md()?.test_and_set(block)? {
+                commit_needed = true;
+            }
+        }
+        self.marking = Some(Marking {
+            bios,
+            commit_needed,
+            committed: false,
+        });
+        Ok(())
+    }
+
+    /// The commit of `process_deferred_bios`, when one is needed.
+    fn commit_marked(&mut self) -> Result<(), ModelError> {
+        if self.marking.as_ref().is_some_and(|m| m.commit_needed) {
+            self.metadata_commit()?;
+            if let Some(m) = self.marking.as_mut() {
+                m.committed = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// The end of `process_deferred_bios`: in-core bits (fixed: only after the
+    /// commit), then the bios go to the origin.
+    fn submit_marked(&mut self) -> Result<(), ModelError> {
+        let Some(m) = self.marking.take() else {
+            return Ok(());
+        };
+        if m.commit_needed && !m.committed {
+            self.marking = Some(m);
+            return Err(ModelError::NotEnabled(
+                "worker.submit before the commit of the marked blocks".into(),
+            ));
+        }
+        let commit_needed = m.commit_needed;
+        for b in m.bios {
+            if commit_needed {
+                let block = self.bios[b].start / self.cfg.block_size;
+                self.md()?.set_incore(block);
+            }
+            self.submit(b)?;
+        }
+        Ok(())
+    }
+
+    fn metadata_commit(&mut self) -> Result<(), ModelError> {
+        self.md()?.commit()?;
+        self.commits += 1;
+        Ok(())
+    }
+
+    /// `process_rpc_calls`: every call, then one commit.
+    fn process_rpc_calls(&mut self, rpcs: &[Rpc]) -> Result<(), ModelError> {
+        if rpcs.is_empty() {
+            return Ok(());
+        }
+        for &r in rpcs {
+            let md = self.md()?;
+            match r {
+                Rpc::Rollover => md.rollover()?,
+                Rpc::Archive => md.archive()?,
+                Rpc::TakeSnap => {
+                    md.take_snap()?;
+                    self.commits += 1;
+                }
+                Rpc::DropSnap => md.drop_snap()?,
+                Rpc::Stats => {}
+            }
+        }
+        self.metadata_commit()
+    }
+
+    /// `perform_rpc`: the worker runs the call, then whatever it was woken for.
+    fn rpc(&mut self, r: Rpc) -> Result<(), ModelError> {
+        if self.marking.is_some() {
+            return Err(ModelError::NotEnabled(
+                "a message while an explicit worker iteration is in progress".into(),
+            ));
+        }
+        self.do_work(&[r])?;
+        self.settle()
+    }
+
+    /// Runs the worker while it is woken (not in manual mode), completes the
+    /// origin I/O that is not held.
+    fn settle(&mut self) -> Result<(), ModelError> {
+        for _ in 0..100_000_000u64 {
+            let mut ready: Vec<u64> = self
+                .owners
+                .iter()
+                .filter(|(_, &b)| !self.users[self.bios[b].user].is_async)
+                .map(|(&s, _)| s)
+                .collect();
+            if !ready.is_empty() {
+                ready.sort_unstable();
+                for s in ready {
+                    self.complete_origin(s)?;
+                }
+                continue;
+            }
+            if self.worker_kicked
+                && !self.worker_stopped
+                && !self.cfg.manual_worker
+                && self.marking.is_none()
+            {
+                self.do_work(&[])?;
+                continue;
+            }
+            return Ok(());
+        }
+        Err(ModelError::internal("the model does not settle".into()))
+    }
+
+    // ---- messages and lifecycle ---------------------------------------------
+
+    /// `checkpoint`.
+    pub fn checkpoint(&mut self) -> Result<(), ModelError> {
+        self.running()?;
+        self.rpc(Rpc::Rollover)
+    }
+
+    /// `take_metadata_snap`.
+    pub fn snap_take(&mut self) -> Result<(), ModelError> {
+        self.running()?;
+        self.rpc(Rpc::TakeSnap)
+    }
+
+    /// `drop_metadata_snap`.
+    pub fn snap_drop(&mut self) -> Result<(), ModelError> {
+        self.running()?;
+        self.rpc(Rpc::DropSnap)
+    }
+
+    /// `era_status`: an rpc like any other, so it commits; returns the line.
+    pub fn status(&mut self) -> Result<String, ModelError> {
+        if self.life == Life::Running {
+            self.rpc(Rpc::Stats)?;
+        }
+        let total = self.cfg.meta_blocks;
+        let md = self.md()?;
+        let snap = match md.metadata_snap {
+            0 => "-".to_string(),
+            s => s.to_string(),
+        };
+        Ok(format!(
+            "8 {}/{} {} {snap}",
+            md.used_blocks(),
+            total,
+            md.current_era
+        ))
+    }
+
+    /// `dmsetup suspend`: in-flight I/O completes, then `era_postsuspend`
+    /// (archive in the worker, stop the worker, commit; the
+    /// `commit-before-worker-stop` variant skips the last commit, as before
+    /// 9ae6e8b1c9bb).
+    pub fn suspend(&mut self) -> Result<(), ModelError> {
+        match self.life {
+            Life::Running => {}
+            Life::Suspended => return Ok(()),
+            _ => {
+                return Err(ModelError::NotEnabled(
+                    "suspend of a target that is not loaded".into(),
+                ))
+            }
+        }
+        if self.marking.is_some() {
+            return Err(ModelError::NotEnabled(
+                "suspend during an explicit worker iteration".into(),
+            ));
+        }
+        for u in &mut self.users {
+            u.is_async = false;
+        }
+        if self.cfg.manual_worker && !self.deferred.is_empty() {
+            self.do_work(&[])?;
+            self.mark()?;
+            self.commit_marked()?;
+            self.submit_marked()?;
+        }
+        self.settle()?;
+        self.do_work(&[Rpc::Archive])?;
+        // stop_worker: flush_workqueue runs a queued iteration to its end.
+        self.worker_stopped = true;
+        if self.worker_kicked {
+            self.worker_kicked = false;
+            self.md()?.kick_off_digest();
+            self.md()?.digest_step()?;
+        }
+        if self.variant != Variant::CommitBeforeWorkerStop {
+            self.metadata_commit()?;
+        }
+        self.settle()?;
+        self.life = Life::Suspended;
+        Ok(())
+    }
+
+    /// `dmsetup resume`: `era_preresume` (resize to the target's blocks with a
+    /// commit when the size changed, start the worker, roll over).
+    pub fn resume(&mut self) -> Result<(), ModelError> {
+        match self.life {
+            Life::Suspended => {}
+            Life::Running => return Ok(()),
+            _ => {
+                return Err(ModelError::NotEnabled(
+                    "resume of a target that is not loaded".into(),
+                ))
+            }
+        }
+        let new_size = self.cfg.size.div_ceil(self.cfg.block_size);
+        if self.nr_blocks != new_size {
+            self.md()?.resize(new_size)?;
+            self.metadata_commit()?;
+            self.nr_blocks = new_size;
+        }
+        self.worker_stopped = false;
+        self.life = Life::Running;
+        self.rpc(Rpc::Rollover)
+    }
+
+    /// `dmsetup remove`.
+    pub fn remove(&mut self) -> Result<(), ModelError> {
+        self.suspend()?;
+        self.md = None;
+        self.life = Life::Removed;
+        Ok(())
+    }
+
+    /// A power cut.
+    pub fn crash(&mut self, mode: &CrashMode) -> Result<(), ModelError> {
+        match mode {
+            CrashMode::Durable | CrashMode::Enumerate => {
+                self.meta_dev.lock().crash_durable();
+                self.origin.crash_durable();
+            }
+            CrashMode::AllLanded => {
+                self.meta_dev.lock().crash_all_landed();
+                self.origin.crash_all_landed();
+            }
+            CrashMode::State(id) => {
+                return Err(ModelError::Trace(format!(
+                    "crash mode=state:{id}: crash-state ids are not supported by this model"
+                )))
+            }
+        }
+        self.md = None;
+        self.owners.clear();
+        self.deferred.clear();
+        self.marking = None;
+        self.worker_kicked = false;
+        for u in &mut self.users {
+            u.done = true;
+        }
+        self.life = Life::Crashed;
+        Ok(())
+    }
+
+    /// Reloads the table on the devices as they are: open, then preresume.
+    pub fn recover(&mut self) -> Result<(), ModelError> {
+        if !matches!(self.life, Life::Crashed | Life::Removed) {
+            return Err(ModelError::NotEnabled(
+                "recover of a target that is loaded".into(),
+            ));
+        }
+        self.construct()?;
+        self.resume()
+    }
+
+    // ---- explicit worker phases ---------------------------------------------
+
+    /// `worker`: one full iteration.
+    pub fn worker(&mut self) -> Result<(), ModelError> {
+        self.running()?;
+        if self.marking.is_some() {
+            return Err(ModelError::NotEnabled(
+                "worker while marked bios wait for worker.submit".into(),
+            ));
+        }
+        self.md()?.kick_off_digest();
+        self.md()?.digest_step()?;
+        self.mark()?;
+        self.commit_marked()?;
+        self.submit_marked()?;
+        self.settle()
+    }
+
+    /// `worker.mark`.
+    pub fn worker_mark(&mut self) -> Result<(), ModelError> {
+        self.running()?;
+        self.mark()
+    }
+
+    /// `commit.meta`.
+    pub fn commit_meta(&mut self) -> Result<(), ModelError> {
+        self.running()?;
+        if self.md()?.meta_written() {
+            return Err(ModelError::NotEnabled("commit.meta twice".into()));
+        }
+        self.md()?.commit_meta()
+    }
+
+    /// `commit.super`.
+    pub fn commit_super(&mut self) -> Result<(), ModelError> {
+        self.running()?;
+        self.md()?.commit_super()?;
+        self.commits += 1;
+        if let Some(m) = self.marking.as_mut() {
+            m.committed = true;
+        }
+        Ok(())
+    }
+
+    /// `worker.commit`.
+    pub fn worker_commit(&mut self) -> Result<(), ModelError> {
+        self.commit_meta()?;
+        self.commit_super()
+    }
+
+    /// `worker.submit`.
+    pub fn worker_submit(&mut self) -> Result<(), ModelError> {
+        self.running()?;
+        if self.marking.is_none() {
+            return Err(ModelError::NotEnabled(
+                "worker.submit without worker.mark".into(),
+            ));
+        }
+        self.submit_marked()?;
+        self.settle()
+    }
+
+    /// `digest.step [n=]`.
+    pub fn digest_step(&mut self, n: u64) -> Result<(), ModelError> {
+        self.running()?;
+        let md = self.md()?;
+        md.kick_off_digest();
+        for _ in 0..n.max(1) {
+            md.digest_step()?;
+        }
+        Ok(())
+    }
+
+    /// The origin's content at sector `s` now.
+    pub fn read_sector(&self, s: u64) -> DataVal {
+        self.origin.read(s).unwrap_or(DataVal {
+            origin: match self.cfg.origin_init {
+                Init::Stamp => Origin::Init(ORIGIN),
+                Init::Zero => Origin::Zero,
+            },
+            sector: s,
+        })
+    }
+}

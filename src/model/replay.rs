@@ -1,0 +1,750 @@
+//! Runs a `dmtrace` against a model: the first statement configures the
+//! target, `@ms` prefixes advance virtual time, every other statement is a
+//! kernel event, and `expect` lines are checked against the live model or, after
+//! a crash, against the crash state.
+
+use crate::clone::superblock as csb;
+use crate::era::invalidate::{invalidate, InvalidateOptions};
+use crate::era::superblock as esb;
+use crate::model::bits::Bits;
+use crate::model::clone::{CloneConfig, CloneModel, Life as CloneLife};
+use crate::model::era::{EraConfig, EraModel, Life as EraLife};
+use crate::model::{ModelError, WriteReq};
+use crate::pdata::bitset_write::Bitset;
+use crate::pdata::tm::TransactionManager;
+use crate::sim::{DataVal, MetaImage, Origin};
+use crate::trace::{
+    CacheMode, Config, CrashMode, Data, Event, Init, Loc, Predicate, Ranges, Stmt, Target, Trace,
+    Value,
+};
+
+/// Default metadata device size: 8 MiB.
+const DEFAULT_META_SECTORS: u64 = 16384;
+
+/// The result of one `expect`.
+#[derive(Debug, Clone)]
+pub struct ExpectResult {
+    /// Line of the trace.
+    pub line: usize,
+    /// The predicate as written.
+    pub what: String,
+    /// Which state it was checked on (`live`, `crash:durable`, …).
+    pub state: String,
+    /// Whether it holds.
+    pub ok: bool,
+    /// What was found.
+    pub found: String,
+}
+
+/// What a replay produced.
+#[derive(Debug)]
+pub struct ReplayOutcome {
+    /// Every expectation checked, in order.
+    pub expects: Vec<ExpectResult>,
+    /// `status` lines: trace line and the status text.
+    pub statuses: Vec<(usize, String)>,
+    /// The metadata image the trace leaves (what is durable at its end).
+    pub image: MetaImage,
+    /// Statements run.
+    pub events: u64,
+    /// Metadata commits.
+    pub commits: u64,
+}
+
+/// A statement the model could not run (a malformed or impossible trace).
+#[derive(Debug)]
+pub struct ReplayError {
+    /// Line of the trace.
+    pub line: usize,
+    /// Why.
+    pub error: ModelError,
+}
+
+impl std::fmt::Display for ReplayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: {}", self.line, self.error)
+    }
+}
+
+impl std::error::Error for ReplayError {}
+
+enum Model {
+    Clone(Box<CloneModel>),
+    Era(Box<EraModel>),
+}
+
+/// A crash state kept for the expectations that follow a crash.
+struct CrashView {
+    name: &'static str,
+    meta: MetaImage,
+}
+
+/// Replays `trace`.
+pub fn replay(trace: &Trace) -> Result<ReplayOutcome, ReplayError> {
+    let mut r = Runner {
+        target: trace.header.target,
+        variant: trace.header.variant.unwrap_or_default(),
+        model: None,
+        views: Vec::new(),
+        out: ReplayOutcome {
+            expects: Vec::new(),
+            statuses: Vec::new(),
+            image: MetaImage::new(0, Default::default()),
+            events: 0,
+            commits: 0,
+        },
+        manual_worker: trace.stmts.iter().any(|s| {
+            matches!(
+                s.event,
+                Event::WorkerMark
+                    | Event::WorkerCommit
+                    | Event::WorkerSubmit
+                    | Event::DigestStep { .. }
+                    | Event::Worker
+            ) || (trace.header.target == Target::Era
+                && matches!(s.event, Event::CommitMeta | Event::CommitSuper))
+        }),
+    };
+    for s in &trace.stmts {
+        r.step(s).map_err(|error| ReplayError {
+            line: s.line,
+            error,
+        })?;
+        r.out.events += 1;
+    }
+    let model = r.model.ok_or(ReplayError {
+        line: 0,
+        error: ModelError::Trace("the trace has no config statement".into()),
+    })?;
+    let (image, commits) = match &model {
+        Model::Clone(m) => (m.meta_image(), m.commits()),
+        Model::Era(m) => (m.meta_image(), m.commits()),
+    };
+    r.out.image = image;
+    r.out.commits = commits;
+    Ok(r.out)
+}
+
+struct Runner {
+    target: Target,
+    variant: crate::trace::Variant,
+    model: Option<Model>,
+    views: Vec<CrashView>,
+    out: ReplayOutcome,
+    manual_worker: bool,
+}
+
+fn extra_u64(c: &Config, key: &str) -> Result<Option<u64>, ModelError> {
+    match c.extra.iter().find(|(k, _)| k == key) {
+        None => Ok(None),
+        Some((_, Value::Num(n))) => Ok(Some(*n)),
+        Some((_, v)) => Err(ModelError::Trace(format!(
+            "{key} must be a number, not {v:?}"
+        ))),
+    }
+}
+
+fn sectors_to_blocks(meta_size: Option<u64>) -> Result<u64, ModelError> {
+    let s = meta_size.unwrap_or(DEFAULT_META_SECTORS);
+    if s < 8 * 16 {
+        return Err(ModelError::Trace(format!(
+            "meta_size={s} sectors is too small for metadata (at least 128)"
+        )));
+    }
+    Ok(s / 8)
+}
+
+fn writethrough(c: &Config, dev: Option<CacheMode>) -> bool {
+    dev.or(c.cache) == Some(CacheMode::Writethrough)
+}
+
+impl Runner {
+    fn step(&mut self, s: &Stmt) -> Result<(), ModelError> {
+        if let Event::Config(c) = &s.event {
+            if self.model.is_some() {
+                return Err(ModelError::Trace(
+                    "config after the target was created".into(),
+                ));
+            }
+            return self.configure(c, s.time.unwrap_or(0));
+        }
+        if self.model.is_none() {
+            return Err(ModelError::Trace(
+                "the first statement must be `config`".into(),
+            ));
+        }
+        if let Some(t) = s.time {
+            self.advance(t)?;
+        }
+        match (&s.event, self.target) {
+            (Event::Expect(p), _) => {
+                self.expect(s.line, p);
+                Ok(())
+            }
+            (Event::Mark { .. }, _) => Ok(()),
+            (Event::Tick { ms }, _) => {
+                let now = self.now();
+                self.advance(now + ms.unwrap_or(1000))
+            }
+            (Event::Crash { mode }, _) => self.crash(mode),
+            (Event::Recover, _) => {
+                self.views.clear();
+                match self.model.as_mut().expect("checked") {
+                    Model::Clone(m) => m.recover(),
+                    Model::Era(m) => m.recover(),
+                }
+            }
+            (ev, Target::Clone) => {
+                self.implicit_recover(ev)?;
+                self.clone_event(s.line, ev)
+            }
+            (ev, Target::Era) => {
+                self.implicit_recover(ev)?;
+                self.era_event(s.line, ev)
+            }
+        }
+    }
+
+    /// `recover` is implicit before the next I/O after a crash.
+    fn implicit_recover(&mut self, ev: &Event) -> Result<(), ModelError> {
+        let io = matches!(
+            ev,
+            Event::Write { .. } | Event::Discard { .. } | Event::Flush { .. }
+        );
+        let crashed = match self.model.as_ref().expect("checked") {
+            Model::Clone(m) => m.life() == CloneLife::Crashed,
+            Model::Era(m) => m.life() == EraLife::Crashed,
+        };
+        if io && crashed {
+            self.views.clear();
+            match self.model.as_mut().expect("checked") {
+                Model::Clone(m) => m.recover()?,
+                Model::Era(m) => m.recover()?,
+            }
+        }
+        Ok(())
+    }
+
+    fn now(&self) -> u64 {
+        match self.model.as_ref().expect("checked") {
+            Model::Clone(m) => m.now(),
+            Model::Era(m) => m.now(),
+        }
+    }
+
+    fn advance(&mut self, t: u64) -> Result<(), ModelError> {
+        match self.model.as_mut().expect("checked") {
+            Model::Clone(m) => m.advance(t),
+            Model::Era(m) => m.advance(t),
+        }
+    }
+
+    fn configure(&mut self, c: &Config, now: u64) -> Result<(), ModelError> {
+        if c.meta_block.is_some_and(|b| b != 8) {
+            return Err(ModelError::Trace(
+                "meta_block must be 8 sectors (4 KiB metadata blocks)".into(),
+            ));
+        }
+        let size = c
+            .size
+            .ok_or_else(|| ModelError::Trace("config needs size=".into()))?;
+        let meta_blocks = sectors_to_blocks(c.meta_size)?;
+        self.model = Some(match self.target {
+            Target::Clone => {
+                let cfg = CloneConfig {
+                    size,
+                    region_size: c.region.unwrap_or(8),
+                    meta_blocks,
+                    hydration: c.hydration.unwrap_or(true),
+                    threshold: c.threshold.unwrap_or(1),
+                    batch: c.batch.unwrap_or(1),
+                    discard_passdown: c.discard_passdown.unwrap_or(true),
+                    dest_init: c.dest_init.unwrap_or(Init::Stamp),
+                    source_init: c.source_init.unwrap_or(Init::Stamp),
+                    discard_zeroes: c.discard_zeroes,
+                    meta_writethrough: writethrough(c, c.meta_cache),
+                    dest_writethrough: writethrough(c, c.dest_cache),
+                    copy_ms: extra_u64(c, "x-copy_ms")?.unwrap_or(1),
+                };
+                Model::Clone(Box::new(CloneModel::new(cfg, self.variant, now)?))
+            }
+            Target::Era => {
+                let start_era = c.start_era.unwrap_or(1);
+                if start_era == 0 || start_era > u32::MAX as u64 {
+                    return Err(ModelError::Trace(format!(
+                        "start_era={start_era} is out of range"
+                    )));
+                }
+                let cfg = EraConfig {
+                    size,
+                    block_size: c
+                        .block
+                        .ok_or_else(|| ModelError::Trace("config needs block=".into()))?,
+                    meta_blocks,
+                    start_era: start_era as u32,
+                    origin_init: c.source_init.unwrap_or(Init::Stamp),
+                    discard_zeroes: c.discard_zeroes,
+                    meta_writethrough: writethrough(c, c.meta_cache),
+                    origin_writethrough: writethrough(c, c.dest_cache),
+                    manual_worker: self.manual_worker,
+                };
+                Model::Era(Box::new(EraModel::new(cfg, self.variant, now)?))
+            }
+        });
+        Ok(())
+    }
+
+    fn crash(&mut self, mode: &CrashMode) -> Result<(), ModelError> {
+        let (durable, landed) = match self.model.as_ref().expect("checked") {
+            Model::Clone(m) => (m.meta_dev().durable_image(), m.meta_dev().landed_image()),
+            Model::Era(m) => (m.meta_dev().durable_image(), m.meta_dev().landed_image()),
+        };
+        self.views = match mode {
+            CrashMode::Enumerate => vec![
+                CrashView {
+                    name: "crash:durable",
+                    meta: durable,
+                },
+                CrashView {
+                    name: "crash:all-landed",
+                    meta: landed,
+                },
+            ],
+            CrashMode::Durable => vec![CrashView {
+                name: "crash:durable",
+                meta: durable,
+            }],
+            CrashMode::AllLanded => vec![CrashView {
+                name: "crash:all-landed",
+                meta: landed,
+            }],
+            CrashMode::State(_) => Vec::new(),
+        };
+        match self.model.as_mut().expect("checked") {
+            Model::Clone(m) => m.crash(mode),
+            Model::Era(m) => m.crash(mode),
+        }
+    }
+
+    fn clone_event(&mut self, line: usize, ev: &Event) -> Result<(), ModelError> {
+        let Some(Model::Clone(m)) = self.model.as_mut() else {
+            unreachable!("clone trace")
+        };
+        match ev {
+            Event::Write {
+                loc,
+                fua,
+                preflush,
+                data,
+                id,
+                is_async,
+            } => {
+                let (s, e) = clone_sectors(m, loc)?;
+                m.write(WriteReq {
+                    start: s,
+                    end: e,
+                    fua: *fua,
+                    preflush: *preflush,
+                    data: data_origin(data),
+                    id: id.clone(),
+                    is_async: *is_async,
+                })
+            }
+            Event::Discard { loc, id, is_async } => {
+                let (s, e) = clone_sectors(m, loc)?;
+                m.discard(s, e, id.clone(), *is_async)
+            }
+            Event::Flush { id, is_async } => m.flush(id.clone(), *is_async),
+            Event::Read { loc, expect } => {
+                let (s, e) = clone_sectors(m, loc)?;
+                if let Some(want) = expect {
+                    let found = clone_read(m, s, e);
+                    let ok = &found == want;
+                    self.out.expects.push(ExpectResult {
+                        line,
+                        what: format!("read at={s}+{}", e - s),
+                        state: "live".into(),
+                        ok,
+                        found: found.join(","),
+                    });
+                }
+                Ok(())
+            }
+            Event::Complete { id } => m.complete(id),
+            Event::Worker => m.run_worker(),
+            Event::Suspend => m.suspend(),
+            Event::Resume => m.resume(),
+            Event::Status { noflush } => {
+                let st = m.status(*noflush)?;
+                self.out.statuses.push((line, st));
+                Ok(())
+            }
+            Event::Remove => m.remove(),
+            Event::Msg(msg) => m.message(*msg),
+            Event::Wait(w) => m.wait(*w),
+            Event::HydrateStart { start, end } => m.hydrate_start(*start, *end),
+            Event::HydrateDone { region } => m.hydrate_done(*region),
+            Event::Commit => m.commit(),
+            Event::CommitPre => m.commit_pre(),
+            Event::CommitFlushDest => m.commit_flush_dest(),
+            Event::CommitMeta => m.commit_meta(),
+            Event::CommitSuper => m.commit_super(),
+            other => Err(ModelError::Trace(format!(
+                "`{}` is not a dm-clone event",
+                verb_of(other)
+            ))),
+        }
+    }
+
+    fn era_event(&mut self, line: usize, ev: &Event) -> Result<(), ModelError> {
+        let Some(Model::Era(m)) = self.model.as_mut() else {
+            unreachable!("era trace")
+        };
+        let bs = era_block_size(m);
+        match ev {
+            Event::Write {
+                loc,
+                fua,
+                preflush,
+                data,
+                id,
+                is_async,
+            } => {
+                let (s, e) = era_sectors(loc, bs)?;
+                m.write(WriteReq {
+                    start: s,
+                    end: e,
+                    fua: *fua,
+                    preflush: *preflush,
+                    data: data_origin(data),
+                    id: id.clone(),
+                    is_async: *is_async,
+                })
+            }
+            Event::Discard { loc, id, is_async } => {
+                let (s, e) = era_sectors(loc, bs)?;
+                m.discard(s, e, id.clone(), *is_async)
+            }
+            Event::Flush { id, is_async } => m.flush(id.clone(), *is_async),
+            Event::Read { loc, expect } => {
+                let (s, e) = era_sectors(loc, bs)?;
+                if let Some(want) = expect {
+                    let found: Vec<String> = (s..e)
+                        .map(|x| stamp_name(m.read_sector(x), |n| m.user_name(n)))
+                        .collect();
+                    let ok = &found == want;
+                    self.out.expects.push(ExpectResult {
+                        line,
+                        what: format!("read at={s}+{}", e - s),
+                        state: "live".into(),
+                        ok,
+                        found: found.join(","),
+                    });
+                }
+                Ok(())
+            }
+            Event::Complete { id } => m.complete(id),
+            Event::Worker => m.worker(),
+            Event::Suspend => m.suspend(),
+            Event::Resume => m.resume(),
+            Event::Status { .. } => {
+                let st = m.status()?;
+                self.out.statuses.push((line, st));
+                Ok(())
+            }
+            Event::Remove => m.remove(),
+            Event::Checkpoint => m.checkpoint(),
+            Event::SnapTake => m.snap_take(),
+            Event::SnapDrop => m.snap_drop(),
+            Event::WorkerMark => m.worker_mark(),
+            Event::WorkerCommit => m.worker_commit(),
+            Event::WorkerSubmit => m.worker_submit(),
+            Event::DigestStep { n } => m.digest_step(n.unwrap_or(1)),
+            Event::CommitMeta => m.commit_meta(),
+            Event::CommitSuper => m.commit_super(),
+            other => Err(ModelError::Trace(format!(
+                "`{}` is not a dm-era event",
+                verb_of(other)
+            ))),
+        }
+    }
+
+    /// Checks `p` on the live model, or on every crash state after a crash.
+    fn expect(&mut self, line: usize, p: &Predicate) {
+        let what = predicate_text(p);
+        let mut push = |state: &str, r: Result<(bool, String), String>| {
+            let (ok, found) = r.unwrap_or_else(|e| (false, e));
+            self.out.expects.push(ExpectResult {
+                line,
+                what: what.clone(),
+                state: state.to_string(),
+                ok,
+                found,
+            });
+        };
+        if !self.views.is_empty() {
+            for v in &self.views {
+                push(v.name, check_on_image(self.target, &v.meta, p));
+            }
+            return;
+        }
+        let model = self.model.as_ref().expect("checked");
+        let r = match model {
+            Model::Clone(m) => match m.life() {
+                CloneLife::Running | CloneLife::Suspended => check_clone_live(m, p),
+                _ => check_on_image(self.target, &m.meta_image(), p),
+            },
+            Model::Era(m) => match p {
+                Predicate::Era(e) if m.current_era().is_some() => {
+                    let cur = m.current_era().expect("loaded") as u64;
+                    Ok((cur == *e, format!("era {cur}")))
+                }
+                _ => check_on_image(self.target, &m.meta_image(), p),
+            },
+        };
+        push("live", r);
+    }
+}
+
+fn verb_of(e: &Event) -> String {
+    let s = format!("{e:?}");
+    s.split([' ', '(', '{']).next().unwrap_or("").to_lowercase()
+}
+
+fn data_origin(d: &Option<Data>) -> Option<Origin> {
+    match d {
+        None | Some(Data::Stamp) => None,
+        Some(Data::Zero) => Some(Origin::Zero),
+        Some(Data::Byte(b)) => Some(Origin::Byte(*b)),
+    }
+}
+
+fn clone_sectors(m: &CloneModel, loc: &Loc) -> Result<(u64, u64), ModelError> {
+    match *loc {
+        Loc::Sectors(s, e) => Ok((s, e)),
+        Loc::Regions(a, b) => {
+            let rs = m.region_size();
+            Ok((a.saturating_mul(rs), b.saturating_mul(rs).min(m.size())))
+        }
+        Loc::Blocks(..) => Err(ModelError::Trace("block= is for dm-era traces".into())),
+    }
+}
+
+fn era_block_size(m: &EraModel) -> u64 {
+    m.block_size()
+}
+
+fn era_sectors(loc: &Loc, bs: u64) -> Result<(u64, u64), ModelError> {
+    match *loc {
+        Loc::Sectors(s, e) => Ok((s, e)),
+        Loc::Blocks(a, b) => Ok((a.saturating_mul(bs), b.saturating_mul(bs))),
+        Loc::Regions(..) => Err(ModelError::Trace("region= is for dm-clone traces".into())),
+    }
+}
+
+/// The stamp words of `expect read` / `read expect=`.
+fn stamp_name<'a>(v: DataVal, name: impl Fn(u32) -> Option<&'a str>) -> String {
+    match v.origin {
+        Origin::Init(0) => "src".into(),
+        Origin::Init(_) => "dest".into(),
+        Origin::User(n) => name(n).unwrap_or("?").to_string(),
+        Origin::Zero => "zero".into(),
+        Origin::Byte(b) => format!("byte:0x{b:02x}"),
+        Origin::Discarded => "discarded".into(),
+    }
+}
+
+fn clone_read(m: &CloneModel, s: u64, e: u64) -> Vec<String> {
+    (s..e)
+        .map(|x| {
+            let h = m.is_hydrated_in_core(m.region_of(x)).unwrap_or(false);
+            stamp_name(m.read_sector(x, h), |n| m.user_name(n))
+        })
+        .collect()
+}
+
+fn predicate_text(p: &Predicate) -> String {
+    let r = |x: &Ranges| {
+        if x.0.is_empty() {
+            return "none".to_string();
+        }
+        x.0.iter()
+            .map(|&(a, b)| {
+                if b == a + 1 {
+                    a.to_string()
+                } else {
+                    format!("{a}..{b}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    match p {
+        Predicate::Hydrated(x) => format!("hydrated regions={}", r(x)),
+        Predicate::NotHydrated(x) => format!("not-hydrated regions={}", r(x)),
+        Predicate::Read { data, .. } => format!("read data={}", data.join(",")),
+        Predicate::Era(e) => format!("era={e}"),
+        Predicate::WrittenSince {
+            era,
+            exact,
+            includes,
+        } => {
+            let mut s = format!("written-since era={era}");
+            if let Some(x) = exact {
+                s += &format!(" exact={}", r(x));
+            }
+            if let Some(x) = includes {
+                s += &format!(" includes={}", r(x));
+            }
+            s
+        }
+        Predicate::MetaCheckOk => "meta-check ok".into(),
+        Predicate::Violation(id) => format!("violation id={id}"),
+    }
+}
+
+fn runs_text(runs: &[(u64, u64)]) -> String {
+    if runs.is_empty() {
+        return "none".into();
+    }
+    runs.iter()
+        .map(|&(a, b)| {
+            if b == a + 1 {
+                a.to_string()
+            } else {
+                format!("{a}..{b}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn hydrated_check(
+    runs: &[(u64, u64)],
+    want: &Ranges,
+    hydrated: bool,
+    is_h: impl Fn(u64) -> bool,
+) -> (bool, String) {
+    let bad: Vec<u64> = want
+        .iter()
+        .filter(|&r| is_h(r) != hydrated)
+        .take(8)
+        .collect();
+    let found = format!("hydrated {}", runs_text(runs));
+    (
+        bad.is_empty(),
+        if bad.is_empty() {
+            found
+        } else {
+            format!("{found} (regions {bad:?} differ)")
+        },
+    )
+}
+
+fn check_clone_live(m: &CloneModel, p: &Predicate) -> Result<(bool, String), String> {
+    let runs = m.in_core_hydrated().unwrap_or_default();
+    let is_h = |r: u64| m.is_hydrated_in_core(r).unwrap_or(false);
+    match p {
+        Predicate::Hydrated(w) => Ok(hydrated_check(&runs, w, true, is_h)),
+        Predicate::NotHydrated(w) => Ok(hydrated_check(&runs, w, false, is_h)),
+        Predicate::Read { loc, data } => {
+            let (s, e) = clone_sectors(m, loc).map_err(|e| e.to_string())?;
+            let found = clone_read(m, s, e);
+            Ok((&found == data, found.join(",")))
+        }
+        _ => check_on_image(Target::Clone, &m.meta_image(), p),
+    }
+}
+
+/// The committed hydrated set of a clone image.
+fn image_hydrated(img: &MetaImage) -> Result<Bits, String> {
+    let (s, _) = csb::read(img).map_err(|e| e.to_string())?;
+    let n = s.nr_regions();
+    let mut tm = TransactionManager::open(img.clone(), &s.sm_root).map_err(|e| e.to_string())?;
+    let bs = Bitset::open(s.bitset_root, n);
+    let mut bits = Bits::new(n);
+    for w in 0..n.div_ceil(64) {
+        let word = bs.word(&mut tm, w).map_err(|e| e.to_string())?;
+        for i in 0..64 {
+            if word >> i & 1 == 1 && w * 64 + i < n {
+                bits.set(w * 64 + i);
+            }
+        }
+    }
+    Ok(bits)
+}
+
+fn check_on_image(
+    target: Target,
+    img: &MetaImage,
+    p: &Predicate,
+) -> Result<(bool, String), String> {
+    match (p, target) {
+        (Predicate::MetaCheckOk, Target::Clone) => {
+            let o = crate::clone::check::check(img, &Default::default());
+            Ok(report_verdict(&o.report))
+        }
+        (Predicate::MetaCheckOk, Target::Era) => {
+            let o = crate::era::check::check(img, &Default::default());
+            Ok(report_verdict(&o.report))
+        }
+        (Predicate::Hydrated(w) | Predicate::NotHydrated(w), Target::Clone) => {
+            let bits = image_hydrated(img)?;
+            let runs = bits.runs();
+            Ok(hydrated_check(
+                &runs,
+                w,
+                matches!(p, Predicate::Hydrated(_)),
+                |r| bits.get(r),
+            ))
+        }
+        (Predicate::Era(e), Target::Era) => {
+            let (s, _) = esb::read_at(img, 0).map_err(|e| e.to_string())?;
+            Ok((
+                s.current_era as u64 == *e,
+                format!("era {} (superblock)", s.current_era),
+            ))
+        }
+        (
+            Predicate::WrittenSince {
+                era,
+                exact,
+                includes,
+            },
+            Target::Era,
+        ) => {
+            let inv = invalidate(
+                img,
+                InvalidateOptions {
+                    written_since: (*era).min(u32::MAX as u64) as u32,
+                    metadata_snapshot: false,
+                },
+            )
+            .map_err(|e| e.to_string())?;
+            let runs: Vec<(u64, u64)> = inv.runs().collect();
+            let mut ok = true;
+            if let Some(x) = exact {
+                let mut want: Vec<u64> = x.iter().collect();
+                want.sort_unstable();
+                want.dedup();
+                let got: Vec<u64> = runs.iter().flat_map(|&(a, b)| a..b).collect();
+                ok &= want == got;
+            }
+            if let Some(x) = includes {
+                ok &= x.iter().all(|b| inv.contains(b));
+            }
+            Ok((ok, format!("written since {era}: {}", runs_text(&runs))))
+        }
+        (Predicate::Violation(id), _) => Err(format!(
+            "expect violation id={id} needs crash-state enumeration, which this replay does not run"
+        )),
+        (p, t) => Err(format!("{} is not a {t:?} predicate", predicate_text(p))),
+    }
+}
+
+fn report_verdict(r: &crate::report::Report) -> (bool, String) {
+    match r.first_error() {
+        None => (true, "metadata checks clean".into()),
+        Some(f) => (false, format!("{f}")),
+    }
+}

@@ -1,0 +1,333 @@
+//! Unit tests of the model paths, driving the models directly.
+
+use crate::clone::check::check as clone_check;
+use crate::era::check::check as era_check;
+use crate::era::invalidate::{invalidate, InvalidateOptions};
+use crate::model::clone::{CloneConfig, CloneModel};
+use crate::model::era::{EraConfig, EraModel};
+use crate::model::{ModelError, WriteReq};
+
+fn w(start: u64, end: u64, fua: bool, id: Option<String>, is_async: bool) -> WriteReq {
+    WriteReq {
+        start,
+        end,
+        fua,
+        id,
+        is_async,
+        ..Default::default()
+    }
+}
+use crate::sim::Origin;
+use crate::trace::{CloneMsg, CrashMode, Init, Variant, WaitFor};
+
+fn clone_cfg(size: u64, region: u64, hydration: bool) -> CloneConfig {
+    CloneConfig {
+        size,
+        region_size: region,
+        meta_blocks: 256,
+        hydration,
+        threshold: 1,
+        batch: 1,
+        discard_passdown: true,
+        dest_init: Init::Stamp,
+        source_init: Init::Stamp,
+        discard_zeroes: false,
+        meta_writethrough: false,
+        dest_writethrough: false,
+        copy_ms: 1,
+    }
+}
+
+fn clone(size: u64, region: u64) -> CloneModel {
+    CloneModel::new(clone_cfg(size, region, false), Variant::Fixed, 0).unwrap()
+}
+
+fn committed_hydrated(m: &CloneModel) -> Vec<(u64, u64)> {
+    let img = m.meta_image();
+    let o = clone_check(&img, &Default::default());
+    assert!(!o.report.has_errors(), "{:?}", o.report.first_error());
+    let mut out = Vec::new();
+    crate::clone::dump::dump(&img, &mut out, false).unwrap();
+    let xml = String::from_utf8(out).unwrap();
+    xml.lines()
+        .filter(|l| l.contains("<hydrated"))
+        .map(|l| {
+            let num = |k: &str| -> u64 {
+                let i = l.find(k).unwrap() + k.len() + 2;
+                l[i..].split('"').next().unwrap().parse().unwrap()
+            };
+            (num("begin"), num("end"))
+        })
+        .collect()
+}
+
+#[test]
+fn fresh_clone_metadata_checks_clean() {
+    let m = clone(1000, 64);
+    assert_eq!(m.nr_regions(), 16);
+    assert_eq!(m.commits(), 0, "formatting is not a commit of the target");
+    assert!(committed_hydrated(&m).is_empty());
+}
+
+#[test]
+fn partial_write_copies_the_region_and_a_flush_commits_it() {
+    let mut m = clone(1024, 64);
+    m.write(w(70, 71, false, Some("w1".into()), false)).unwrap();
+    assert_eq!(m.is_done("w1"), Some(true));
+    assert_eq!(m.in_core_hydrated().unwrap(), vec![(1, 2)]);
+    // Source content copied around the user sector.
+    assert_eq!(m.read_sector(64, true).origin, Origin::Init(0));
+    assert_eq!(m.read_sector(70, true).origin, Origin::User(0));
+    assert!(
+        committed_hydrated(&m).is_empty(),
+        "not committed before a flush"
+    );
+    m.flush(None, false).unwrap();
+    assert_eq!(m.commits(), 1);
+    assert_eq!(committed_hydrated(&m), vec![(1, 2)]);
+    // The dest flush came before the commit: the copy is durable.
+    assert_eq!(
+        m.dest.durable_at(64).map(|v| v.origin),
+        Some(Origin::Init(0))
+    );
+}
+
+#[test]
+fn write_spanning_regions_is_split_and_full_regions_are_overwrites() {
+    let mut m = clone(1024, 64);
+    m.write(w(32, 200, false, None, false)).unwrap();
+    assert_eq!(m.in_core_hydrated().unwrap(), vec![(0, 4)]);
+    // Region 1 and 2 were overwritten whole: no source data in them.
+    assert_eq!(m.read_sector(64, true).origin, Origin::User(0));
+    assert_eq!(m.read_sector(0, true).origin, Origin::Init(0));
+}
+
+#[test]
+fn periodic_commit_after_a_second() {
+    let mut m = clone(1024, 64);
+    m.write(w(0, 8, false, None, false)).unwrap();
+    m.advance(999).unwrap();
+    assert_eq!(m.commits(), 0);
+    m.advance(1000).unwrap();
+    assert_eq!(m.commits(), 1);
+    assert_eq!(committed_hydrated(&m), vec![(0, 1)]);
+}
+
+#[test]
+fn status_commits_unless_noflush() {
+    let mut m = clone(1024, 64);
+    m.write(w(0, 8, false, None, false)).unwrap();
+    let s = m.status(true).unwrap();
+    assert!(s.contains(" 1/16 "), "{s}");
+    assert_eq!(m.commits(), 0);
+    m.status(false).unwrap();
+    assert_eq!(m.commits(), 1);
+}
+
+#[test]
+fn fua_overwrite_completes_after_the_commit() {
+    let mut m = clone(1024, 64);
+    m.write(w(64, 128, true, Some("f".into()), false)).unwrap();
+    // Completed within the statement, after a commit that records region 1.
+    assert_eq!(m.is_done("f"), Some(true));
+    assert_eq!(m.commits(), 1);
+    assert_eq!(committed_hydrated(&m), vec![(1, 2)]);
+}
+
+#[test]
+fn discard_marks_only_whole_regions() {
+    let mut m = clone(1024, 64);
+    m.discard(10, 200, None, false).unwrap();
+    assert_eq!(m.in_core_hydrated().unwrap(), vec![(1, 3)]);
+    m.discard(300, 310, None, false).unwrap(); // inside region 4: nothing
+    assert_eq!(m.in_core_hydrated().unwrap(), vec![(1, 3)]);
+    assert_eq!(m.read_sector(64, true).origin, Origin::Discarded);
+}
+
+#[test]
+fn two_phase_commit_keeps_late_hydrations_for_the_next_transaction() {
+    let mut m = clone(1024, 64);
+    m.hydrate_start(0, 1).unwrap();
+    m.hydrate_done(0).unwrap();
+    m.hydrate_start(1, 2).unwrap();
+    m.commit_pre().unwrap();
+    m.commit_flush_dest().unwrap();
+    m.hydrate_done(1).unwrap();
+    m.commit_meta().unwrap();
+    m.commit_super().unwrap();
+    assert_eq!(committed_hydrated(&m), vec![(0, 1)]);
+    assert_eq!(m.in_core_hydrated().unwrap(), vec![(0, 2)]);
+    m.commit().unwrap();
+    assert_eq!(committed_hydrated(&m), vec![(0, 2)]);
+}
+
+#[test]
+fn live_bitmap_variant_commits_late_hydrations() {
+    let mut m = CloneModel::new(clone_cfg(1024, 64, false), Variant::LiveBitmapCommit, 0).unwrap();
+    m.hydrate_start(0, 1).unwrap();
+    m.hydrate_done(0).unwrap();
+    m.hydrate_start(1, 2).unwrap();
+    m.commit_pre().unwrap();
+    m.commit_flush_dest().unwrap();
+    m.hydrate_done(1).unwrap();
+    m.commit_meta().unwrap();
+    m.commit_super().unwrap();
+    assert_eq!(committed_hydrated(&m), vec![(0, 2)]);
+    // ... while the copy of region 1 is not durable on the destination.
+    assert_eq!(m.dest.durable_at(64), None);
+}
+
+#[test]
+fn phases_out_of_order_are_refused() {
+    let mut m = clone(1024, 64);
+    assert!(matches!(m.commit_meta(), Err(ModelError::NotEnabled(_))));
+    assert!(matches!(m.commit_super(), Err(ModelError::NotEnabled(_))));
+    assert!(matches!(m.hydrate_done(3), Err(ModelError::NotEnabled(_))));
+    m.commit_pre().unwrap();
+    assert!(matches!(m.commit_pre(), Err(ModelError::NotEnabled(_))));
+    m.write(w(0, 1, false, Some("a".into()), true)).unwrap();
+    assert!(matches!(m.complete("a"), Err(ModelError::NotEnabled(_))));
+}
+
+#[test]
+fn background_hydration_follows_threshold_and_batch() {
+    let mut cfg = clone_cfg(64 * 100, 64, true);
+    cfg.threshold = 8;
+    cfg.batch = 4;
+    let mut m = CloneModel::new(cfg, Variant::Fixed, 0).unwrap();
+    // Resume started the first round: 8 regions in flight, in 2 copies.
+    m.advance(1).unwrap();
+    assert_eq!(m.nr_hydrated(), 8);
+    m.wait(WaitFor::All).unwrap();
+    assert_eq!(m.nr_hydrated(), 100);
+    assert!(m.now() >= 12, "{} ms", m.now());
+    m.remove().unwrap();
+    assert_eq!(committed_hydrated(&m), vec![(0, 100)]);
+}
+
+#[test]
+fn enable_hydration_message_starts_background_copies() {
+    let mut m = clone(64 * 10, 64);
+    m.advance(5).unwrap();
+    assert_eq!(m.nr_hydrated(), 0);
+    m.message(CloneMsg::EnableHydration).unwrap();
+    m.advance(20).unwrap();
+    assert_eq!(m.nr_hydrated(), 10);
+}
+
+#[test]
+fn crash_keeps_only_durable_metadata_and_recover_reopens() {
+    let mut m = clone(1024, 64);
+    m.write(w(0, 8, false, None, false)).unwrap();
+    m.flush(None, false).unwrap();
+    m.write(w(64, 72, false, None, false)).unwrap();
+    m.crash(&CrashMode::Durable).unwrap();
+    assert_eq!(committed_hydrated(&m), vec![(0, 1)]);
+    m.recover().unwrap();
+    assert_eq!(m.in_core_hydrated().unwrap(), vec![(0, 1)]);
+    m.write(w(64, 72, false, None, false)).unwrap();
+    m.remove().unwrap();
+    assert_eq!(committed_hydrated(&m), vec![(0, 2)]);
+}
+
+fn era_cfg(size: u64, block: u64) -> EraConfig {
+    EraConfig {
+        size,
+        block_size: block,
+        meta_blocks: 256,
+        start_era: 1,
+        origin_init: Init::Stamp,
+        discard_zeroes: false,
+        meta_writethrough: false,
+        origin_writethrough: false,
+        manual_worker: false,
+    }
+}
+
+fn since(m: &EraModel, e: u32) -> Vec<(u64, u64)> {
+    let img = m.meta_image();
+    let o = era_check(&img, &Default::default());
+    assert!(!o.report.has_errors(), "{:?}", o.report.first_error());
+    invalidate(
+        &img,
+        InvalidateOptions {
+            written_since: e,
+            metadata_snapshot: false,
+        },
+    )
+    .unwrap()
+    .runs()
+    .collect()
+}
+
+#[test]
+fn era_write_is_recorded_durably_before_it_reaches_the_origin() {
+    let mut m = EraModel::new(era_cfg(1024, 8), Variant::Fixed, 0).unwrap();
+    assert_eq!(m.current_era(), Some(1));
+    m.write(w(24, 32, false, None, false)).unwrap();
+    assert_eq!(since(&m, 1), vec![(3, 4)]);
+    m.checkpoint().unwrap();
+    assert_eq!(m.current_era(), Some(2));
+    m.write(w(40, 48, false, None, false)).unwrap();
+    assert_eq!(since(&m, 2), vec![(5, 6)]);
+    assert_eq!(since(&m, 1), vec![(3, 4), (5, 6)]);
+    m.remove().unwrap();
+    assert_eq!(since(&m, 2), vec![(5, 6)]);
+}
+
+#[test]
+fn era_crash_then_recovery_archives_the_current_writeset() {
+    let mut m = EraModel::new(era_cfg(1024, 8), Variant::Fixed, 0).unwrap();
+    m.write(w(40, 48, false, None, false)).unwrap();
+    m.checkpoint().unwrap();
+    m.write(w(56, 64, false, None, false)).unwrap();
+    m.crash(&CrashMode::Durable).unwrap();
+    assert_eq!(since(&m, 2), vec![(7, 8)]);
+    m.recover().unwrap();
+    assert_eq!(m.current_era(), Some(3));
+    assert_eq!(since(&m, 2), vec![(7, 8)]);
+}
+
+#[test]
+fn era_explicit_worker_phases_defer_the_second_write() {
+    let mut cfg = era_cfg(1024, 8);
+    cfg.manual_worker = true;
+    let mut m = EraModel::new(cfg.clone(), Variant::Fixed, 0).unwrap();
+    m.write(w(24, 32, false, Some("a".into()), true)).unwrap();
+    m.worker_mark().unwrap();
+    m.commit_meta().unwrap();
+    m.write(w(24, 32, false, Some("b".into()), false)).unwrap();
+    assert_eq!(
+        m.is_done("b"),
+        Some(false),
+        "fixed: b waits for the in-core bit"
+    );
+    let mut m = EraModel::new(cfg, Variant::IncoreBitBeforeCommit, 0).unwrap();
+    m.write(w(24, 32, false, Some("a".into()), true)).unwrap();
+    m.worker_mark().unwrap();
+    m.commit_meta().unwrap();
+    m.write(w(24, 32, false, Some("b".into()), false)).unwrap();
+    assert_eq!(
+        m.is_done("b"),
+        Some(true),
+        "buggy: b passes before the commit"
+    );
+}
+
+#[test]
+fn era_snapshot_and_digest() {
+    let mut m = EraModel::new(era_cfg(64 * 8, 8), Variant::Fixed, 0).unwrap();
+    for b in 0..10 {
+        m.write(w(b * 8, b * 8 + 8, false, None, false)).unwrap();
+    }
+    m.checkpoint().unwrap();
+    m.write(w(0, 8, false, None, false)).unwrap(); // digest runs
+    m.snap_take().unwrap();
+    m.write(w(80, 88, false, None, false)).unwrap();
+    m.snap_drop().unwrap();
+    m.remove().unwrap();
+    assert_eq!(since(&m, 1), vec![(0, 11)]);
+    assert_eq!(since(&m, 2), vec![(0, 1), (10, 11)]);
+    assert_eq!(since(&m, 3), vec![(10, 11)]);
+    assert!(since(&m, 4).is_empty());
+}
