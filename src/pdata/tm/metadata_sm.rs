@@ -216,3 +216,52 @@ impl<D: BlockDevice> TransactionManager<D> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::MemDevice;
+
+    #[test]
+    fn overflow_counts_survive_commits_through_the_ref_count_tree() {
+        let dev = MemDevice::new(64);
+        let mut tm = TransactionManager::format(&dev).unwrap();
+        let b = tm.new_block(BlockKind::BtreeNode).unwrap();
+        for _ in 0..4 {
+            tm.inc(b).unwrap();
+        }
+        assert_eq!(tm.count(b), 5);
+        let root = tm.pre_commit().unwrap();
+        tm.commit(&[0u8; 4096]).unwrap();
+        let mut tm = TransactionManager::open(&dev, &root).unwrap();
+        assert_eq!(tm.count(b), 5);
+        for _ in 0..3 {
+            tm.dec(b).unwrap();
+        }
+        assert_eq!(tm.count(b), 2);
+        let root = tm.pre_commit().unwrap();
+        tm.commit(&[0u8; 4096]).unwrap();
+        let tm = TransactionManager::open(&dev, &root).unwrap();
+        assert_eq!(tm.count(b), 2);
+        assert!(tm.space_map().overflow_entries().is_empty());
+        assert_eq!(root.nr_allocated, tm.space_map().counts().count() as u64);
+    }
+
+    #[test]
+    fn the_first_change_of_a_transaction_moves_the_bitmap() {
+        let dev = MemDevice::new(64);
+        let mut tm = TransactionManager::format(&dev).unwrap();
+        let root = tm.pre_commit().unwrap();
+        tm.commit(&[0u8; 4096]).unwrap();
+        assert_eq!((root.bitmap_root, root.ref_count_root), (1, 2));
+        // Block 4 is allocated, then the bitmap (at 3) is shadowed to 5; the
+        // commit moves the index (at 1) to 6.
+        let b = tm.new_block(BlockKind::BtreeNode).unwrap();
+        assert_eq!(b, 4);
+        let root = tm.pre_commit().unwrap();
+        assert_eq!(root.bitmap_root, 6);
+        assert_eq!(tm.space_map().entries()[0].blocknr, 5);
+        assert_eq!(tm.count(3), 0);
+        assert_eq!(tm.count(1), 0);
+    }
+}
