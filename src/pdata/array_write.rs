@@ -93,6 +93,8 @@ impl ArrayBuilder {
         &mut self,
         tm: &mut TransactionManager<D>,
     ) -> Result<(), TmError> {
+        // dm_array_empty + dm_array_resize: the index root comes first.
+        self.index.reserve_root(tm)?;
         let loc = write_array_block(tm, self.value_size, &self.cur)?;
         self.cur.clear();
         self.index.push(tm, self.nr_blocks, &loc.to_le_bytes())?;
@@ -167,12 +169,12 @@ pub struct Array {
 }
 
 impl Array {
-    /// An empty array (one empty index leaf, §5.3 `empty`).
+    /// An empty array (one empty index leaf, §5.3 `empty`, `dm_array_empty`).
     pub fn empty<D: BlockDevice>(
         tm: &mut TransactionManager<D>,
         value_size: u32,
     ) -> Result<Self, TmError> {
-        let root = BTreeBuilder::new(8).finish(tm)?.root;
+        let root = ops::empty(tm, 8)?;
         Ok(Array {
             root,
             value_size,

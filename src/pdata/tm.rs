@@ -1,23 +1,33 @@
 //! The transaction manager (PERSISTENT-DATA.md §7.7-§9): copy-on-write access to
-//! metadata blocks, reference counting through the in-core space map, and the
-//! kernel's two-phase commit.
+//! metadata blocks, reference counting through the metadata space map, and the
+//! kernel's two-phase commit. It mirrors Linux 6.1's `dm-transaction-manager.c`
+//! and `dm-space-map-metadata.c` closely enough that the same sequence of
+//! operations puts the same bytes in the same blocks:
 //!
 //! * [`TransactionManager::new_block`] allocates a zeroed block (count 1) and
 //!   [`TransactionManager::shadow`] gives a writable copy of a committed block
-//!   (§8.2): blocks allocated or shadowed in the open transaction (the *shadow set*)
-//!   are modified in place, anything else is copied to a new block and the original
-//!   loses one reference. `inc_children` tells the caller that the original was
-//!   shared, so the copy's children need one more reference each.
-//! * The allocator never hands out a block that is live in the last committed
-//!   state (§7.9), so the committed state stays intact until the new superblock is
-//!   durable.
-//! * [`TransactionManager::pre_commit`] writes the space map (§7.10), then every
-//!   dirty block, then flushes; [`TransactionManager::commit`] writes the
-//!   superblock and flushes again (§9.1). Dirty blocks may also be written back
-//!   early, oldest first, when more than [`TransactionManager::set_max_dirty`] are
-//!   held, like the kernel's buffer cache under memory pressure; that keeps memory
-//!   bounded for bulk builds and is harmless because no dirty block is reachable
-//!   from the committed state.
+//!   (`dm_tm_shadow_block`, §8.2): blocks allocated or shadowed in the open
+//!   transaction (the *shadow set*) are modified in place unless shared, anything
+//!   else is copied to a new block and the original loses one reference.
+//!   `inc_children` tells the caller that the original was shared.
+//! * Allocation (`sm_metadata_new_block_`) takes the first block free both now
+//!   and at the last commit, searching from a cursor that only moves forward
+//!   (wrapping once) and is not reset by a commit (Linux ≥ 5.14).
+//! * A count changes at once in the space map's bitmap (see [`metadata_sm`]): the
+//!   bitmap block is shadowed the first time it changes in a transaction, counts
+//!   of 3 or more go through the ref-count B-tree, and changes made while the
+//!   space map is changing itself are queued and applied afterwards, as the
+//!   kernel's `uncommitted` block ops are. Space-map blocks are therefore
+//!   allocated interleaved with the blocks that caused them.
+//! * [`TransactionManager::pre_commit`] commits the space map (the index block is
+//!   shadowed and rewritten when an entry changed), writes every dirty block and
+//!   flushes; [`TransactionManager::commit`] writes the superblock and flushes
+//!   again (§9.1). Blocks freed in the transaction are written too, as the
+//!   kernel's buffer cache does, so stale blocks match byte for byte. Dirty blocks
+//!   may also be written back early, oldest first, when more than
+//!   [`TransactionManager::set_max_dirty`] are held; that keeps memory bounded
+//!   for bulk builds and is harmless because no dirty block is reachable from the
+//!   committed state.
 //!
 //! This is the base of both the restore tools (one transaction on a fresh device)
 //! and the reference model of the kernel's commit paths, which runs many
@@ -25,19 +35,18 @@
 //! space map back from disk, and [`WriteOrder`] permutes the write-back order of a
 //! commit the way dm-bufio is free to.
 
+mod metadata_sm;
+
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io;
 
 use crate::io::{zeroed_block, Block, BlockDevice};
-use crate::pdata::btree::build::BTreeBuilder;
 use crate::pdata::btree::NodeHeader;
 use crate::pdata::checksum::{stamp, verify, BlockError, BlockKind};
 use crate::pdata::le64;
 use crate::pdata::space_map::writer::{SmError, SpaceMap};
-use crate::pdata::space_map::{
-    bitmap_entry, IndexEntry, SmRoot, ENTRIES_PER_BITMAP, MAX_METADATA_BLOCKS,
-};
+use crate::pdata::space_map::{bitmap_entry, IndexEntry, SmRoot, ENTRIES_PER_BITMAP};
 use crate::superblock::SUPERBLOCK_LOCATION;
 
 /// Blocks held dirty in memory before the oldest are written back.
@@ -125,16 +134,6 @@ pub enum WriteOrder {
     Shuffled(u64),
 }
 
-/// Where the space map itself lives on disk.
-#[derive(Debug, Clone, Default)]
-struct SmLayout {
-    index: u64,
-    bitmaps: Vec<u64>,
-    entries: Vec<IndexEntry>,
-    ref_root: u64,
-    ref_nodes: Vec<u64>,
-}
-
 /// Counters of the I/O issued.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TmStats {
@@ -150,7 +149,16 @@ pub struct TmStats {
 pub struct TransactionManager<D: BlockDevice> {
     dev: D,
     sm: SpaceMap,
-    layout: SmLayout,
+    /// Location of the space map's index block (`ll->bitmap_root`).
+    index: u64,
+    /// Root of the ref-count tree (`ll->ref_count_root`).
+    ref_root: u64,
+    /// `smm->recursion_count`.
+    recursion: u32,
+    /// `smm->uncommitted`: count changes queued while recursing (true = inc).
+    bops: VecDeque<(bool, u64)>,
+    /// The bootstrap allocator of `dm_sm_metadata_create` is in use.
+    bootstrap: bool,
     /// Blocks allocated or shadowed in this transaction, with their kind.
     shadows: HashMap<u64, BlockKind>,
     /// Modified blocks not yet written.
@@ -180,7 +188,11 @@ impl<D: BlockDevice> TransactionManager<D> {
         TransactionManager {
             dev,
             sm,
-            layout: SmLayout::default(),
+            index: 0,
+            ref_root: 0,
+            recursion: 0,
+            bops: VecDeque::new(),
+            bootstrap: false,
             shadows: HashMap::new(),
             dirty: HashMap::new(),
             fifo: VecDeque::new(),
@@ -191,28 +203,15 @@ impl<D: BlockDevice> TransactionManager<D> {
         }
     }
 
-    /// Starts fresh metadata on `dev` (§7.7): the space map tracks
-    /// `min(device blocks, 4 161 600)` blocks; block 0 is reserved for the
-    /// superblock, then the index (1), an empty ref-count tree (2) and the bitmaps
-    /// (3, …) are allocated, as the kernel's bootstrap does. Nothing is written
-    /// before the first commit (apart from early write-back).
+    /// Starts fresh metadata on `dev` (§7.7, `dm_tm_create_with_sm` →
+    /// `dm_sm_metadata_create`): the space map tracks `min(device blocks,
+    /// 4 161 600)` blocks; block 0 is reserved for the superblock, then the index
+    /// (1), an empty ref-count tree (2) and the bitmaps (3, …) come from the
+    /// bootstrap allocator, their counts are set, and the space map is committed
+    /// (the index written in place). The transaction stays open: nothing is
+    /// written before the first commit (apart from early write-back).
     pub fn format(dev: D) -> Result<Self, TmError> {
-        let nr_blocks = dev.nr_blocks().min(MAX_METADATA_BLOCKS);
-        let nr_bitmaps = nr_blocks.div_ceil(ENTRIES_PER_BITMAP) as usize;
-        if nr_blocks < 3 + nr_bitmaps as u64 {
-            return Err(TmError::Sm(SmError::NoSpace { nr_blocks }));
-        }
-        let mut tm = Self::idle(dev, SpaceMap::new(nr_blocks));
-        let sb = tm.sm.alloc()?;
-        debug_assert_eq!(sb, SUPERBLOCK_LOCATION);
-        tm.layout.index = tm.new_block(BlockKind::SmIndex)?;
-        tm.build_ref_tree()?;
-        for _ in 0..nr_bitmaps {
-            let b = tm.new_block(BlockKind::SmBitmap)?;
-            tm.layout.bitmaps.push(b);
-        }
-        tm.layout.entries = vec![IndexEntry::default(); nr_bitmaps];
-        Ok(tm)
+        metadata_sm::format(dev)
     }
 
     /// Opens committed metadata whose space-map root is `root` (taken from a valid
@@ -220,7 +219,12 @@ impl<D: BlockDevice> TransactionManager<D> {
     /// memory. The structures are validated as they are read.
     pub fn open(dev: D, root: &SmRoot) -> Result<Self, TmError> {
         let nr_blocks = root.nr_blocks;
-        if nr_blocks == 0 || nr_blocks > dev.nr_blocks().min(MAX_METADATA_BLOCKS) {
+        if nr_blocks == 0
+            || nr_blocks
+                > dev
+                    .nr_blocks()
+                    .min(crate::pdata::space_map::MAX_METADATA_BLOCKS)
+        {
             return Err(TmError::Invariant(format!(
                 "space map of {nr_blocks} blocks on a device of {}",
                 dev.nr_blocks()
@@ -231,6 +235,7 @@ impl<D: BlockDevice> TransactionManager<D> {
         let nr_bitmaps = nr_blocks.div_ceil(ENTRIES_PER_BITMAP);
         let mut counts: Vec<(u64, u32)> = Vec::new();
         let mut three: Vec<u64> = Vec::new();
+        let mut entries = Vec::new();
         for k in 0..nr_bitmaps {
             let e = IndexEntry::decode(&index, k as usize);
             let bm = tm.read(e.blocknr, BlockKind::SmBitmap)?;
@@ -242,22 +247,20 @@ impl<D: BlockDevice> TransactionManager<D> {
                     v => counts.push((base + j, v as u32)),
                 }
             }
-            tm.layout.bitmaps.push(e.blocknr);
-            tm.layout.entries.push(e);
+            entries.push(e);
         }
         let mut big: HashMap<u64, u32> = HashMap::new();
-        let mut nodes = Vec::new();
-        tm.read_ref_tree(root.ref_count_root, 0, &mut big, &mut nodes)?;
+        tm.read_ref_tree(root.ref_count_root, 0, &mut big)?;
         for b in three {
             let c = big.get(&b).copied().ok_or_else(|| {
                 TmError::Invariant(format!("block {b} has count 3 but no overflow entry"))
             })?;
             counts.push((b, c));
         }
-        tm.sm = SpaceMap::from_counts(nr_blocks, counts);
-        tm.layout.index = root.bitmap_root;
-        tm.layout.ref_root = root.ref_count_root;
-        tm.layout.ref_nodes = nodes;
+        // dm_sm_metadata_open: begin = 0, old_ll = ll.
+        tm.sm = SpaceMap::from_counts(nr_blocks, counts, entries);
+        tm.index = root.bitmap_root;
+        tm.ref_root = root.ref_count_root;
         Ok(tm)
     }
 
@@ -266,13 +269,11 @@ impl<D: BlockDevice> TransactionManager<D> {
         b: u64,
         depth: usize,
         out: &mut HashMap<u64, u32>,
-        nodes: &mut Vec<u64>,
     ) -> Result<(), TmError> {
         if depth > crate::pdata::walk::MAX_DEPTH {
             return Err(TmError::Invariant("ref-count tree too deep".into()));
         }
         let blk = self.read(b, BlockKind::BtreeNode)?;
-        nodes.push(b);
         let h = NodeHeader::decode(&blk);
         if !h.fits() {
             return Err(TmError::Invariant(format!("bad ref-count node {b}")));
@@ -282,7 +283,7 @@ impl<D: BlockDevice> TransactionManager<D> {
             if h.is_leaf() {
                 out.insert(h.key(&blk, i), crate::pdata::le32(v, 0));
             } else {
-                self.read_ref_tree(le64(v, 0), depth + 1, out, nodes)?;
+                self.read_ref_tree(le64(v, 0), depth + 1, out)?;
             }
         }
         Ok(())
@@ -323,25 +324,34 @@ impl<D: BlockDevice> TransactionManager<D> {
         self.shadows.contains_key(&b)
     }
 
-    /// Reference count of `b`.
+    /// Reference count of `b`, with the queued changes (`sm_metadata_get_count`).
     pub fn count(&self, b: u64) -> u32 {
-        self.sm.count(b)
+        let c = self.sm.count(b) as i64 + self.adjustment(b);
+        c.max(0) as u32
     }
 
-    /// Adds a reference to `b`.
+    /// Adds a reference to `b` (`dm_tm_inc`).
     pub fn inc(&mut self, b: u64) -> Result<(), TmError> {
-        Ok(self.sm.inc(b)?)
+        self.sm_change(b, true)
     }
 
-    /// Drops a reference to `b`; a block whose count reaches 0 is forgotten (it is
-    /// never written). Returns the new count.
+    /// Drops a reference to `b` (`dm_tm_dec`); returns the new count. A block
+    /// whose count reaches 0 stays dirty if it was: the kernel writes it anyway.
     pub fn dec(&mut self, b: u64) -> Result<u32, TmError> {
-        let c = self.sm.dec(b)?;
-        if c == 0 {
-            self.dirty.remove(&b);
-            self.shadows.remove(&b);
+        self.sm_change(b, false)?;
+        Ok(self.count(b))
+    }
+
+    /// The space-map root as it stands, without committing the space map (what
+    /// `dm_sm_copy_root` gives before `dm_tm_pre_commit`, e.g. in dm-era's
+    /// `write_superblock` at format time).
+    pub fn sm_root(&self) -> SmRoot {
+        SmRoot {
+            nr_blocks: self.sm.nr_blocks(),
+            nr_allocated: self.sm.nr_allocated(),
+            bitmap_root: self.index,
+            ref_count_root: self.ref_root,
         }
-        Ok(c)
     }
 
     fn check_ok(&self) -> Result<(), TmError> {
@@ -376,10 +386,11 @@ impl<D: BlockDevice> TransactionManager<D> {
         Ok(blk)
     }
 
-    /// Allocates a zeroed block of `kind` (count 1) in the shadow set.
+    /// Allocates a zeroed block of `kind` (count 1) in the shadow set
+    /// (`dm_tm_new_block`).
     pub fn new_block(&mut self, kind: BlockKind) -> Result<u64, TmError> {
         self.check_ok()?;
-        let b = self.sm.alloc()?;
+        let b = self.sm_new_block()?;
         self.shadows.insert(b, kind);
         self.dirty.insert(b, zeroed_block());
         self.fifo.push_back(b);
@@ -387,19 +398,20 @@ impl<D: BlockDevice> TransactionManager<D> {
         Ok(b)
     }
 
-    /// A writable version of `orig` (§8.2): `orig` itself when it is in the shadow
-    /// set and not shared, otherwise a copy in a new block (and `orig` loses a
-    /// reference). The flag is true when `orig` was shared: the caller must then add
-    /// a reference to every child of the copy.
+    /// A writable version of `orig` (`dm_tm_shadow_block`, §8.2): `orig` itself
+    /// when it is in the shadow set and not shared, otherwise a copy in a new block
+    /// (allocated first, then `orig` loses a reference). The flag is true when
+    /// `orig` was shared: the caller must then add a reference to every child of
+    /// the copy.
     pub fn shadow(&mut self, orig: u64, kind: BlockKind) -> Result<(u64, bool), TmError> {
         self.check_ok()?;
-        let inc_children = self.sm.count(orig) > 1;
+        let inc_children = self.count_is_more_than_one(orig);
         if self.shadows.contains_key(&orig) && !inc_children {
             return Ok((orig, false));
         }
+        let new = self.sm_new_block()?;
+        self.sm_change(orig, false)?;
         let data = self.read(orig, kind)?;
-        let new = self.sm.alloc()?;
-        self.dec(orig)?;
         self.shadows.insert(new, kind);
         self.dirty.insert(new, data);
         self.fifo.push_back(new);
@@ -479,83 +491,23 @@ impl<D: BlockDevice> TransactionManager<D> {
         })
     }
 
-    /// Rebuilds the ref-count tree from the overflow counts; the old tree's nodes
-    /// are released.
-    fn build_ref_tree(&mut self) -> Result<(), TmError> {
-        let entries = self.sm.overflow_entries();
-        let mut bld = BTreeBuilder::new(4);
-        for (b, c) in entries {
-            bld.push(self, b, &c.to_le_bytes())?;
-        }
-        let built = bld.finish(self)?;
-        let old = std::mem::replace(&mut self.layout.ref_nodes, built.nodes);
-        self.layout.ref_root = built.root;
-        for b in old {
-            self.dec(b)?;
-        }
-        self.sm.clear_big_dirty();
-        Ok(())
-    }
-
-    /// Writes the space map (§7.10): the ref-count tree if overflow counts changed,
-    /// every changed bitmap and the index, each moved to a new block unless already
-    /// new in this transaction. Moving them changes counts, which may touch more
-    /// bitmaps; the loop runs until every changed bitmap has a block of this
-    /// transaction, and only then are the contents encoded, from the final counts.
-    fn commit_space_map(&mut self) -> Result<SmRoot, TmError> {
-        if self.sm.big_dirty() {
-            self.build_ref_tree()?;
-        }
-        if !self.sm.dirty_bitmaps().is_empty() {
-            loop {
-                let mut moved = false;
-                if !self.shadows.contains_key(&self.layout.index) {
-                    let old = self.layout.index;
-                    self.layout.index = self.new_block(BlockKind::SmIndex)?;
-                    self.dec(old)?;
-                    moved = true;
-                }
-                for k in self.sm.dirty_bitmaps() {
-                    let old = self.layout.bitmaps[k as usize];
-                    if !self.shadows.contains_key(&old) {
-                        self.layout.bitmaps[k as usize] = self.new_block(BlockKind::SmBitmap)?;
-                        self.dec(old)?;
-                        moved = true;
-                    }
-                }
-                if !moved {
-                    break;
-                }
-            }
-            for k in self.sm.dirty_bitmaps() {
-                let loc = self.layout.bitmaps[k as usize];
-                let mut blk = zeroed_block();
-                self.layout.entries[k as usize] = self.sm.encode_bitmap(k, loc, &mut blk);
-                *self.get_mut(loc)? = *blk;
-            }
-            let mut idx = zeroed_block();
-            for (k, e) in self.layout.entries.iter().enumerate() {
-                e.encode(&mut idx, k);
-            }
-            let loc = self.layout.index;
-            *self.get_mut(loc)? = *idx;
-            self.sm.clear_dirty_bitmaps();
-        }
-        Ok(SmRoot {
-            nr_blocks: self.sm.nr_blocks(),
-            nr_allocated: self.sm.nr_allocated(),
-            bitmap_root: self.layout.index,
-            ref_count_root: self.layout.ref_root,
-        })
-    }
-
-    /// First phase of a commit (§9.1 step 2): writes the space map, then every
-    /// dirty block, then flushes. Returns the space-map root for the superblock.
-    /// Nothing may be modified between this and [`commit`](Self::commit).
+    /// First phase of a commit (`dm_tm_pre_commit`, §9.1 step 2): commits the
+    /// space map, then writes every dirty block and flushes. Returns the
+    /// space-map root for the superblock. Nothing may be modified between this and
+    /// [`commit`](Self::commit).
     pub fn pre_commit(&mut self) -> Result<SmRoot, TmError> {
         self.check_ok()?;
-        let root = self.commit_space_map()?;
-        self.sm.commit();
+        self.sm_commit()?;
+        let root = self.sm_root();
+        self.write_dirty()?;
+        self.flush()?;
+        Ok(root)
+    }
+
+    /// Encodes the bitmaps changed in this transaction and writes every dirty
+    /// block (`dm_bm_flush` without the flush).
+    fn write_dirty(&mut self) -> Result<(), TmError> {
+        self.encode_bitmaps();
         let mut blocks: Vec<u64> = self.dirty.keys().copied().collect();
         blocks.sort_unstable();
         if let WriteOrder::Shuffled(seed) = self.order {
@@ -567,19 +519,10 @@ impl<D: BlockDevice> TransactionManager<D> {
             }
         }
         self.fifo.clear();
-        self.flush()?;
-        Ok(root)
+        Ok(())
     }
 
-    /// Second phase (§9.1 step 5): writes the superblock `sb` (encoded and stamped
-    /// by the caller) to block 0, flushes, and starts a new transaction.
-    pub fn commit(&mut self, sb: &Block) -> Result<(), TmError> {
-        self.check_ok()?;
-        if !self.dirty.is_empty() {
-            return Err(TmError::Invariant(
-                "blocks were modified after pre_commit".into(),
-            ));
-        }
+    fn write_superblock(&mut self, sb: &Block) -> Result<(), TmError> {
         self.stats.blocks_written += 1;
         self.dev.write(SUPERBLOCK_LOCATION, sb).map_err(|source| {
             self.failed = true;
@@ -588,7 +531,36 @@ impl<D: BlockDevice> TransactionManager<D> {
                 block: Some(SUPERBLOCK_LOCATION),
                 source,
             }
-        })?;
+        })
+    }
+
+    /// Second phase (`dm_tm_commit`, §9.1 step 5): writes the superblock `sb`
+    /// (encoded and stamped by the caller) to block 0, flushes, and starts a new
+    /// transaction.
+    pub fn commit(&mut self, sb: &Block) -> Result<(), TmError> {
+        self.check_ok()?;
+        if !self.dirty.is_empty() {
+            return Err(TmError::Invariant(
+                "blocks were modified after pre_commit".into(),
+            ));
+        }
+        self.write_superblock(sb)?;
+        self.flush()?;
+        self.shadows.clear();
+        self.stats.commits += 1;
+        Ok(())
+    }
+
+    /// `dm_tm_commit` without `dm_tm_pre_commit` (dm-era's `write_superblock` at
+    /// format time): every dirty block and the superblock `sb` are written, then
+    /// one flush. The space map is not committed: its index block is not
+    /// rewritten and the committed counts used by the allocator stay those of the
+    /// last space-map commit, as in the kernel. Take the root for `sb` from
+    /// [`sm_root`](Self::sm_root).
+    pub fn commit_without_sm(&mut self, sb: &Block) -> Result<(), TmError> {
+        self.check_ok()?;
+        self.write_dirty()?;
+        self.write_superblock(sb)?;
         self.flush()?;
         self.shadows.clear();
         self.stats.commits += 1;

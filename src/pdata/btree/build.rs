@@ -70,6 +70,8 @@ pub struct BTreeBuilder {
     last_key: Option<u64>,
     nodes: Vec<u64>,
     nr_entries: u64,
+    /// A block allocated up front for the root.
+    root_loc: Option<u64>,
 }
 
 /// Why a push was refused (an internal invariant of the caller, not disk damage).
@@ -88,7 +90,21 @@ impl BTreeBuilder {
             last_key: None,
             nodes: Vec::new(),
             nr_entries: 0,
+            root_loc: None,
         }
+    }
+
+    /// Allocates the root's block now, before any other node: the root then sits
+    /// where the kernel puts it when a tree starts as `dm_btree_empty` and grows
+    /// by inserts in one transaction (its root keeps its first block).
+    pub fn reserve_root<D: BlockDevice>(
+        &mut self,
+        tm: &mut TransactionManager<D>,
+    ) -> Result<(), TmError> {
+        if self.root_loc.is_none() {
+            self.root_loc = Some(tm.new_block(BlockKind::BtreeNode)?);
+        }
+        Ok(())
     }
 
     /// Adds a pair; keys must be strictly increasing and `value` exactly
@@ -158,6 +174,16 @@ impl BTreeBuilder {
         level: usize,
         node: &Node,
     ) -> Result<u64, TmError> {
+        self.write_node_at(tm, level, node, None)
+    }
+
+    fn write_node_at<D: BlockDevice>(
+        &mut self,
+        tm: &mut TransactionManager<D>,
+        level: usize,
+        node: &Node,
+        at: Option<u64>,
+    ) -> Result<u64, TmError> {
         let lv = &self.levels[level];
         let h = NodeHeader {
             flags: if lv.leaf { LEAF_NODE } else { INTERNAL_NODE },
@@ -166,7 +192,10 @@ impl BTreeBuilder {
             max_entries: lv.max as u32,
             value_size: lv.value_size as u32,
         };
-        let loc = tm.new_block(BlockKind::BtreeNode)?;
+        let loc = match at {
+            Some(loc) => loc,
+            None => tm.new_block(BlockKind::BtreeNode)?,
+        };
         let b = tm.get_mut(loc)?;
         write_node(b, h, loc, &node.keys, &node.values);
         self.nodes.push(loc);
@@ -187,7 +216,8 @@ impl BTreeBuilder {
             match prev {
                 None if lv.written == 0 => {
                     // The only node of the top level: the root.
-                    let root = self.write_node(tm, level, &cur)?;
+                    let at = self.root_loc.take();
+                    let root = self.write_node_at(tm, level, &cur, at)?;
                     return Ok(BuiltTree {
                         root,
                         nodes: self.nodes,

@@ -227,6 +227,24 @@ fn shadow<D: BlockDevice>(
     Ok((nb, n))
 }
 
+/// A new, empty tree (`dm_btree_empty`): one leaf with no entries, capacity for
+/// `value_size`-byte values. Returns its root.
+pub fn empty<D: BlockDevice>(
+    tm: &mut TransactionManager<D>,
+    value_size: u32,
+) -> Result<u64, TmError> {
+    let root = tm.new_block(BlockKind::BtreeNode)?;
+    let n = Node {
+        leaf: true,
+        max: calc_max_entries(value_size) as usize,
+        vs: value_size as usize,
+        keys: Vec::new(),
+        vals: Vec::new(),
+    };
+    store(tm, root, &n)?;
+    Ok(root)
+}
+
 /// Looks `key` up (§4.5).
 pub fn lookup<D: BlockDevice>(
     tm: &mut TransactionManager<D>,

@@ -9,7 +9,7 @@
 //! transaction manager ([`crate::pdata::tm`]), because writing the space map
 //! allocates blocks from the space map itself (§7.8).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use crate::io::Block;
@@ -59,8 +59,16 @@ impl fmt::Display for SmError {
 
 impl std::error::Error for SmError {}
 
-/// Reference counts of every metadata block, with the last committed counts of
-/// the blocks changed since.
+/// The in-core metadata space map (the kernel's `ll_disk` of
+/// `dm-space-map-common.c` plus the `old_ll` and `begin` of
+/// `dm-space-map-metadata.c`): reference counts of every metadata block, the
+/// index entries exactly as the kernel keeps them (`nr_free` and
+/// `none_free_before` updated incrementally, as `sm_ll_inc`/`sm_ll_dec` do), and
+/// the last committed counts of the blocks changed since.
+///
+/// Which blocks hold the bitmaps, the index and the ref-count tree, and shadowing
+/// them when a count changes, is the transaction manager's business
+/// ([`crate::pdata::tm`]), because it allocates blocks from this map (§7.8).
 #[derive(Debug, Clone)]
 pub struct SpaceMap {
     nr_blocks: u64,
@@ -68,21 +76,22 @@ pub struct SpaceMap {
     small: Vec<u8>,
     /// Counts of 3 or more (the overflow ref-count tree's content, §7.4).
     big: BTreeMap<u64, u32>,
-    /// Committed count of every block changed in this transaction (old_ll, §7.9).
+    /// Committed count of every block changed since the last space-map commit
+    /// (the kernel's `old_ll`, §7.9).
     orig: HashMap<u64, u32>,
     nr_allocated: u64,
-    /// Allocation cursor (`begin`, §7.9).
-    cursor: u64,
-    /// Bitmaps with an entry changed since they were last encoded.
-    dirty_bitmaps: BTreeSet<u64>,
-    /// `big` changed since the ref-count tree was last written.
-    big_dirty: bool,
+    /// Allocation cursor (`smm->begin`): not reset by a commit (Linux ≥ 5.14).
+    begin: u64,
+    /// The index entries (`ll->mi_le`), one per bitmap.
+    entries: Vec<IndexEntry>,
+    /// `ll->bitmap_index_changed`.
+    index_changed: bool,
 }
 
 impl SpaceMap {
     /// An empty space map over `nr_blocks` blocks (capped by the caller at
-    /// [`crate::pdata::space_map::MAX_METADATA_BLOCKS`]). Every bitmap is dirty: none
-    /// has been written yet.
+    /// [`crate::pdata::space_map::MAX_METADATA_BLOCKS`]), without index entries
+    /// (see [`SpaceMap::push_entry`]).
     pub fn new(nr_blocks: u64) -> Self {
         let n = usize::try_from(nr_blocks).expect("space map size fits in memory");
         SpaceMap {
@@ -91,14 +100,19 @@ impl SpaceMap {
             big: BTreeMap::new(),
             orig: HashMap::new(),
             nr_allocated: 0,
-            cursor: 0,
-            dirty_bitmaps: (0..nr_blocks.div_ceil(ENTRIES_PER_BITMAP)).collect(),
-            big_dirty: true,
+            begin: 0,
+            entries: Vec::new(),
+            index_changed: false,
         }
     }
 
-    /// A space map holding `counts` (as read from disk), all of them committed.
-    pub fn from_counts(nr_blocks: u64, counts: impl IntoIterator<Item = (u64, u32)>) -> Self {
+    /// A space map holding `counts` (as read from disk) with the index entries
+    /// `entries` (as on disk), all of them committed (`dm_sm_metadata_open`).
+    pub fn from_counts(
+        nr_blocks: u64,
+        counts: impl IntoIterator<Item = (u64, u32)>,
+        entries: Vec<IndexEntry>,
+    ) -> Self {
         let mut sm = SpaceMap::new(nr_blocks);
         for (b, c) in counts {
             if b < nr_blocks && c > 0 {
@@ -106,8 +120,7 @@ impl SpaceMap {
                 sm.nr_allocated += 1;
             }
         }
-        sm.dirty_bitmaps.clear();
-        sm.big_dirty = false;
+        sm.entries = entries;
         sm
     }
 
@@ -126,6 +139,38 @@ impl SpaceMap {
         self.nr_blocks.div_ceil(ENTRIES_PER_BITMAP)
     }
 
+    /// The index entries.
+    pub fn entries(&self) -> &[IndexEntry] {
+        &self.entries
+    }
+
+    /// Appends the index entry of a new bitmap at `loc` (`sm_ll_extend`: every
+    /// slot free, `none_free_before` 0).
+    pub fn push_entry(&mut self, loc: u64) {
+        self.entries.push(IndexEntry {
+            blocknr: loc,
+            nr_free: ENTRIES_PER_BITMAP as u32,
+            none_free_before: 0,
+        });
+        self.index_changed = true;
+    }
+
+    /// Moves bitmap `k` to `loc` (its block was shadowed).
+    pub fn set_bitmap_location(&mut self, k: usize, loc: u64) {
+        self.entries[k].blocknr = loc;
+        self.index_changed = true;
+    }
+
+    /// True when an index entry changed since the index block was last written.
+    pub fn index_changed(&self) -> bool {
+        self.index_changed
+    }
+
+    /// Marks the index as written (`sm_ll_commit`).
+    pub fn clear_index_changed(&mut self) {
+        self.index_changed = false;
+    }
+
     /// The reference count of `b` (0 past the end).
     pub fn count(&self, b: u64) -> u32 {
         match self.small.get(b as usize) {
@@ -133,6 +178,11 @@ impl SpaceMap {
             Some(&v) => v as u32,
             None => 0,
         }
+    }
+
+    /// The 2-bit bitmap value of `b` (3 = the count is in the overflow tree).
+    pub fn bitmap_value(&self, b: u64) -> u8 {
+        self.small.get(b as usize).copied().unwrap_or(0)
     }
 
     /// The count of `b` as of the last commit.
@@ -145,107 +195,98 @@ impl SpaceMap {
         if c >= 3 {
             self.small[i] = 3;
             self.big.insert(b, c);
-            self.big_dirty = true;
         } else {
             if self.small[i] == 3 {
                 self.big.remove(&b);
-                self.big_dirty = true;
             }
             self.small[i] = c as u8;
         }
     }
 
-    fn set(&mut self, b: u64, c: u32) -> Result<(), SmError> {
+    fn check(&self, b: u64) -> Result<(), SmError> {
         if b >= self.nr_blocks {
             return Err(SmError::OutOfRange {
                 block: b,
                 nr_blocks: self.nr_blocks,
             });
         }
-        let old = self.count(b);
-        self.orig.entry(b).or_insert(old);
-        match (old, c) {
-            (0, c) if c > 0 => self.nr_allocated += 1,
-            (o, 0) if o > 0 => self.nr_allocated -= 1,
-            _ => {}
-        }
-        // Counts of 3 or more live in the tree; a change between two of them does
-        // not touch the bitmap.
-        if old.min(3) != c.min(3) {
-            self.dirty_bitmaps.insert(b / ENTRIES_PER_BITMAP);
-        }
-        self.store(b, c);
         Ok(())
     }
 
-    /// Adds one reference to `b`.
-    pub fn inc(&mut self, b: u64) -> Result<(), SmError> {
-        let c = self.count(b);
-        self.set(b, c.saturating_add(1))
-    }
-
-    /// Drops one reference to `b`; returns the new count.
-    pub fn dec(&mut self, b: u64) -> Result<u32, SmError> {
-        let c = self.count(b);
-        if c == 0 {
+    /// Changes the count of `b` by one (`sm_ll_inc_bitmap`/`sm_ll_dec_bitmap`):
+    /// the count, `nr_allocated` and the bitmap's index entry, exactly as the
+    /// kernel updates them. Returns the old count. The caller shadows the bitmap
+    /// first and keeps the overflow tree in step.
+    pub fn bump(&mut self, b: u64, up: bool) -> Result<u32, SmError> {
+        self.check(b)?;
+        let old = self.count(b);
+        if !up && old == 0 {
             return Err(SmError::Underflow { block: b });
         }
-        self.set(b, c - 1)?;
-        Ok(c - 1)
+        self.orig.entry(b).or_insert(old);
+        let new = if up { old.saturating_add(1) } else { old - 1 };
+        let k = (b / ENTRIES_PER_BITMAP) as usize;
+        let bit = (b % ENTRIES_PER_BITMAP) as u32;
+        if let Some(e) = self.entries.get_mut(k) {
+            if old == 0 {
+                e.nr_free = e.nr_free.wrapping_sub(1);
+                if e.none_free_before == bit {
+                    e.none_free_before = bit + 1;
+                }
+            } else if new == 0 {
+                e.nr_free += 1;
+                e.none_free_before = e.none_free_before.min(bit);
+            }
+        }
+        if old == 0 {
+            self.nr_allocated += 1;
+        } else if new == 0 {
+            self.nr_allocated -= 1;
+        }
+        self.index_changed = true;
+        self.store(b, new);
+        Ok(old)
     }
 
-    /// True when `b` may be handed out: free now and free at the last commit, so
-    /// the committed state is never overwritten (§7.9).
-    pub fn is_allocatable(&self, b: u64) -> bool {
-        self.count(b) == 0 && self.committed_count(b) == 0
+    /// The first block in `[begin, end)` free both now and at the last commit
+    /// (`sm_ll_find_common_free_block`).
+    pub fn find_common_free(&self, begin: u64, end: u64) -> Option<u64> {
+        let end = end.min(self.nr_blocks);
+        (begin..end).find(|&b| self.small[b as usize] == 0 && self.committed_count(b) == 0)
     }
 
-    /// Allocates a block (count 1): the first allocatable block from the cursor,
-    /// wrapping around once (the policy of Linux ≥ 5.14, §7.9).
-    pub fn alloc(&mut self) -> Result<u64, SmError> {
-        let n = self.nr_blocks;
-        let start = self.cursor.min(n);
-        let found = (start..n)
-            .chain(0..start)
-            .find(|&b| self.small[b as usize] == 0 && self.committed_count(b) == 0);
+    /// Picks the block to allocate (`sm_metadata_new_block_`): the first common
+    /// free block from `begin` to the end, else from 0 to `begin`; `begin` moves
+    /// past it. The count is not changed.
+    pub fn find_alloc(&mut self) -> Result<u64, SmError> {
+        let found = self
+            .find_common_free(self.begin, self.nr_blocks)
+            .or_else(|| self.find_common_free(0, self.begin));
         match found {
             Some(b) => {
-                self.set(b, 1)?;
-                self.cursor = b + 1;
+                self.begin = b + 1;
                 Ok(b)
             }
-            None => Err(SmError::NoSpace { nr_blocks: n }),
+            None => Err(SmError::NoSpace {
+                nr_blocks: self.nr_blocks,
+            }),
         }
     }
 
-    /// Forgets the committed counts: the current state becomes the committed one.
+    /// The allocation cursor.
+    pub fn begin(&self) -> u64 {
+        self.begin
+    }
+
+    /// Moves the allocation cursor.
+    pub fn set_cursor(&mut self, b: u64) {
+        self.begin = b;
+    }
+
+    /// Forgets the committed counts: the current state becomes the committed one
+    /// (`memcpy(&smm->old_ll, &smm->ll)` in `sm_metadata_commit`).
     pub fn commit(&mut self) {
         self.orig.clear();
-    }
-
-    /// Moves the allocation cursor (the kernel starts after the bootstrap blocks).
-    pub fn set_cursor(&mut self, b: u64) {
-        self.cursor = b;
-    }
-
-    /// Bitmaps changed since they were last encoded.
-    pub fn dirty_bitmaps(&self) -> Vec<u64> {
-        self.dirty_bitmaps.iter().copied().collect()
-    }
-
-    /// Marks every bitmap as encoded.
-    pub fn clear_dirty_bitmaps(&mut self) {
-        self.dirty_bitmaps.clear();
-    }
-
-    /// True when the overflow counts changed since the ref-count tree was written.
-    pub fn big_dirty(&self) -> bool {
-        self.big_dirty
-    }
-
-    /// Marks the ref-count tree as written.
-    pub fn clear_big_dirty(&mut self) {
-        self.big_dirty = false;
     }
 
     /// The overflow entries (block, count ≥ 3) in block order.
@@ -253,28 +294,17 @@ impl SpaceMap {
         self.big.iter().map(|(&b, &c)| (b, c)).collect()
     }
 
-    /// Encodes bitmap `k` into `blk` (header fields are left to the caller's
-    /// stamp) and returns its index entry with `blocknr = loc`. `nr_free` counts all
-    /// 16 320 slots, as the kernel does; `none_free_before` is the first free slot.
-    pub fn encode_bitmap(&self, k: u64, loc: u64, blk: &mut Block) -> IndexEntry {
+    /// Encodes the bitmap words of bitmap `k` into `blk` (header fields are left
+    /// to the caller's stamp).
+    pub fn encode_bitmap(&self, k: u64, blk: &mut Block) {
         blk[16..].fill(0);
         let base = k * ENTRIES_PER_BITMAP;
         let end = (base + ENTRIES_PER_BITMAP).min(self.nr_blocks);
-        let mut nr_free = ENTRIES_PER_BITMAP as u32;
-        let mut first_free: Option<u32> = None;
         for b in base..end {
             let v = self.small[b as usize];
             if v != 0 {
                 set_bitmap_entry(blk, (b - base) as usize, v);
-                nr_free -= 1;
-            } else if first_free.is_none() {
-                first_free = Some((b - base) as u32);
             }
-        }
-        IndexEntry {
-            blocknr: loc,
-            nr_free,
-            none_free_before: first_free.unwrap_or((end - base) as u32),
         }
     }
 
@@ -293,47 +323,61 @@ mod tests {
     use super::*;
     use crate::pdata::space_map::bitmap_entry;
 
-    #[test]
-    fn never_reuses_a_block_freed_in_the_transaction() {
-        let mut sm = SpaceMap::new(4);
-        assert_eq!(sm.alloc().unwrap(), 0);
-        assert_eq!(sm.alloc().unwrap(), 1);
-        sm.commit();
-        sm.dec(0).unwrap();
-        assert_eq!(sm.alloc().unwrap(), 2);
-        assert_eq!(sm.alloc().unwrap(), 3);
-        assert_eq!(sm.alloc(), Err(SmError::NoSpace { nr_blocks: 4 }));
-        sm.commit();
-        assert_eq!(sm.alloc().unwrap(), 0);
+    fn alloc(sm: &mut SpaceMap) -> Result<u64, SmError> {
+        let b = sm.find_alloc()?;
+        sm.bump(b, true)?;
+        Ok(b)
     }
 
     #[test]
-    fn blocks_allocated_and_freed_in_one_transaction_are_reusable() {
-        let mut sm = SpaceMap::new(2);
-        let b = sm.alloc().unwrap();
-        sm.dec(b).unwrap();
+    fn never_reuses_a_block_freed_in_the_transaction() {
+        let mut sm = SpaceMap::new(4);
+        sm.push_entry(9);
+        assert_eq!(alloc(&mut sm).unwrap(), 0);
+        assert_eq!(alloc(&mut sm).unwrap(), 1);
+        sm.commit();
+        sm.bump(0, false).unwrap();
+        assert_eq!(alloc(&mut sm).unwrap(), 2);
+        assert_eq!(alloc(&mut sm).unwrap(), 3);
+        assert_eq!(alloc(&mut sm), Err(SmError::NoSpace { nr_blocks: 4 }));
+        sm.commit();
+        assert_eq!(alloc(&mut sm).unwrap(), 0);
+    }
+
+    #[test]
+    fn index_entries_are_updated_like_the_kernels() {
+        let mut sm = SpaceMap::new(100);
+        sm.push_entry(9);
+        for _ in 0..3 {
+            alloc(&mut sm).unwrap();
+        }
+        sm.bump(1, false).unwrap();
+        assert_eq!(sm.entries()[0].none_free_before, 1);
         sm.set_cursor(0);
-        assert_eq!(sm.alloc().unwrap(), b);
+        assert_eq!(alloc(&mut sm).unwrap(), 1);
+        // Incremental: the hint moves one past the block, not to the first free.
+        assert_eq!(sm.entries()[0].none_free_before, 2);
+        assert_eq!(sm.entries()[0].nr_free, 16320 - 3);
     }
 
     #[test]
     fn large_counts_go_to_the_overflow_map() {
         let mut sm = SpaceMap::new(100);
+        sm.push_entry(9);
         for _ in 0..5 {
-            sm.inc(7).unwrap();
+            sm.bump(7, true).unwrap();
         }
         assert_eq!(sm.count(7), 5);
         assert_eq!(sm.overflow_entries(), vec![(7, 5)]);
-        sm.dec(7).unwrap();
-        sm.dec(7).unwrap();
-        sm.dec(7).unwrap();
+        for _ in 0..3 {
+            sm.bump(7, false).unwrap();
+        }
         assert_eq!(sm.count(7), 2);
         assert!(sm.overflow_entries().is_empty());
         assert_eq!(sm.nr_allocated(), 1);
         let mut blk = [0u8; 4096];
-        let e = sm.encode_bitmap(0, 9, &mut blk);
+        sm.encode_bitmap(0, &mut blk);
         assert_eq!(bitmap_entry(&blk, 7), 2);
-        assert_eq!(e.nr_free, 16319);
-        assert_eq!(e.none_free_before, 0);
+        assert_eq!(sm.entries()[0].nr_free, 16319);
     }
 }
