@@ -7,6 +7,11 @@
          writes, checkpoint, remove -> `dmce era_dump` must show the new writes in that era
          and the old eras unchanged.
   reject: geometry mismatches and a corrupted superblock must be refused by the kernel.
+  replay: tests/traces/kernel/<case>.dmtrace -> `dmce clone_replay|era_replay` -> the image
+         the reference model leaves -> kernel load: clone: the kernel's hydrated set must be
+         the fixture's truth and `dmce clone_dump`'s; era: status era after resume =
+         image current_era+1, writes, checkpoint, remove -> `dmce era_dump` must show the
+         fixture's eras plus the new writes.
 
 Tool commands (each a shell-words command line, the arguments are appended):
   DMCE_BIN             default target/release/dmce
@@ -16,6 +21,8 @@ Tool commands (each a shell-words command line, the arguments are appended):
   DMCE_ERA_RESTORE     default "$DMCE_BIN era_restore"     e.g. /usr/sbin/era_restore
   DMCE_ERA_DUMP        default "$DMCE_BIN era_dump"        e.g. /usr/sbin/era_dump
   DMCE_ERA_CHECK       default "$DMCE_BIN era_check"       e.g. /usr/sbin/era_check
+  DMCE_CLONE_REPLAY    default "$DMCE_BIN clone_replay"    (called with TRACE -o IMG)
+  DMCE_ERA_REPLAY      default "$DMCE_BIN era_replay"      (called with TRACE -o IMG)
 A missing tool makes the cases that need it FAIL (never skipped).
 """
 import argparse
@@ -286,6 +293,194 @@ def run_fixture_dump(case_dir, work):
                       ", ".join(f"{b}: got {logical.get(b)} want {want.get(b)}" for b in diff[:4]))
     return f"check ok, dump == truth ({len(want)} written blocks, era {cur})"
 
+# ------------------------------------------------------------------ model images (replay) -> kernel
+
+TRACE_DIR = os.path.join(lab.REPO, "tests", "traces", "kernel")
+KEEP = False
+# *-millions: 32 GiB / 8 GiB sparse targets; loading them takes minutes per case.
+REPLAY_SKIP = re.compile(r"-millions$")
+_replay_avail = {}
+
+
+def replay_tool(kind):
+    return tool("DMCE_CLONE_REPLAY" if kind == "clone" else "DMCE_ERA_REPLAY", f"{kind}_replay")
+
+
+def replay_unavailable(kind):
+    """None when `<kind>_replay` can be run, else why not (cached)."""
+    if kind in _replay_avail:
+        return _replay_avail[kind]
+    cmd = replay_tool(kind)
+    why = None
+    if tool_missing(cmd):
+        why = f"{cmd[0]} does not exist or is not executable"
+    else:
+        try:
+            r = subprocess.run(cmd + ["--help"], capture_output=True, text=True, timeout=60)
+            if r.returncode != 0:
+                msg = (r.stderr or r.stdout).strip().splitlines()
+                why = f"`{' '.join(cmd)} --help` exited {r.returncode}: {msg[0] if msg else ''}"
+        except (OSError, subprocess.TimeoutExpired) as e:
+            why = f"`{' '.join(cmd)} --help`: {e}"
+    _replay_avail[kind] = why and f"{kind}_replay not available ({why})"
+    return _replay_avail[kind]
+
+
+def trace_info(path):
+    """target kind and the config keys of a dmtrace file (enough for the lab)."""
+    kind, cfg = None, {}
+    with open(path) as f:
+        for no, line in enumerate(f, 1):
+            toks = line.split("#", 1)[0].split()
+            if not toks:
+                continue
+            if kind is None:
+                if toks[:2] != ["dmtrace", "1"] or len(toks) < 3:
+                    raise Failure(f"{path}:{no}: not a dmtrace v1 header")
+                kind = toks[2]
+                continue
+            if toks[0].startswith("@"):
+                toks = toks[1:]
+            if toks and toks[0] == "config":
+                cfg = dict(t.partition("=")[::2] for t in toks[1:])
+                break
+    if "meta_size" not in cfg:
+        raise Failure(f"{path}: no 'config ... meta_size=' statement")
+    return kind, cfg
+
+
+def dump_ranges(text):
+    return [[int(a), int(b)] for a, b in re.findall(r'<hydrated\s+begin="(\d+)"\s+end="(\d+)"\s*/>', text)]
+
+
+def ranges_subset(a, b):
+    """every region of ranges a lies in ranges b"""
+    return all(any(b0 <= x0 and x1 <= b1 for b0, b1 in b) for x0, x1 in a if x0 < x1)
+
+
+def era_load_writes(bs, target):
+    """one short write into the first, a middle and the last (possibly partial) era block"""
+    nr = (target + bs - 1) // bs
+    out = []
+    for b in sorted({0, nr // 2, nr - 1}):
+        s = b * bs
+        out.append((s, min(8, target - s)))
+    return out
+
+
+def run_replay_case(case, trace, work):
+    d = os.path.join(work, "replay-" + case)
+    os.makedirs(d)
+    try:
+        return replay_and_load(case, trace, d)
+    finally:
+        if not KEEP:   # the load's source/destination disks are hundreds of MiB once hydrated
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def replay_and_load(case, trace, d):
+    import json
+    kind, cfg = trace_info(trace)
+    truth_path = os.path.join(lab.REPO, "fixtures", "kernel", case, "truth.json")
+    if not os.path.isfile(truth_path):
+        raise Failure(f"no fixture truth {os.path.relpath(truth_path, lab.REPO)} for {os.path.relpath(trace, lab.REPO)}")
+    t = json.load(open(truth_path))
+    if t["kind"] != kind:
+        raise Failure(f"trace kind {kind} != fixture kind {t['kind']}")
+    why = replay_unavailable(kind)
+    if why:
+        raise Failure(why)
+    cmd = replay_tool(kind)
+    img = os.path.join(d, "replay.img")
+    r = subprocess.run(cmd + [trace, "-o", img], capture_output=True, text=True, timeout=600)
+    said = " | ".join(l.strip() for l in (r.stdout + r.stderr).strip().splitlines()[-4:])
+    if r.returncode != 0:
+        meaning = {1: "an expect failed", 2: "malformed trace"}.get(r.returncode, "error")
+        raise Failure(f"`{' '.join(cmd)} {os.path.relpath(trace, lab.REPO)} -o IMG` exited {r.returncode} ({meaning}): {said[:400]}")
+    if not os.path.isfile(img):
+        raise Failure(f"{kind}_replay exited 0 but wrote no image")
+    want_size = int(cfg["meta_size"].replace("_", ""), 0) * lab.SECTOR
+    if os.path.getsize(img) != want_size:
+        raise Failure(f"{kind}_replay image is {os.path.getsize(img)} bytes, trace meta_size is {want_size}")
+    tag = "crash image" if t.get("crashed") else "image"
+    if kind == "clone":
+        rs, target = t["region_size"], t["target_size"]
+        dumped = dump_ranges(run_tool(tool("DMCE_CLONE_DUMP", "clone_dump"), [img]))
+        r = lab.load_clone(img, rs, target, hydrate=True, work=os.path.join(d, "load"))
+        if not r.get("accepted"):
+            raise Failure(f"kernel refused the model's {tag}: {r.get('dmesg_reason')} {r.get('error')}")
+        if r.get("error"):
+            raise Failure(str(r["error"]))
+        got = r["hydrated_ranges"]
+        if not r.get("consistent"):
+            raise Failure(f"kernel status count {r.get('hydrated_count_status')} disagrees with its hydrated set {got[:6]}"
+                          f" (unexpected regions {r.get('unexpected_regions', [])[:6]})")
+        if dumped != got:
+            raise Failure(f"kernel hydrated set {got[:6]} != clone_dump of the image {dumped[:6]}")
+        lb = (t.get("uncertainty") or {}).get("lower_bound_ranges")
+        if lb is not None:
+            # background hydration at the power cut: the kernel's own set was timing dependent
+            if not ranges_subset(lb, got):
+                raise Failure(f"kernel hydrated set {got[:6]} lacks the truth's lower bound {lb}")
+            return (f"{' '.join(cmd[-1:])} exit 0; kernel accepted the {tag}: {lab.ranges_count(got)} hydrated"
+                    f" == clone_dump, contains the lower bound {lb} (set timing dependent)")
+        if got != t["hydrated_ranges"]:
+            raise Failure(f"kernel hydrated set {got[:6]} != fixture truth {t['hydrated_ranges'][:6]}")
+        return (f"{' '.join(cmd[-1:])} exit 0; kernel accepted the {tag}: hydrated set == truth == clone_dump"
+                f" ({lab.ranges_count(got)} regions)")
+    bs, target = t["block_size"], t["target_size"]
+    sb = lab.read_superblock(img)
+    if sb.get("kind") != "era":
+        raise Failure(f"{kind}_replay image has no era superblock at block 0 (magic {sb.get('magic')})")
+    cur = sb["current_era"]
+    if cur != t["current_era"]:
+        raise Failure(f"image current_era {cur} != the kernel's {t['current_era']} (fixture truth)")
+    writes = era_load_writes(bs, target)
+    after = os.path.join(d, "after.img")
+    r = lab.load_era(img, bs, target, writes=writes, checkpoint=True, out_meta=after, work=os.path.join(d, "load"))
+    if not r.get("accepted"):
+        raise Failure(f"kernel refused the model's {tag}: {r.get('dmesg_reason')} {r.get('error')}")
+    if not r.get("all_steps_ok"):
+        raise Failure(f"guest steps failed: {r.get('error')}")
+    if r.get("era_after_resume") != cur + 1:
+        raise Failure(f"status era after resume {r.get('era_after_resume')} != image current_era+1 = {cur + 1}")
+    if r.get("era_final") != cur + 2:
+        raise Failure(f"status era after checkpoint {r.get('era_final')} != {cur + 2}")
+    dcur, dnr, logical = parse_era_dump(run_tool(tool("DMCE_ERA_DUMP", "era_dump"), [after]))
+    want = {}
+    for e, rs in t["last_written_era"].items():
+        for b0, b1 in rs:
+            for blk in range(b0, b1):
+                want[blk] = int(e)
+    for s, n in writes:
+        for b in range(s // bs, (s + n - 1) // bs + 1):
+            want[b] = cur + 1
+    if dcur != cur + 2 or dnr != t["nr_blocks"]:
+        raise Failure(f"era_dump after the kernel: current_era/nr_blocks {dcur}/{dnr} != {cur + 2}/{t['nr_blocks']}")
+    if logical != want:
+        diff = sorted(b for b in set(logical) | set(want) if logical.get(b) != want.get(b))
+        raise Failure(f"era_dump after the kernel differs in {len(diff)} blocks, e.g. " +
+                      ", ".join(f"{b}: got {logical.get(b)} want {want.get(b)}" for b in diff[:4]))
+    return (f"{' '.join(cmd[-1:])} exit 0; kernel accepted the {tag}: era {cur + 1} after resume, "
+            f"dump == truth + writes in era {cur + 1} ({len(want)} written blocks)")
+
+
+def run_traces_current():
+    """the committed traces must be what scn2trace makes from today's scenarios + fixtures"""
+    r = subprocess.run([os.path.join(lab.HERE, "scn2trace"), "--check"], capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        raise Failure("stale or unmappable: " + " | ".join(r.stderr.strip().splitlines()[:3]))
+    return f"{len(r.stdout.splitlines())} traces == scn2trace output"
+
+
+def replay_cases():
+    out = []
+    for f in sorted(os.listdir(TRACE_DIR)) if os.path.isdir(TRACE_DIR) else []:
+        if f.endswith(".dmtrace") and not REPLAY_SKIP.search(f[:-8]):
+            out.append((f[:-8], os.path.join(TRACE_DIR, f)))
+    return out
+
+
 # ------------------------------------------------------------------ main
 
 def main():
@@ -293,6 +488,8 @@ def main():
     ap.add_argument("--only", help="regex on case names")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     a = ap.parse_args()
+    global KEEP
+    KEEP = a.keep
     t0 = time.time()
     results = []
     r = subprocess.run([os.path.join(lab.HERE, "setup")], env=dict(os.environ, DMCE_LAB_QUIET="1"))
@@ -315,6 +512,18 @@ def main():
     for kind, what in (("clone", "region-size"), ("clone", "target-size"), ("clone", "bad-sb"),
                        ("era", "block-size"), ("era", "bad-sb")):
         cases.append(("reject", f"reject-{kind}-{what}", lambda k=kind, w=what: run_reject_case(k, w, work)))
+    rcases = replay_cases()
+    cases.append(("replay", "replay-traces-current", run_traces_current))
+    if not rcases:
+        cases.append(("replay", "replay-traces", lambda: (_ for _ in ()).throw(
+            Failure(f"no traces in {os.path.relpath(TRACE_DIR, lab.REPO)} (tests/kernel/scn2trace makes them)"))))
+    for case, trace in rcases:
+        cases.append(("replay", f"replay-{case}", lambda c=case, tr=trace: run_replay_case(c, tr, work)))
+    if any(k == "replay" and n != "replay-traces-current" and (not a.only or re.search(a.only, n)) for k, n, _ in cases):
+        for kind in ("clone", "era"):
+            why = replay_unavailable(kind)
+            if why:
+                print(f"run-all: WARNING: {why} -- the replay cases will FAIL", flush=True)
     for kind, name, fn in cases:
         if a.only and not re.search(a.only, name):
             continue
