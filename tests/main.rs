@@ -16,6 +16,8 @@ mod kernel_exact;
 mod kernel_fixtures;
 /// Repair of healthy and damaged images.
 mod repair;
+/// The reference models replay the kernel lab's traces and agree with its images.
+mod replay;
 /// clone_restore and era_restore on the command line, and with Debian's era tools.
 mod restore_cli;
 /// Write path: XML → restore → check → dump round trips, copy-on-write updates.

@@ -5,8 +5,9 @@
 //!
 //! Virtual time: the trace's clock in milliseconds. The waker runs every
 //! `COMMIT_PERIOD` (1000 ms) from resume; a background hydration copy completes
-//! `copy_ms` after it was issued (default 1 ms, `x-copy_ms=` in `config`), so
-//! background hydration proceeds at `threshold` regions per copy latency.
+//! `copy_us` microseconds after it was issued (default 100, `x-copy_us=` in
+//! `config`), so background hydration proceeds at `threshold` regions per copy
+//! latency. Internally time is kept in microseconds.
 //! Everything else a statement starts (user writes, their copies, commits)
 //! completes within the statement, unless the statement is `async` or the copy
 //! was started by an explicit `hydrate.start`.
@@ -23,8 +24,8 @@ pub const SOURCE: u8 = 0;
 /// The destination device.
 pub const DEST: u8 = 1;
 
-/// `COMMIT_PERIOD`.
-const COMMIT_PERIOD_MS: u64 = 1000;
+/// `COMMIT_PERIOD` in microseconds.
+const COMMIT_PERIOD: u64 = 1_000_000;
 
 /// The table line and the simulated devices.
 #[derive(Debug, Clone)]
@@ -53,8 +54,8 @@ pub struct CloneConfig {
     pub meta_writethrough: bool,
     /// Destination without a volatile cache.
     pub dest_writethrough: bool,
-    /// Latency of a background copy in virtual ms.
-    pub copy_ms: u64,
+    /// Latency of a background copy in virtual microseconds.
+    pub copy_us: u64,
 }
 
 impl CloneConfig {
@@ -75,8 +76,8 @@ impl CloneConfig {
                 "too many regions; consider increasing the region size".into(),
             ));
         }
-        if self.copy_ms == 0 {
-            return Err(ModelError::Trace("x-copy_ms must be at least 1".into()));
+        if self.copy_us == 0 {
+            return Err(ModelError::Trace("x-copy_us must be at least 1".into()));
         }
         Ok(())
     }
@@ -224,7 +225,8 @@ fn init_val(init: Init, dev: u8) -> Origin {
 impl CloneModel {
     /// `clone_ctr` on a zeroed metadata device, then the first resume, at virtual
     /// time `now`.
-    pub fn new(cfg: CloneConfig, variant: Variant, now: u64) -> Result<Self, ModelError> {
+    pub fn new(cfg: CloneConfig, variant: Variant, now_ms: u64) -> Result<Self, ModelError> {
+        let now = now_ms.saturating_mul(1000);
         cfg.validate()?;
         let clock = new_clock();
         let meta_dev = MetaDev::new(cfg.meta_blocks, cfg.meta_writethrough, clock.clone());
@@ -317,9 +319,9 @@ impl CloneModel {
         }
     }
 
-    /// Virtual time now.
+    /// Virtual time now, in ms.
     pub fn now(&self) -> u64 {
-        self.now
+        self.now / 1000
     }
 
     /// The lifecycle state.
@@ -891,7 +893,7 @@ impl CloneModel {
 
     fn commit_due(&self) -> bool {
         // need_commit_due_to_time (REPLAY.md: ≥ 1000 ms since the last commit).
-        self.now >= self.last_commit + COMMIT_PERIOD_MS
+        self.now >= self.last_commit + COMMIT_PERIOD
     }
 
     /// `process_deferred_flush_bios`.
@@ -989,7 +991,7 @@ impl CloneModel {
         self.hydrations_in_flight += 1;
         let mut offset = self.hydration_offset;
         let mut batch: Option<(u64, u64)> = None;
-        let due = Some(self.now + self.cfg.copy_ms);
+        let due = Some(self.now + self.cfg.copy_us);
         while !self.hydration_suspended
             && self.ios_in_flight == 0
             && self.hydration_enabled
@@ -1103,15 +1105,20 @@ impl CloneModel {
         Err(ModelError::internal("the model does not settle".into()))
     }
 
-    /// Advances virtual time to `to`: the waker fires every 1000 ms from resume
-    /// and background copies complete when due.
-    pub fn advance(&mut self, to: u64) -> Result<(), ModelError> {
+    /// Advances virtual time to `to_ms`: the waker fires every 1000 ms from
+    /// resume and background copies complete when due.
+    pub fn advance(&mut self, to_ms: u64) -> Result<(), ModelError> {
+        let to = to_ms.saturating_mul(1000);
         if to < self.now {
             return Err(ModelError::Trace(format!(
-                "time goes back from {} to {to} ms",
-                self.now
+                "time goes back from {} to {to_ms} ms",
+                self.now / 1000
             )));
         }
+        self.advance_us(to)
+    }
+
+    fn advance_us(&mut self, to: u64) -> Result<(), ModelError> {
         loop {
             let copy_due = self
                 .copies
@@ -1127,7 +1134,7 @@ impl CloneModel {
                     if waker == Some(t) {
                         // do_waker: wake the worker, requeue.
                         self.worker_kicked = true;
-                        self.next_waker = Some(t + COMMIT_PERIOD_MS);
+                        self.next_waker = Some(t + COMMIT_PERIOD);
                     }
                     self.settle()?;
                 }
@@ -1165,7 +1172,7 @@ impl CloneModel {
             WaitFor::All => self.nr_regions,
             WaitFor::Count(n) => n.min(self.nr_regions),
         };
-        let limit = self.now + 1000 * 3600 * 24 * 365;
+        let limit = self.now + 1_000_000 * 3600 * 24 * 365;
         while self.nr_hydrated() < want {
             if !self.hydration_enabled {
                 return Err(ModelError::NotEnabled(format!(
@@ -1184,7 +1191,7 @@ impl CloneModel {
             if next > limit {
                 return Err(ModelError::internal("hydration makes no progress".into()));
             }
-            self.advance(next.max(self.now))?;
+            self.advance_us(next.max(self.now))?;
         }
         Ok(())
     }
@@ -1288,7 +1295,7 @@ impl CloneModel {
         self.life = Life::Running;
         self.hydration_suspended = false;
         self.worker_kicked = true;
-        self.next_waker = Some(self.now + COMMIT_PERIOD_MS);
+        self.next_waker = Some(self.now + COMMIT_PERIOD);
         self.settle()
     }
 
@@ -1496,6 +1503,14 @@ impl CloneModel {
                 origin: init_val(self.cfg.source_init, SOURCE),
                 sector: s,
             })
+        }
+    }
+
+    /// The destination's initial content at sector `s`.
+    pub fn dest_base(&self, s: u64) -> DataVal {
+        DataVal {
+            origin: init_val(self.cfg.dest_init, DEST),
+            sector: s,
         }
     }
 

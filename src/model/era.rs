@@ -358,8 +358,11 @@ impl EraModel {
             let f = self.new_bio(u, BioKind::Flush, 0, 0, false, origin);
             self.map(f)?;
         } else {
+            // dm core submits the pieces one after the other; the worker, woken
+            // by the first, runs before the next arrives.
             for b in pieces {
                 self.map(b)?;
+                self.settle()?;
             }
         }
         self.settle()

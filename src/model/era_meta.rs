@@ -8,7 +8,6 @@ use crate::model::bits::Bits;
 use crate::model::ModelError;
 use crate::pdata::array_write::Array;
 use crate::pdata::bitset_write::Bitset;
-use crate::pdata::btree::build::BTreeBuilder;
 use crate::pdata::btree::ops::{self, RefValues};
 use crate::pdata::checksum::BlockKind;
 use crate::pdata::space_map::SmRoot;
@@ -95,7 +94,7 @@ impl EraMeta {
             // create_fresh_metadata + write_superblock
             let mut tm = TransactionManager::format(dev)?;
             // dm_btree_empty, then dm_array_empty.
-            let tree = BTreeBuilder::new(WS_SIZE).finish(&mut tm)?.root;
+            let tree = ops::empty(&mut tm, WS_SIZE)?;
             let era_array = Array::empty(&mut tm, 4)?;
             let mut m = EraMeta {
                 tm,
@@ -113,7 +112,10 @@ impl EraMeta {
                 sm_root: None,
                 variant,
             };
-            m.commit()?;
+            // write_superblock: save_sm_root, then dm_tm_commit without a
+            // pre-commit (the space map is not committed at format).
+            m.sm_root = Some(m.tm.sm_root());
+            m.write_superblock_with(|tm, sb| tm.commit_without_sm(sb))?;
             return Ok(m);
         }
         let (s, _) = esb::read_at(&dev, 0).map_err(|e| ModelError::Open(e.to_string()))?;
@@ -309,6 +311,16 @@ impl EraMeta {
 
     /// Second half: `prepare_superblock` and `dm_tm_commit`.
     pub fn commit_super(&mut self) -> Result<(), ModelError> {
+        self.write_superblock_with(|tm, sb| tm.commit(sb))
+    }
+
+    fn write_superblock_with(
+        &mut self,
+        commit: impl FnOnce(
+            &mut TransactionManager<MetaDev>,
+            &crate::io::Block,
+        ) -> Result<(), crate::pdata::tm::TmError>,
+    ) -> Result<(), ModelError> {
         let sm_root = self
             .sm_root
             .take()
@@ -329,7 +341,7 @@ impl EraMeta {
             era_array_root: self.era_array.root,
             metadata_snap: self.metadata_snap,
         };
-        self.tm.commit(&s.encode(0))?;
+        commit(&mut self.tm, &s.encode(0))?;
         Ok(())
     }
 

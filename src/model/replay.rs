@@ -12,7 +12,7 @@ use crate::model::era::{EraConfig, EraModel, Life as EraLife};
 use crate::model::{ModelError, WriteReq};
 use crate::pdata::bitset_write::Bitset;
 use crate::pdata::tm::TransactionManager;
-use crate::sim::{DataVal, MetaImage, Origin};
+use crate::sim::{DataVal, ExtentMap, MetaImage, Origin};
 use crate::trace::{
     CacheMode, Config, CrashMode, Data, Event, Init, Loc, Predicate, Ranges, Stmt, Target, Trace,
     Value,
@@ -49,6 +49,8 @@ pub struct ReplayOutcome {
     pub events: u64,
     /// Metadata commits.
     pub commits: u64,
+    /// dm-clone: the regions hydrated in core just before the last crash.
+    pub in_core_at_crash: Option<Vec<(u64, u64)>>,
 }
 
 /// A statement the model could not run (a malformed or impossible trace).
@@ -62,7 +64,7 @@ pub struct ReplayError {
 
 impl std::fmt::Display for ReplayError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "line {}: {}", self.line, self.error)
+        write!(f, "{}: {}", self.line, self.error)
     }
 }
 
@@ -77,6 +79,8 @@ enum Model {
 struct CrashView {
     name: &'static str,
     meta: MetaImage,
+    /// dm-clone: the destination's content in this state, for `expect read`.
+    dest: Option<ExtentMap<DataVal>>,
 }
 
 /// Replays `trace`.
@@ -92,6 +96,7 @@ pub fn replay(trace: &Trace) -> Result<ReplayOutcome, ReplayError> {
             image: MetaImage::new(0, Default::default()),
             events: 0,
             commits: 0,
+            in_core_at_crash: None,
         },
         manual_worker: trace.stmts.iter().any(|s| {
             matches!(
@@ -264,7 +269,7 @@ impl Runner {
                     discard_zeroes: c.discard_zeroes,
                     meta_writethrough: writethrough(c, c.meta_cache),
                     dest_writethrough: writethrough(c, c.dest_cache),
-                    copy_ms: extra_u64(c, "x-copy_ms")?.unwrap_or(1),
+                    copy_us: extra_u64(c, "x-copy_us")?.unwrap_or(100),
                 };
                 Model::Clone(Box::new(CloneModel::new(cfg, self.variant, now)?))
             }
@@ -295,29 +300,39 @@ impl Runner {
     }
 
     fn crash(&mut self, mode: &CrashMode) -> Result<(), ModelError> {
-        let (durable, landed) = match self.model.as_ref().expect("checked") {
-            Model::Clone(m) => (m.meta_dev().durable_image(), m.meta_dev().landed_image()),
-            Model::Era(m) => (m.meta_dev().durable_image(), m.meta_dev().landed_image()),
+        if let Some(Model::Clone(m)) = self.model.as_ref() {
+            self.out.in_core_at_crash = m.in_core_hydrated();
+        }
+        let (durable, landed, dest) = match self.model.as_ref().expect("checked") {
+            Model::Clone(m) => (
+                m.meta_dev().durable_image(),
+                m.meta_dev().landed_image(),
+                Some((m.dest.durable().clone(), m.dest.landed().clone())),
+            ),
+            Model::Era(m) => (
+                m.meta_dev().durable_image(),
+                m.meta_dev().landed_image(),
+                None,
+            ),
+        };
+        let (dd, dl) = match dest {
+            Some((d, l)) => (Some(d), Some(l)),
+            None => (None, None),
+        };
+        let durable = CrashView {
+            name: "crash:durable",
+            meta: durable,
+            dest: dd,
+        };
+        let landed = CrashView {
+            name: "crash:all-landed",
+            meta: landed,
+            dest: dl,
         };
         self.views = match mode {
-            CrashMode::Enumerate => vec![
-                CrashView {
-                    name: "crash:durable",
-                    meta: durable,
-                },
-                CrashView {
-                    name: "crash:all-landed",
-                    meta: landed,
-                },
-            ],
-            CrashMode::Durable => vec![CrashView {
-                name: "crash:durable",
-                meta: durable,
-            }],
-            CrashMode::AllLanded => vec![CrashView {
-                name: "crash:all-landed",
-                meta: landed,
-            }],
+            CrashMode::Enumerate => vec![durable, landed],
+            CrashMode::Durable => vec![durable],
+            CrashMode::AllLanded => vec![landed],
             CrashMode::State(_) => Vec::new(),
         };
         match self.model.as_mut().expect("checked") {
@@ -484,7 +499,13 @@ impl Runner {
         };
         if !self.views.is_empty() {
             for v in &self.views {
-                push(v.name, check_on_image(self.target, &v.meta, p));
+                let r = match (p, self.model.as_ref(), &v.dest) {
+                    (Predicate::Read { loc, data }, Some(Model::Clone(m)), Some(dest)) => {
+                        crash_read(m, &v.meta, dest, loc, data)
+                    }
+                    _ => check_on_image(self.target, &v.meta, p),
+                };
+                push(v.name, r);
             }
             return;
         }
@@ -561,6 +582,32 @@ fn clone_read(m: &CloneModel, s: u64, e: u64) -> Vec<String> {
             stamp_name(m.read_sector(x, h), |n| m.user_name(n))
         })
         .collect()
+}
+
+/// `expect read` on a crash state: hydrated (per the crash image's bitset)
+/// sectors read the destination as the crash left it, others the source.
+fn crash_read(
+    m: &CloneModel,
+    meta: &MetaImage,
+    dest: &ExtentMap<DataVal>,
+    loc: &Loc,
+    want: &[String],
+) -> Result<(bool, String), String> {
+    let (s, e) = clone_sectors(m, loc).map_err(|e| e.to_string())?;
+    let bits = image_hydrated(meta)?;
+    let found: Vec<String> = (s..e)
+        .map(|x| {
+            let v = if bits.get(m.region_of(x)) {
+                dest.get(x)
+                    .map(|(_, v)| v)
+                    .unwrap_or_else(|| m.dest_base(x))
+            } else {
+                m.read_sector(x, false)
+            };
+            stamp_name(v, |n| m.user_name(n))
+        })
+        .collect();
+    Ok((found == want, found.join(",")))
 }
 
 fn predicate_text(p: &Predicate) -> String {

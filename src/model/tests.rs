@@ -34,7 +34,7 @@ fn clone_cfg(size: u64, region: u64, hydration: bool) -> CloneConfig {
         discard_zeroes: false,
         meta_writethrough: false,
         dest_writethrough: false,
-        copy_ms: 1,
+        copy_us: 1000,
     }
 }
 

@@ -1,0 +1,337 @@
+//! The reference models against the kernel: every kernel-lab scenario's dmtrace
+//! twin (`tests/traces/kernel/`) replays with all its expectations holding, and
+//! the image it leaves agrees with the image the kernel wrote for the same
+//! scenario (`fixtures/kernel/<case>/`): logically everywhere, byte for byte
+//! where the model is known to be exact.
+
+use std::collections::BTreeSet;
+
+use dmce::era::invalidate::{invalidate, InvalidateOptions};
+use dmce::era::DumpOptions;
+use dmce::io::{BlockDevice, MemDevice};
+use dmce::model::replay::{replay, ReplayOutcome};
+use dmce::trace::{Event, Loc, Target, Trace};
+
+use crate::golden::{hydrated_ranges, json_ranges};
+use crate::kernel_fixtures::fixtures;
+use crate::util::{assert_text_eq, load_zst, repo, run_tool, TestDir};
+
+fn image_bytes(o: &ReplayOutcome) -> Vec<u8> {
+    let img = &o.image;
+    let mut out = vec![0u8; (img.nr_blocks() * 4096) as usize];
+    for (b, blk) in img.blocks() {
+        out[b as usize * 4096..(b as usize + 1) * 4096].copy_from_slice(blk);
+    }
+    out
+}
+
+fn load_trace(case: &str) -> Trace {
+    let p = repo()
+        .join("tests/traces/kernel")
+        .join(format!("{case}.dmtrace"));
+    dmce::trace::parse(&std::fs::read_to_string(&p).unwrap())
+        .unwrap_or_else(|e| panic!("{}:{e}", p.display()))
+}
+
+fn clone_dump_ranges(img: &[u8]) -> Vec<(u64, u64)> {
+    let dev = MemDevice::from_bytes(img);
+    let mut xml = Vec::new();
+    dmce::clone::dump(&dev, &mut xml, false).unwrap();
+    hydrated_ranges(&String::from_utf8(xml).unwrap())
+}
+
+fn era_dump(img: &[u8], logical: bool, snap: bool) -> String {
+    let dev = MemDevice::from_bytes(img);
+    let mut out = Vec::new();
+    dmce::era::dump(
+        &dev,
+        &mut out,
+        DumpOptions {
+            logical,
+            metadata_snapshot: snap,
+            repair: false,
+        },
+    )
+    .unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+fn invalidated(img: &[u8], n: u32, snap: bool) -> Vec<(u64, u64)> {
+    let dev = MemDevice::from_bytes(img);
+    invalidate(
+        &dev,
+        InvalidateOptions {
+            written_since: n,
+            metadata_snapshot: snap,
+        },
+    )
+    .unwrap()
+    .runs()
+    .collect()
+}
+
+/// Blocks written in either image, and those among them with equal bytes.
+fn byte_identity(a: &[u8], b: &[u8]) -> (usize, usize, Option<usize>) {
+    let n = a.len().max(b.len()) / 4096;
+    let (mut used, mut same, mut first) = (0, 0, None);
+    for i in 0..n {
+        let x = a.get(i * 4096..(i + 1) * 4096).unwrap_or(&[]);
+        let y = b.get(i * 4096..(i + 1) * 4096).unwrap_or(&[]);
+        let nz = |s: &[u8]| s.iter().any(|&c| c != 0);
+        if nz(x) || nz(y) {
+            used += 1;
+            if x == y {
+                same += 1;
+            } else if first.is_none() {
+                first = Some(i);
+            }
+        }
+    }
+    (same, used, first)
+}
+
+/// Regions written by user writes that a later `flush` (or flushing status)
+/// made durable before the crash: the kernel must have committed them.
+fn flushed_write_regions(t: &Trace, region: u64) -> BTreeSet<u64> {
+    let mut pending = BTreeSet::new();
+    let mut flushed = BTreeSet::new();
+    for s in &t.stmts {
+        match &s.event {
+            Event::Write {
+                loc: Loc::Sectors(a, b),
+                ..
+            } => pending.extend(a / region..b.div_ceil(region)),
+            Event::Flush { .. } | Event::Status { noflush: false } => {
+                flushed.append(&mut pending);
+            }
+            Event::Crash { .. } => break,
+            _ => {}
+        }
+    }
+    flushed
+}
+
+fn in_ranges(r: &[(u64, u64)], x: u64) -> bool {
+    r.iter().any(|&(a, b)| a <= x && x < b)
+}
+
+/// Cases whose replayed image equals the kernel's in every block.
+const BYTE_EXACT: &[&str] = &[
+    "clone-fresh",
+    "clone-partial",
+    "clone-partial-last-region",
+    "clone-rs2048",
+    "clone-rs8",
+    "clone-crash-writes",
+    "era-fresh",
+];
+
+/// Era cases where the kernel had not digested as far as the model when its
+/// image was taken (the model digests as soon as the worker runs).
+const DIGEST_DIFFERS: &[&str] = &["era-millions"];
+
+#[test]
+fn kernel_traces_agree_with_the_kernel() {
+    let mut seen = 0;
+    for (dir, truth) in fixtures() {
+        let case = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let trace = load_trace(&case);
+        let out = replay(&trace).unwrap_or_else(|e| panic!("{case}: {e}"));
+        for x in &out.expects {
+            assert!(
+                x.ok,
+                "{case}:{}: expect {} [{}]: {}",
+                x.line, x.what, x.state, x.found
+            );
+        }
+        let img = image_bytes(&out);
+        let kernel = load_zst(&dir.join("metadata.img.zst"));
+        let crashed = truth["crashed"].as_bool().unwrap_or(false);
+        match trace.header.target {
+            Target::Clone => {
+                let dev = MemDevice::from_bytes(&img);
+                let c = dmce::clone::check(&dev, &Default::default());
+                assert!(
+                    !c.report.has_errors(),
+                    "{case}: {:?}",
+                    c.report.first_error()
+                );
+                let kernel_set = clone_dump_ranges(&kernel);
+                if !crashed {
+                    let got = clone_dump_ranges(&img);
+                    assert_eq!(got, json_ranges(&truth["hydrated_ranges"]), "{case}");
+                    assert_eq!(got, kernel_set, "{case}");
+                } else {
+                    let core = out.in_core_at_crash.clone().expect("crash recorded");
+                    for &(a, b) in &kernel_set {
+                        for r in a..b {
+                            assert!(
+                                in_ranges(&core, r),
+                                "{case}: kernel committed region {r}, model never hydrated it"
+                            );
+                        }
+                    }
+                    let rs = truth["region_size"].as_u64().unwrap();
+                    for r in flushed_write_regions(&trace, rs) {
+                        assert!(
+                            in_ranges(&kernel_set, r),
+                            "{case}: flushed region {r} missing in the kernel image"
+                        );
+                        assert!(
+                            in_ranges(&core, r),
+                            "{case}: flushed region {r} missing in the model"
+                        );
+                    }
+                }
+            }
+            Target::Era => {
+                let dev = MemDevice::from_bytes(&img);
+                let c = dmce::era::check(&dev, &Default::default());
+                assert!(
+                    !c.report.has_errors(),
+                    "{case}: {:?}",
+                    c.report.first_error()
+                );
+                let kdev = MemDevice::from_bytes(&kernel);
+                let ksb = dmce::era::check(&kdev, &Default::default())
+                    .superblock
+                    .unwrap();
+                let sb = c.superblock.unwrap();
+                assert_eq!(sb.current_era, ksb.current_era, "{case}: current era");
+                assert_eq!(
+                    sb.metadata_snap != 0,
+                    ksb.metadata_snap != 0,
+                    "{case}: snapshot"
+                );
+                let snaps: &[bool] = if ksb.metadata_snap != 0 {
+                    &[false, true]
+                } else {
+                    &[false]
+                };
+                for &snap in snaps {
+                    assert_eq!(
+                        era_dump(&img, true, snap),
+                        era_dump(&kernel, true, snap),
+                        "{case}: era_dump --logical (snapshot {snap})"
+                    );
+                    for n in 0..=sb.current_era + 1 {
+                        assert_eq!(
+                            invalidated(&img, n, snap),
+                            invalidated(&kernel, n, snap),
+                            "{case}: era_invalidate --written-since {n} (snapshot {snap})"
+                        );
+                    }
+                }
+                // Where digestion ran to its end in both, the plain dumps agree too.
+                let (mine, theirs) = (
+                    era_dump(&img, false, false),
+                    era_dump(&kernel, false, false),
+                );
+                if DIGEST_DIFFERS.contains(&case.as_str()) {
+                    assert!(
+                        mine != theirs,
+                        "{case}: digestion now agrees: move it out of DIGEST_DIFFERS"
+                    );
+                } else {
+                    assert_text_eq(&mine, &theirs, &format!("{case}: era_dump"));
+                }
+            }
+        }
+        let (same, used, first) = byte_identity(&img, &kernel);
+        if BYTE_EXACT.contains(&case.as_str()) {
+            assert_eq!(same, used, "{case}: first differing block {first:?}");
+        }
+        seen += 1;
+    }
+    assert_eq!(seen, 15, "every kernel fixture has a trace");
+}
+
+#[test]
+fn replay_cli_verdicts() {
+    let d = TestDir::new("replay-cli");
+    let w = |name: &str, text: &str| {
+        let p = d.path(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_string_lossy().into_owned()
+    };
+    let good = w(
+        "good.dmtrace",
+        "dmtrace 1 clone\nconfig size=64 region=8 hydration=off meta_size=2048\nwrite at=1+1 id=w1\nflush\ncrash\nexpect hydrated regions=0\nexpect read at=0+8 data=src,w1,src,src,src,src,src,src\n",
+    );
+    let img = d.path("out.img");
+    let img_s = img.to_string_lossy().into_owned();
+    let o = run_tool("clone_replay", &[&good, "-o", &img_s]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert_eq!(std::fs::metadata(&img).unwrap().len(), 2048 * 512);
+    let o = run_tool("clone_check", &[&img_s]);
+    assert_eq!(o.status.code(), Some(0));
+
+    let failing = w(
+        "fail.dmtrace",
+        "dmtrace 1 clone\nconfig size=64 region=8 hydration=off\nwrite at=1+1\nexpect hydrated regions=1\n",
+    );
+    let o = run_tool("clone_replay", &[&failing]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("FAILED"));
+
+    let malformed = w(
+        "bad.dmtrace",
+        "dmtrace 1 clone\nconfig size=64\nwrite at=1+1 colour=red\n",
+    );
+    let o = run_tool("clone_replay", &[&malformed, "-o", &img_s]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("bad.dmtrace:3:"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // The earlier image is still there, untouched.
+    assert_eq!(std::fs::metadata(&img).unwrap().len(), 2048 * 512);
+
+    let impossible = w(
+        "imp.dmtrace",
+        "dmtrace 1 clone\nconfig size=64 region=8\ncommit.meta\n",
+    );
+    let o = run_tool("clone_replay", &[&impossible]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains(":3:"));
+
+    let o = run_tool("era_replay", &[&good]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a clone trace given to era_replay"
+    );
+
+    let era = w(
+        "era.dmtrace",
+        "dmtrace 1 era\nconfig size=1024 block=8 start_era=1\nwrite block=5 id=a\ncheckpoint\nwrite block=7 id=b\ncrash mode=durable\nrecover\nexpect written-since era=2 includes=7\nexpect era=3\n",
+    );
+    let o = run_tool("era_replay", &[&era, "-o", &img_s]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let o = run_tool("era_check", &[&img_s]);
+    assert_eq!(o.status.code(), Some(0));
+}
+
+#[test]
+fn byte_identity_report() {
+    // Prints the per-fixture figures (cargo test -- --nocapture replay::byte).
+    for (dir, _) in fixtures() {
+        let case = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let out = replay(&load_trace(&case)).unwrap();
+        let kernel = load_zst(&dir.join("metadata.img.zst"));
+        let (same, used, first) = byte_identity(&image_bytes(&out), &kernel);
+        println!("{case}: {same}/{used} written blocks identical, first difference {first:?}");
+        assert!(same > 0, "{case}");
+    }
+}
