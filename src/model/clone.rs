@@ -190,7 +190,9 @@ pub struct CloneModel {
     copies: BTreeMap<usize, CopyJob>,
     next_copy: usize,
     owners: HashMap<u64, Owner>,
-    bios: Vec<Bio>,
+    /// Bios not yet completed, by number.
+    bios: HashMap<usize, Bio>,
+    next_bio: usize,
     users: Vec<UserIo>,
     by_name: HashMap<String, usize>,
     deferred_bios: Vec<usize>,
@@ -258,7 +260,8 @@ impl CloneModel {
             copies: BTreeMap::new(),
             next_copy: 0,
             owners: HashMap::new(),
-            bios: Vec::new(),
+            bios: HashMap::new(),
+            next_bio: 0,
             users: Vec::new(),
             by_name: HashMap::new(),
             deferred_bios: Vec::new(),
@@ -395,8 +398,10 @@ impl CloneModel {
 
     fn new_bio(&mut self, b: Bio) -> usize {
         self.users[b.user].pending += 1;
-        self.bios.push(b);
-        self.bios.len() - 1
+        let n = self.next_bio;
+        self.next_bio += 1;
+        self.bios.insert(n, b);
+        n
     }
 
     fn check_range(&self, start: u64, end: u64) -> Result<(), ModelError> {
@@ -529,7 +534,7 @@ impl CloneModel {
         let mine: Vec<u64> = self
             .owners
             .iter()
-            .filter(|(_, o)| matches!(o, Owner::Bio(b) if self.bios[*b].user == u))
+            .filter(|(_, o)| matches!(o, Owner::Bio(b) if self.bios[b].user == u))
             .map(|(&s, _)| s)
             .collect();
         if mine.is_empty() {
@@ -556,7 +561,7 @@ impl CloneModel {
     /// `clone_map`.
     fn map(&mut self, b: usize) -> Result<(), ModelError> {
         self.ios_in_flight += 1;
-        let bio = self.bios[b].clone();
+        let bio = self.bios[&b].clone();
         match bio.kind {
             // REQ_PREFLUSH bios carry no data: commit if changed, pass down.
             BioKind::Flush => self.remap_and_issue(b),
@@ -574,7 +579,7 @@ impl CloneModel {
 
     /// `bio_triggers_commit`.
     fn triggers_commit(&self, b: usize) -> bool {
-        let bio = &self.bios[b];
+        let bio = &self.bios[&b];
         (bio.kind == BioKind::Flush || bio.fua) && self.meta.as_ref().is_some_and(|m| m.changed())
     }
 
@@ -593,7 +598,7 @@ impl CloneModel {
 
     /// Sends bio `b` to the destination device.
     fn submit_dest(&mut self, b: usize) -> Result<(), ModelError> {
-        let bio = self.bios[b].clone();
+        let bio = self.bios[&b].clone();
         let io = match bio.kind {
             BioKind::Flush => Io {
                 kind: IoKind::Flush,
@@ -647,7 +652,7 @@ impl CloneModel {
     /// (4b5142905d4f) returns no regions for a discard inside one region; the
     /// `partial-discard-wrap` variant computes `end - rs` unsigned, which wraps.
     fn bio_region_range(&self, b: usize) -> (u64, u64) {
-        let bio = &self.bios[b];
+        let bio = &self.bios[&b];
         let rs = bio.start.div_ceil(self.cfg.region_size);
         let end = bio.end >> self.region_shift;
         if self.variant == Variant::PartialDiscardWrap {
@@ -663,7 +668,7 @@ impl CloneModel {
             let start = rs << self.region_shift;
             let len = nr.wrapping_shl(self.region_shift);
             let end = start.wrapping_add(len).min(self.cfg.size);
-            let bio = &mut self.bios[b];
+            let bio = self.bios.get_mut(&b).expect("bio in flight");
             bio.start = start;
             bio.end = end.max(start);
             bio.data.sector = start;
@@ -674,7 +679,7 @@ impl CloneModel {
 
     /// `hydrate_bio_region`.
     fn hydrate_bio_region(&mut self, b: usize) -> Result<(), ModelError> {
-        let region = self.bios[b].start >> self.region_shift;
+        let region = self.bios[&b].start >> self.region_shift;
         if let Some(hd) = self.hydrations.get_mut(&region) {
             hd.deferred.push(b);
             return Ok(());
@@ -685,8 +690,8 @@ impl CloneModel {
         if self.mode != Mode::Write {
             return self.end_bio(b, true);
         }
-        let manual = self.users[self.bios[b].user].is_async;
-        let bio = &self.bios[b];
+        let manual = self.users[self.bios[&b].user].is_async;
+        let bio = &self.bios[&b];
         if bio.end - bio.start == self.cfg.region_size {
             // hydration_overwrite: no copy, the bio itself hydrates the region.
             self.hydrations.insert(
@@ -817,7 +822,7 @@ impl CloneModel {
     /// that records its region (the `fua-overwrite-early-ack` variant acks it at
     /// once, as dm-thin did before 4ae280b4ee34).
     fn complete_overwrite_bio(&mut self, b: usize) -> Result<(), ModelError> {
-        if !self.bios[b].fua || self.variant == Variant::FuaOverwriteEarlyAck {
+        if !self.bios[&b].fua || self.variant == Variant::FuaOverwriteEarlyAck {
             return self.end_bio(b, false);
         }
         if self.mode != Mode::Write {
@@ -831,11 +836,14 @@ impl CloneModel {
     /// `bio_endio` + `clone_endio`; the user I/O completes with its last bio.
     fn end_bio(&mut self, b: usize, error: bool) -> Result<(), ModelError> {
         self.ios_in_flight = self.ios_in_flight.saturating_sub(1);
-        let u = self.bios[b].user;
-        let user = &mut self.users[u];
+        let bio = self
+            .bios
+            .remove(&b)
+            .ok_or_else(|| ModelError::internal(format!("bio {b} completed twice")))?;
+        let user = &mut self.users[bio.user];
         user.pending -= 1;
         user.error |= error;
-        if self.bios[b].kind == BioKind::Flush && !user.held.is_empty() {
+        if bio.kind == BioKind::Flush && !user.held.is_empty() {
             // dm core resubmits the data of a PREFLUSH write after the flush.
             let held = std::mem::take(&mut user.held);
             for h in held {
@@ -923,7 +931,7 @@ impl CloneModel {
             self.end_bio(b, false)?;
         }
         for b in bios {
-            if self.bios[b].kind == BioKind::Flush && dest_flushed {
+            if self.bios.get(&b).is_some_and(|x| x.kind == BioKind::Flush) && dest_flushed {
                 // The commit just flushed the destination.
                 self.end_bio(b, false)?;
             } else {
@@ -1079,7 +1087,7 @@ impl CloneModel {
                 .owners
                 .iter()
                 .filter(|(_, o)| match o {
-                    Owner::Bio(b) => !self.users[self.bios[*b].user].is_async,
+                    Owner::Bio(b) => !self.users[self.bios[b].user].is_async,
                     Owner::Copy(j) => self
                         .copies
                         .get(j)
@@ -1336,6 +1344,7 @@ impl CloneModel {
         self.ios_in_flight = 0;
         self.copies.clear();
         self.owners.clear();
+        self.bios.clear();
         self.deferred_bios.clear();
         self.deferred_discards.clear();
         self.deferred_flush_bios.clear();
@@ -1419,7 +1428,9 @@ impl CloneModel {
         }
         let bios = std::mem::take(&mut self.deferred_flush_bios);
         for b in bios {
-            if self.bios[b].kind == BioKind::Flush && self.explicit_dest_flushed {
+            if self.bios.get(&b).is_some_and(|x| x.kind == BioKind::Flush)
+                && self.explicit_dest_flushed
+            {
                 self.end_bio(b, false)?;
             } else {
                 self.submit_dest(b)?;

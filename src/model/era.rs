@@ -138,7 +138,9 @@ pub struct EraModel {
     life: Life,
     worker_stopped: bool,
     now: u64,
-    bios: Vec<Bio>,
+    /// Bios not yet completed, by number.
+    bios: HashMap<usize, Bio>,
+    next_bio: usize,
     users: Vec<UserIo>,
     by_name: HashMap<String, usize>,
     owners: HashMap<u64, usize>,
@@ -176,7 +178,8 @@ impl EraModel {
             life: Life::Suspended,
             worker_stopped: true,
             now,
-            bios: Vec::new(),
+            bios: HashMap::new(),
+            next_bio: 0,
             users: Vec::new(),
             by_name: HashMap::new(),
             owners: HashMap::new(),
@@ -306,18 +309,23 @@ impl EraModel {
         origin: Origin,
     ) -> usize {
         self.users[user].pending += 1;
-        self.bios.push(Bio {
-            user,
-            kind,
-            start,
-            end,
-            fua,
-            data: DataVal {
-                origin,
-                sector: start,
+        let n = self.next_bio;
+        self.next_bio += 1;
+        self.bios.insert(
+            n,
+            Bio {
+                user,
+                kind,
+                start,
+                end,
+                fua,
+                data: DataVal {
+                    origin,
+                    sector: start,
+                },
             },
-        });
-        self.bios.len() - 1
+        );
+        n
     }
 
     fn check_range(&self, start: u64, end: u64) -> Result<(), ModelError> {
@@ -412,7 +420,7 @@ impl EraModel {
         let mut mine: Vec<u64> = self
             .owners
             .iter()
-            .filter(|(_, &b)| self.bios[b].user == u)
+            .filter(|(_, &b)| self.bios[&b].user == u)
             .map(|(&s, _)| s)
             .collect();
         if mine.is_empty() {
@@ -435,7 +443,7 @@ impl EraModel {
 
     /// `era_map`.
     fn map(&mut self, b: usize) -> Result<(), ModelError> {
-        let bio = self.bios[b].clone();
+        let bio = self.bios[&b].clone();
         let block = bio.start / self.cfg.block_size;
         // REQ_PREFLUSH bios carry no data; writes (discards included) to a
         // block not marked in core wait for the worker.
@@ -448,7 +456,7 @@ impl EraModel {
     }
 
     fn submit(&mut self, b: usize) -> Result<(), ModelError> {
-        let bio = self.bios[b].clone();
+        let bio = self.bios[&b].clone();
         let io = match bio.kind {
             BioKind::Flush => Io {
                 kind: IoKind::Flush,
@@ -486,9 +494,13 @@ impl EraModel {
     }
 
     fn end_bio(&mut self, b: usize) -> Result<(), ModelError> {
-        let u = self.bios[b].user;
+        let bio = self
+            .bios
+            .remove(&b)
+            .ok_or_else(|| ModelError::internal(format!("bio {b} completed twice")))?;
+        let u = bio.user;
         self.users[u].pending -= 1;
-        if self.bios[b].kind == BioKind::Flush && !self.users[u].held.is_empty() {
+        if bio.kind == BioKind::Flush && !self.users[u].held.is_empty() {
             let held = std::mem::take(&mut self.users[u].held);
             for h in held {
                 self.map(h)?;
@@ -530,7 +542,7 @@ impl EraModel {
         let bios = std::mem::take(&mut self.deferred);
         let mut commit_needed = false;
         for &b in &bios {
-            let block = self.bios[b].start / self.cfg.block_size;
+            let block = self.bios[&b].start / self.cfg.block_size;
             if self.md()?.test_and_set(block)? {
                 commit_needed = true;
             }
@@ -569,7 +581,7 @@ impl EraModel {
         let commit_needed = m.commit_needed;
         for b in m.bios {
             if commit_needed {
-                let block = self.bios[b].start / self.cfg.block_size;
+                let block = self.bios[&b].start / self.cfg.block_size;
                 self.md()?.set_incore(block);
             }
             self.submit(b)?;
@@ -622,7 +634,7 @@ impl EraModel {
             let mut ready: Vec<u64> = self
                 .owners
                 .iter()
-                .filter(|(_, &b)| !self.users[self.bios[b].user].is_async)
+                .filter(|(_, &b)| !self.users[self.bios[&b].user].is_async)
                 .map(|(&s, _)| s)
                 .collect();
             if !ready.is_empty() {
@@ -779,6 +791,7 @@ impl EraModel {
         }
         self.md = None;
         self.owners.clear();
+        self.bios.clear();
         self.deferred.clear();
         self.marking = None;
         self.worker_kicked = false;

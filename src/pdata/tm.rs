@@ -49,6 +49,9 @@ use crate::pdata::space_map::writer::{SmError, SpaceMap};
 use crate::pdata::space_map::{bitmap_entry, IndexEntry, SmRoot, ENTRIES_PER_BITMAP};
 use crate::superblock::SUPERBLOCK_LOCATION;
 
+/// Clean blocks kept in memory.
+const CLEAN_CACHE_BLOCKS: usize = 4096;
+
 /// Blocks held dirty in memory before the oldest are written back.
 pub const DEFAULT_MAX_DIRTY: usize = 1024;
 
@@ -165,6 +168,10 @@ pub struct TransactionManager<D: BlockDevice> {
     dirty: HashMap<u64, Box<Block>>,
     /// Dirty blocks, oldest first (may hold stale entries).
     fifo: VecDeque<u64>,
+    /// Clean blocks as they are on the device, with the kind they were validated
+    /// as (the buffer cache: every write to the device goes through here, so it
+    /// never goes stale).
+    clean: HashMap<u64, (BlockKind, Box<Block>)>,
     max_dirty: usize,
     order: WriteOrder,
     failed: bool,
@@ -196,6 +203,7 @@ impl<D: BlockDevice> TransactionManager<D> {
             shadows: HashMap::new(),
             dirty: HashMap::new(),
             fifo: VecDeque::new(),
+            clean: HashMap::new(),
             max_dirty: DEFAULT_MAX_DIRTY,
             order: WriteOrder::Ascending,
             failed: false,
@@ -368,22 +376,35 @@ impl<D: BlockDevice> TransactionManager<D> {
         if let Some(d) = self.dirty.get(&b) {
             return Ok(d.clone());
         }
+        if let Some((k, c)) = self.clean.get(&b) {
+            if *k == kind || self.shadows.contains_key(&b) {
+                return Ok(c.clone());
+            }
+        }
         let mut blk = zeroed_block();
         self.dev.read(b, &mut blk).map_err(|source| TmError::Io {
             op: "read",
             block: Some(b),
             source,
         })?;
-        if self.shadows.contains_key(&b) {
-            // Written back early by us; stamped on the way out.
-            return Ok(blk);
+        if !self.shadows.contains_key(&b) {
+            // (A shadow written back early was stamped on the way out.)
+            verify(&blk, b, kind).map_err(|error| TmError::BadBlock {
+                block: b,
+                kind,
+                error,
+            })?;
         }
-        verify(&blk, b, kind).map_err(|error| TmError::BadBlock {
-            block: b,
-            kind,
-            error,
-        })?;
+        self.remember(b, kind, &blk);
         Ok(blk)
+    }
+
+    /// Keeps a clean copy of `b` (bounded: the cache is dropped when full).
+    fn remember(&mut self, b: u64, kind: BlockKind, blk: &Block) {
+        if self.clean.len() >= CLEAN_CACHE_BLOCKS {
+            self.clean.clear();
+        }
+        self.clean.insert(b, (kind, Box::new(*blk)));
     }
 
     /// Allocates a zeroed block of `kind` (count 1) in the shadow set
@@ -469,7 +490,12 @@ impl<D: BlockDevice> TransactionManager<D> {
             .ok_or_else(|| TmError::Invariant(format!("dirty block {b} has no kind")))?;
         stamp(&mut blk, b, kind);
         self.stats.blocks_written += 1;
-        self.dev.write(b, &blk).map_err(|source| {
+        self.clean.remove(&b);
+        let r = self.dev.write(b, &blk);
+        if r.is_ok() {
+            self.remember(b, kind, &blk);
+        }
+        r.map_err(|source| {
             self.failed = true;
             TmError::Io {
                 op: "write",
@@ -524,6 +550,7 @@ impl<D: BlockDevice> TransactionManager<D> {
 
     fn write_superblock(&mut self, sb: &Block) -> Result<(), TmError> {
         self.stats.blocks_written += 1;
+        self.clean.remove(&SUPERBLOCK_LOCATION);
         self.dev.write(SUPERBLOCK_LOCATION, sb).map_err(|source| {
             self.failed = true;
             TmError::Io {
@@ -572,6 +599,7 @@ impl<D: BlockDevice> TransactionManager<D> {
     pub fn write_raw_and_flush(&mut self, b: u64, data: &Block) -> Result<(), TmError> {
         self.check_ok()?;
         self.stats.blocks_written += 1;
+        self.clean.remove(&b);
         self.dev.write(b, data).map_err(|source| {
             self.failed = true;
             TmError::Io {
