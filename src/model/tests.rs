@@ -331,3 +331,114 @@ fn era_snapshot_and_digest() {
     assert_eq!(since(&m, 3), vec![(10, 11)]);
     assert!(since(&m, 4).is_empty());
 }
+
+#[test]
+fn fua_write_to_a_hydrated_region_waits_for_the_commit_of_changes() {
+    let mut m = clone(1024, 64);
+    m.write(w(0, 8, false, None, false)).unwrap(); // region 0 hydrated, uncommitted
+    assert_eq!(m.commits(), 0);
+    // bio_triggers_commit: a FUA bio after a change is deferred until a commit.
+    m.write(w(0, 8, true, Some("f".into()), false)).unwrap();
+    assert_eq!(m.is_done("f"), Some(true));
+    assert_eq!(m.commits(), 1);
+    // Nothing changed since: a FUA write passes straight down.
+    m.write(w(0, 8, true, None, false)).unwrap();
+    assert_eq!(m.commits(), 1);
+}
+
+#[test]
+fn preflush_write_sends_the_flush_first() {
+    let mut m = clone(1024, 64);
+    m.write(w(64, 72, false, None, false)).unwrap();
+    let mut req = w(0, 8, false, Some("p".into()), false);
+    req.preflush = true;
+    m.write(req).unwrap();
+    // The flush committed region 1 before the data went down.
+    assert_eq!(m.commits(), 1);
+    assert_eq!(committed_hydrated(&m), vec![(1, 2)]);
+    assert_eq!(m.in_core_hydrated().unwrap(), vec![(0, 2)]);
+    assert_eq!(m.is_done("p"), Some(true));
+}
+
+#[test]
+fn unhydrated_reads_come_from_the_source_and_discards_are_trimmed() {
+    let mut m = clone(1024, 64);
+    assert_eq!(m.read_sector(70, false).origin, Origin::Init(0));
+    m.discard(10, 200, None, false).unwrap();
+    // Passed down trimmed to regions 1..3: sector 10 (region 0) keeps its data.
+    assert_eq!(m.dest.read(10), None);
+    assert_eq!(m.dest.read(64).map(|v| v.origin), Some(Origin::Discarded));
+    assert_eq!(m.dest.read(191).map(|v| v.origin), Some(Origin::Discarded));
+    assert_eq!(m.dest.read(192), None);
+    let mut cfg = clone_cfg(1024, 64, false);
+    cfg.discard_passdown = false;
+    let mut m = CloneModel::new(cfg, Variant::Fixed, 0).unwrap();
+    m.discard(10, 200, None, false).unwrap();
+    assert_eq!(m.in_core_hydrated().unwrap(), vec![(1, 3)]);
+    assert_eq!(m.dest.read(64), None, "no passdown");
+}
+
+#[test]
+fn suspend_commits_and_stops_background_hydration() {
+    let mut m = CloneModel::new(clone_cfg(64 * 50, 64, true), Variant::Fixed, 0).unwrap();
+    m.advance(1).unwrap();
+    let before = m.nr_hydrated();
+    assert!(before > 0 && before < 50);
+    m.suspend().unwrap();
+    let at_suspend = m.nr_hydrated();
+    assert_eq!(committed_hydrated(&m), vec![(0, at_suspend)]);
+    m.advance(1000).unwrap();
+    assert_eq!(m.nr_hydrated(), at_suspend, "no hydration while suspended");
+    m.resume().unwrap();
+    m.wait(WaitFor::All).unwrap();
+    assert_eq!(m.nr_hydrated(), 50);
+}
+
+#[test]
+fn era_digest_moves_one_hundred_bits_a_step() {
+    let mut cfg = era_cfg(8 * 300, 8);
+    cfg.manual_worker = true;
+    let mut m = EraModel::new(cfg, Variant::Fixed, 0).unwrap();
+    for b in [5, 150, 250] {
+        m.write(w(b * 8, b * 8 + 8, false, None, false)).unwrap();
+        m.worker().unwrap();
+    }
+    m.checkpoint().unwrap(); // era 1 archived, era 2 current
+                             // Lookup, then 3 transcribe steps of 100 bits, then the removal.
+    m.digest_step(1).unwrap(); // lookup
+    m.digest_step(1).unwrap(); // bits 0..100
+    m.worker_commit().unwrap();
+    let img = m.meta_image();
+    let mut xml = Vec::new();
+    crate::era::dump(&img, &mut xml, Default::default()).unwrap();
+    let xml = String::from_utf8(xml).unwrap();
+    assert!(
+        xml.contains("<era block=\"5\" era=\"1\"/>"),
+        "first 100 bits digested"
+    );
+    assert!(
+        xml.contains("<era block=\"150\" era=\"0\"/>"),
+        "second step not run"
+    );
+    assert!(xml.contains("<writeset era=\"1\""), "still archived");
+    m.digest_step(3).unwrap(); // bits 100..300, then the removal
+    m.worker_commit().unwrap();
+    let img = m.meta_image();
+    let mut xml = Vec::new();
+    crate::era::dump(&img, &mut xml, Default::default()).unwrap();
+    let xml = String::from_utf8(xml).unwrap();
+    assert!(xml.contains("<era block=\"250\" era=\"1\"/>"));
+    assert!(
+        !xml.contains("<writeset era=\"1\""),
+        "removed after transcription"
+    );
+}
+
+#[test]
+fn era_status_is_an_rpc_and_commits() {
+    let mut m = EraModel::new(era_cfg(1024, 8), Variant::Fixed, 0).unwrap();
+    let c = m.commits();
+    let s = m.status().unwrap();
+    assert!(s.ends_with(" 1 -"), "{s}");
+    assert_eq!(m.commits(), c + 1);
+}

@@ -112,17 +112,19 @@ impl CloneModel {
                 "suspend during an explicit commit".into(),
             ));
         }
-        // Everything in flight completes (suspend waits for it).
+        // dm core waits for the user I/O in flight (async I/O completes now).
         for u in &mut self.users {
             u.is_async = false;
         }
+        self.settle()?;
+        // clone_postsuspend: no more waker, no new background hydration, wait
+        // for the hydrations in flight, flush the worker, commit.
+        self.next_waker = None;
+        self.hydration_suspended = true;
         for c in self.copies.values_mut() {
             c.manual = false;
             c.due = None;
         }
-        self.settle()?;
-        self.next_waker = None;
-        self.hydration_suspended = true;
         self.settle()?;
         if self.worker_kicked {
             self.do_worker()?;
