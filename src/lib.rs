@@ -20,6 +20,7 @@
 
 pub mod clone;
 pub mod commands;
+pub mod crash;
 pub mod era;
 pub mod io;
 pub mod model;
@@ -30,5 +31,6 @@ pub mod restore;
 pub mod sim;
 pub mod superblock;
 pub mod trace;
+pub mod verify;
 pub mod xml;
 pub mod xml_reader;

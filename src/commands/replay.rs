@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Parser;
 
 use super::util::same_file;
-use crate::model::replay::replay;
+use crate::model::replay::{replay_with, ReplayOptions};
 use crate::trace::Target;
 
 /// Exit status of a malformed trace or an event the kernel could not produce.
@@ -32,6 +32,17 @@ struct Args {
     /// Also print the `status` lines the trace asked for.
     #[arg(long)]
     show_status: bool,
+    /// Crash-state tiers to enumerate at each `crash` line: 0 (durable,
+    /// all landed, newest superblock only), 1 (+ drop-one/keep-one), 2 (+ subsets),
+    /// 3 (+ torn block writes).
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=3))]
+    tier: u8,
+    /// Random subsets tried by tier 2 when more than 12 writes are pending.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    samples: usize,
+    /// Seed of those samples.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    seed: u64,
 }
 
 /// Runs the tool for `target` (`name` is the tool's name).
@@ -84,7 +95,11 @@ pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::R
             return Ok(EXIT_TRACE);
         }
     }
-    let outcome = match replay(&trace) {
+    let mut opts = ReplayOptions::default();
+    opts.crash.tier = a.tier;
+    opts.crash.samples = a.samples;
+    opts.crash.seed = trace.header.seed.unwrap_or(a.seed);
+    let outcome = match replay_with(&trace, opts) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("{name}: {}:{e}", a.trace.display());
@@ -110,6 +125,11 @@ pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::R
             )?;
         }
     }
+    if !a.quiet {
+        for v in &outcome.violations {
+            writeln!(out, "{}:{}: violation {v}", a.trace.display(), v.cp)?;
+        }
+    }
     if a.show_status && !a.quiet {
         for (line, s) in &outcome.statuses {
             writeln!(out, "{}:{line}: status: {s}", a.trace.display())?;
@@ -119,16 +139,32 @@ pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::R
         write_image(path, &outcome.image).with_context(|| format!("{}", path.display()))?;
     }
     if !a.quiet {
+        let c = &outcome.crash;
         writeln!(
             out,
-            "{name}: {} statements, {} commits, {} expectations, {} failed",
+            "{name}: {} statements, {} commits, {} expectations, {} failed; {} crash points, {} states, {} distinct metadata views, {} violations",
             outcome.events,
             outcome.commits,
             outcome.expects.len(),
-            failed
+            failed,
+            c.points,
+            c.states,
+            c.views,
+            outcome.violations.len()
         )?;
+        if c.skipped_sectors > 0 {
+            writeln!(
+                out,
+                "{name}: {} sectors of hydrated regions were not checked (budget)",
+                c.skipped_sectors
+            )?;
+        }
     }
-    Ok(if failed > 0 { 1 } else { super::EXIT_OK })
+    Ok(if failed > 0 || !outcome.violations.is_empty() {
+        1
+    } else {
+        super::EXIT_OK
+    })
 }
 
 fn parse_with(cmd: clap::Command, args: Vec<OsString>) -> Result<Args, i32> {

@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 
 use crate::model::era_meta::EraMeta;
+use crate::model::oracle::Oracle;
 use crate::model::{ModelError, WriteReq};
 use crate::sim::{new_clock, Clock, DataVal, Io, IoKind, MetaDev, MetaImage, Origin, SimDisk};
 use crate::trace::{CrashMode, Init, Variant};
@@ -82,6 +83,8 @@ struct Bio {
     end: u64,
     fua: bool,
     data: DataVal,
+    /// The era the user had observed when the bio was mapped.
+    era_at_map: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -150,6 +153,10 @@ pub struct EraModel {
     /// the marked bios and whether a commit is needed.
     marking: Option<Marking>,
     commits: u64,
+    /// The user I/O, for the ideal-disk oracle.
+    pub oracle: Oracle,
+    /// Writes sent to the origin: era block and the era seen when mapped.
+    submitted: Vec<(u64, u32)>,
 }
 
 impl std::fmt::Debug for EraModel {
@@ -187,6 +194,8 @@ impl EraModel {
             worker_kicked: false,
             marking: None,
             commits: 0,
+            oracle: Oracle::default(),
+            submitted: Vec::new(),
             cfg,
         };
         m.construct()?;
@@ -309,6 +318,7 @@ impl EraModel {
         origin: Origin,
     ) -> usize {
         self.users[user].pending += 1;
+        let era_at_map = self.md.as_ref().map_or(0, |m| m.current_era);
         let n = self.next_bio;
         self.next_bio += 1;
         self.bios.insert(
@@ -323,6 +333,7 @@ impl EraModel {
                     origin,
                     sector: start,
                 },
+                era_at_map,
             },
         );
         n
@@ -353,6 +364,10 @@ impl EraModel {
         self.check_range(start, end)?;
         let u = self.new_user(name, is_async)?;
         let origin = data.unwrap_or(Origin::User(u as u32));
+        if preflush {
+            self.oracle.flush(u);
+        }
+        self.oracle.write(u, start, end, origin, fua);
         let bs = self.cfg.block_size;
         let mut pieces = Vec::new();
         let mut s = start;
@@ -392,6 +407,7 @@ impl EraModel {
         } else {
             Origin::Discarded
         };
+        self.oracle.discard(u, start, end);
         let b = self.new_bio(u, BioKind::Discard, start, end, false, o);
         self.map(b)?;
         self.settle()
@@ -401,6 +417,7 @@ impl EraModel {
     pub fn flush(&mut self, name: Option<String>, is_async: bool) -> Result<(), ModelError> {
         self.running()?;
         let u = self.new_user(name, is_async)?;
+        self.oracle.flush(u);
         let b = self.new_bio(u, BioKind::Flush, 0, 0, false, Origin::Zero);
         self.map(b)?;
         self.settle()
@@ -457,6 +474,10 @@ impl EraModel {
 
     fn submit(&mut self, b: usize) -> Result<(), ModelError> {
         let bio = self.bios[&b].clone();
+        if bio.kind != BioKind::Flush {
+            self.submitted
+                .push((bio.start / self.cfg.block_size, bio.era_at_map));
+        }
         let io = match bio.kind {
             BioKind::Flush => Io {
                 kind: IoKind::Flush,
@@ -509,6 +530,7 @@ impl EraModel {
         }
         if self.users[u].pending == 0 {
             self.users[u].done = true;
+            self.oracle.complete(u);
         }
         Ok(())
     }
@@ -884,6 +906,22 @@ impl EraModel {
             md.digest_step()?;
         }
         Ok(())
+    }
+
+    /// Every write sent to the origin so far: its era block and the era the user
+    /// had observed when it was mapped (for E2).
+    pub fn submitted(&self) -> &[(u64, u32)] {
+        &self.submitted
+    }
+
+    /// The variant.
+    pub fn variant(&self) -> Variant {
+        self.variant
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EraConfig {
+        &self.cfg
     }
 
     /// The origin's content at sector `s` now.

@@ -3,15 +3,12 @@
 //! kernel event, and `expect` lines are checked against the live model or, after
 //! a crash, against the crash state.
 
-use crate::clone::superblock as csb;
 use crate::era::invalidate::{invalidate, InvalidateOptions};
 use crate::era::superblock as esb;
-use crate::model::bits::Bits;
+use crate::io::BlockDevice;
 use crate::model::clone::{CloneConfig, CloneModel, Life as CloneLife};
 use crate::model::era::{EraConfig, EraModel, Life as EraLife};
 use crate::model::{ModelError, WriteReq};
-use crate::pdata::bitset_write::Bitset;
-use crate::pdata::tm::TransactionManager;
 use crate::sim::{DataVal, ExtentMap, MetaImage, Origin};
 use crate::trace::{
     CacheMode, Config, CrashMode, Data, Event, Init, Loc, Predicate, Ranges, Stmt, Target, Trace,
@@ -51,6 +48,30 @@ pub struct ReplayOutcome {
     pub commits: u64,
     /// dm-clone: the regions hydrated in core just before the last crash.
     pub in_core_at_crash: Option<Vec<(u64, u64)>>,
+    /// Invariants that failed in a crash state.
+    pub violations: Vec<crate::verify::Violation>,
+    /// The crash-state exploration.
+    pub crash: CrashStats,
+}
+
+/// How a replay explores crash states.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReplayOptions {
+    /// Tiers, samples and seed of the crash-state enumeration at `crash` lines.
+    pub crash: crate::crash::Options,
+}
+
+/// Figures of the crash-state exploration.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CrashStats {
+    /// Crash points enumerated.
+    pub points: u64,
+    /// Candidate states (before deduplication).
+    pub states: u64,
+    /// Distinct metadata views checked.
+    pub views: u64,
+    /// Sectors left unchecked for lack of budget.
+    pub skipped_sectors: u64,
 }
 
 /// A statement the model could not run (a malformed or impossible trace).
@@ -77,14 +98,19 @@ enum Model {
 
 /// A crash state kept for the expectations that follow a crash.
 struct CrashView {
-    name: &'static str,
+    name: String,
     meta: MetaImage,
     /// dm-clone: the destination's content in this state, for `expect read`.
     dest: Option<ExtentMap<DataVal>>,
 }
 
-/// Replays `trace`.
+/// Replays `trace` with the default crash-state options.
 pub fn replay(trace: &Trace) -> Result<ReplayOutcome, ReplayError> {
+    replay_with(trace, ReplayOptions::default())
+}
+
+/// Replays `trace`.
+pub fn replay_with(trace: &Trace, opts: ReplayOptions) -> Result<ReplayOutcome, ReplayError> {
     let mut r = Runner {
         target: trace.header.target,
         variant: trace.header.variant.unwrap_or_default(),
@@ -97,7 +123,10 @@ pub fn replay(trace: &Trace) -> Result<ReplayOutcome, ReplayError> {
             events: 0,
             commits: 0,
             in_core_at_crash: None,
+            violations: Vec::new(),
+            crash: CrashStats::default(),
         },
+        opts,
         manual_worker: trace.stmts.iter().any(|s| {
             matches!(
                 s.event,
@@ -136,6 +165,7 @@ struct Runner {
     model: Option<Model>,
     views: Vec<CrashView>,
     out: ReplayOutcome,
+    opts: ReplayOptions,
     manual_worker: bool,
 }
 
@@ -191,7 +221,7 @@ impl Runner {
                 let now = self.now();
                 self.advance(now + ms.unwrap_or(1000))
             }
-            (Event::Crash { mode }, _) => self.crash(mode),
+            (Event::Crash { mode }, _) => self.crash(s.line, mode),
             (Event::Recover, _) => {
                 self.views.clear();
                 match self.model.as_mut().expect("checked") {
@@ -254,6 +284,8 @@ impl Runner {
             .size
             .ok_or_else(|| ModelError::Trace("config needs size=".into()))?;
         let meta_blocks = sectors_to_blocks(c.meta_size)?;
+        // The metadata device's atomic write unit (its logical block size).
+        self.opts.crash.atomic_unit = c.logical_block.unwrap_or(512) as usize;
         self.model = Some(match self.target {
             Target::Clone => {
                 let cfg = CloneConfig {
@@ -299,46 +331,109 @@ impl Runner {
         Ok(())
     }
 
-    fn crash(&mut self, mode: &CrashMode) -> Result<(), ModelError> {
-        if let Some(Model::Clone(m)) = self.model.as_ref() {
+    fn crash(&mut self, line: usize, mode: &CrashMode) -> Result<(), ModelError> {
+        let model = self.model.as_ref().expect("checked");
+        if let Model::Clone(m) = model {
             self.out.in_core_at_crash = m.in_core_hydrated();
         }
-        let (durable, landed, dest) = match self.model.as_ref().expect("checked") {
-            Model::Clone(m) => (
-                m.meta_dev().durable_image(),
-                m.meta_dev().landed_image(),
-                Some((m.dest.durable().clone(), m.dest.landed().clone())),
-            ),
-            Model::Era(m) => (
-                m.meta_dev().durable_image(),
-                m.meta_dev().landed_image(),
-                None,
-            ),
+        let meta_dev = match model {
+            Model::Clone(m) => m.meta_dev().clone(),
+            Model::Era(m) => m.meta_dev().clone(),
+        };
+        let dest = match model {
+            Model::Clone(m) => Some((m.dest.durable().clone(), m.dest.landed().clone())),
+            Model::Era(_) => None,
+        };
+        let space = crate::crash::MetaSpace::capture(&meta_dev.lock());
+        let unit = self.opts.crash.atomic_unit;
+        let states: Vec<(String, crate::crash::Choice)> = match mode {
+            CrashMode::Enumerate => {
+                let (choices, total) = space.enumerate(&self.opts.crash);
+                self.out.crash.points += 1;
+                self.out.crash.states += total as u64;
+                choices.into_iter().map(|c| (c.id(line), c)).collect()
+            }
+            CrashMode::State(id) => {
+                let (cp, c) = crate::crash::Choice::parse(id, space.pending.len())
+                    .map_err(ModelError::Trace)?;
+                if cp != line {
+                    return Err(ModelError::Trace(format!(
+                        "state {id} belongs to the crash on line {cp}, not line {line}"
+                    )));
+                }
+                self.out.crash.points += 1;
+                self.out.crash.states += 1;
+                vec![(id.clone(), c)]
+            }
+            CrashMode::Durable | CrashMode::AllLanded => Vec::new(),
         };
         let (dd, dl) = match dest {
             Some((d, l)) => (Some(d), Some(l)),
             None => (None, None),
         };
-        let durable = CrashView {
-            name: "crash:durable",
-            meta: durable,
-            dest: dd,
-        };
-        let landed = CrashView {
-            name: "crash:all-landed",
-            meta: landed,
-            dest: dl,
-        };
         self.views = match mode {
-            CrashMode::Enumerate => vec![durable, landed],
-            CrashMode::Durable => vec![durable],
-            CrashMode::AllLanded => vec![landed],
-            CrashMode::State(_) => Vec::new(),
+            CrashMode::Durable => vec![CrashView {
+                name: "crash:durable".into(),
+                meta: meta_dev.durable_image(),
+                dest: dd,
+            }],
+            CrashMode::AllLanded => vec![CrashView {
+                name: "crash:all-landed".into(),
+                meta: meta_dev.landed_image(),
+                dest: dl,
+            }],
+            _ => {
+                let mut views = Vec::with_capacity(states.len());
+                let mut violations = Vec::new();
+                match model {
+                    Model::Clone(m) => {
+                        let mut chk = crate::verify::CloneChecker::new(m);
+                        for (id, c) in &states {
+                            let img = space.image(c, unit);
+                            violations.extend(chk.check(&img, line, id));
+                            views.push(CrashView {
+                                name: id.clone(),
+                                meta: img,
+                                dest: dd.clone(),
+                            });
+                        }
+                        self.out.crash.skipped_sectors += chk.skipped;
+                    }
+                    Model::Era(m) => {
+                        let mut chk = crate::verify::EraChecker::new(m);
+                        for (id, c) in &states {
+                            let img = space.image(c, unit);
+                            violations.extend(chk.check(&img, line, id));
+                            views.push(CrashView {
+                                name: id.clone(),
+                                meta: img,
+                                dest: None,
+                            });
+                        }
+                    }
+                }
+                self.out.crash.views += views.len() as u64;
+                self.out.violations.extend(violations);
+                views
+            }
         };
-        match self.model.as_mut().expect("checked") {
-            Model::Clone(m) => m.crash(mode),
-            Model::Era(m) => m.crash(mode),
+        let model = self.model.as_mut().expect("checked");
+        let durable_mode = match mode {
+            CrashMode::AllLanded => CrashMode::AllLanded,
+            _ => CrashMode::Durable,
+        };
+        match model {
+            Model::Clone(m) => m.crash(&durable_mode)?,
+            Model::Era(m) => m.crash(&durable_mode)?,
         }
+        // The device keeps the chosen state (`state:<id>`): its blocks land.
+        if let (CrashMode::State(_), Some(v)) = (mode, self.views.first()) {
+            for (b, blk) in v.meta.blocks() {
+                meta_dev.write(b, blk).map_err(ModelError::io)?;
+            }
+            meta_dev.flush().map_err(ModelError::io)?;
+        }
+        Ok(())
     }
 
     fn clone_event(&mut self, line: usize, ev: &Event) -> Result<(), ModelError> {
@@ -498,6 +593,9 @@ impl Runner {
             });
         };
         if !self.views.is_empty() {
+            // An expectation after a crash must hold in every crash state.
+            let mut first_fail: Option<(String, String)> = None;
+            let mut found = String::new();
             for v in &self.views {
                 let r = match (p, self.model.as_ref(), &v.dest) {
                     (Predicate::Read { loc, data }, Some(Model::Clone(m)), Some(dest)) => {
@@ -505,7 +603,18 @@ impl Runner {
                     }
                     _ => check_on_image(self.target, &v.meta, p),
                 };
-                push(v.name, r);
+                let (ok, f) = r.unwrap_or_else(|e| (false, e));
+                if !ok && first_fail.is_none() {
+                    first_fail = Some((v.name.clone(), f));
+                } else if found.is_empty() {
+                    found = f;
+                }
+            }
+            let n = self.views.len();
+            match first_fail {
+                Some((state, f)) => push(&state, Ok((false, f))),
+                None if n == 1 => push(&self.views[0].name.clone(), Ok((true, found))),
+                None => push(&format!("all {n} crash states"), Ok((true, found))),
             }
             return;
         }
@@ -594,7 +703,7 @@ fn crash_read(
     want: &[String],
 ) -> Result<(bool, String), String> {
     let (s, e) = clone_sectors(m, loc).map_err(|e| e.to_string())?;
-    let bits = image_hydrated(meta)?;
+    let bits = crate::verify::image_hydrated(meta)?;
     let found: Vec<String> = (s..e)
         .map(|x| {
             let v = if bits.get(m.region_of(x)) {
@@ -703,24 +812,6 @@ fn check_clone_live(m: &CloneModel, p: &Predicate) -> Result<(bool, String), Str
     }
 }
 
-/// The committed hydrated set of a clone image.
-fn image_hydrated(img: &MetaImage) -> Result<Bits, String> {
-    let (s, _) = csb::read(img).map_err(|e| e.to_string())?;
-    let n = s.nr_regions();
-    let mut tm = TransactionManager::open(img.clone(), &s.sm_root).map_err(|e| e.to_string())?;
-    let bs = Bitset::open(s.bitset_root, n);
-    let mut bits = Bits::new(n);
-    for w in 0..n.div_ceil(64) {
-        let word = bs.word(&mut tm, w).map_err(|e| e.to_string())?;
-        for i in 0..64 {
-            if word >> i & 1 == 1 && w * 64 + i < n {
-                bits.set(w * 64 + i);
-            }
-        }
-    }
-    Ok(bits)
-}
-
 fn check_on_image(
     target: Target,
     img: &MetaImage,
@@ -736,7 +827,7 @@ fn check_on_image(
             Ok(report_verdict(&o.report))
         }
         (Predicate::Hydrated(w) | Predicate::NotHydrated(w), Target::Clone) => {
-            let bits = image_hydrated(img)?;
+            let bits = crate::verify::image_hydrated(img)?;
             let runs = bits.runs();
             Ok(hydrated_check(
                 &runs,

@@ -303,6 +303,9 @@ impl CloneModel {
         }
         if user.pending == 0 {
             user.done = true;
+            if !user.error {
+                self.oracle.complete(bio.user);
+            }
         }
         Ok(())
     }

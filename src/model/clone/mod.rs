@@ -19,6 +19,7 @@ mod worker;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::model::clone_meta::CloneMeta;
+use crate::model::oracle::Oracle;
 use crate::model::{ModelError, WriteReq};
 use crate::sim::{new_clock, Clock, DataVal, Io, IoKind, MetaDev, MetaImage, Origin, SimDisk};
 use crate::trace::{CloneMsg, CrashMode, Init, Variant, WaitFor};
@@ -209,6 +210,8 @@ pub struct CloneModel {
     /// `commit.flush-dest` done in the explicit commit.
     explicit_dest_flushed: bool,
     commits: u64,
+    /// The user I/O, for the ideal-disk oracle.
+    pub oracle: Oracle,
 }
 
 impl std::fmt::Debug for CloneModel {
@@ -276,6 +279,7 @@ impl CloneModel {
             explicit_commit: false,
             explicit_dest_flushed: false,
             commits: 0,
+            oracle: Oracle::default(),
             cfg,
         };
         m.construct()?;
@@ -434,6 +438,10 @@ impl CloneModel {
         self.check_range(start, end)?;
         let u = self.new_user(name, is_async)?;
         let origin = data.unwrap_or(Origin::User(u as u32));
+        if preflush {
+            self.oracle.flush(u);
+        }
+        self.oracle.write(u, start, end, origin, fua);
         let mut s = start;
         let mut pieces = Vec::new();
         while s < end {
@@ -482,6 +490,7 @@ impl CloneModel {
         self.running()?;
         self.check_range(start, end)?;
         let u = self.new_user(name, is_async)?;
+        self.oracle.discard(u, start, end);
         let b = self.new_bio(Bio {
             user: u,
             kind: BioKind::Discard,
@@ -509,6 +518,7 @@ impl CloneModel {
     pub fn flush(&mut self, name: Option<String>, is_async: bool) -> Result<(), ModelError> {
         self.running()?;
         let u = self.new_user(name, is_async)?;
+        self.oracle.flush(u);
         let b = self.new_bio(Bio {
             user: u,
             kind: BioKind::Flush,

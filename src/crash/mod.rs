@@ -1,0 +1,462 @@
+//! Crash states of the metadata device (REPLAY.md §2.5).
+//!
+//! At a crash point the device holds its durable content plus any subset of the
+//! writes still in its cache or in flight, applied in completion order (issue
+//! order for those in flight), each whole or, where the device's atomic unit is
+//! smaller than a block, torn. [`MetaSpace`] captures that space from a simulated
+//! device; [`MetaSpace::enumerate`] lists the states of the requested tiers,
+//! deduplicated by image content; every state has an id
+//! ([`Choice::id`]) from which [`MetaSpace::image`] rebuilds exactly that image,
+//! an overlay over the durable content, never a materialised device.
+//!
+//! * T0: durable only; all completed writes landed; durable plus only the newest
+//!   superblock write (the probe for a superblock written before its blocks).
+//! * T1: each pending write dropped from, or kept alone over, the landed state.
+//! * T2: every subset when at most 12 writes are pending, else every subset of at
+//!   most 2 and `samples` seeded random ones.
+//! * T3: each pending block write torn at the device's atomic unit (prefixes,
+//!   suffixes, one unit missing) over the landed state.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use crate::io::{Block, BLOCK_SIZE};
+use crate::sim::{ExtentMap, MetaImage, MetaVal, SimDisk};
+
+/// Which tiers to enumerate and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Highest tier (0..=3); lower tiers are included.
+    pub tier: u8,
+    /// Random subsets for T2 when more than 12 writes are pending.
+    pub samples: usize,
+    /// Seed of those samples.
+    pub seed: u64,
+    /// The device's atomic write unit in bytes (512 or 4096).
+    pub atomic_unit: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            tier: 2,
+            samples: 256,
+            seed: 0,
+            atomic_unit: 512,
+        }
+    }
+}
+
+/// A block write that a power cut may or may not have let reach the media.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    /// The block.
+    pub block: u64,
+    /// Its new content.
+    pub data: Arc<Block>,
+    /// Still in flight (not completed) at the crash.
+    pub inflight: bool,
+}
+
+/// One crash state: which pending writes landed, and one possibly torn.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Choice {
+    /// `landed[i]`: pending write `i` reached the media whole.
+    pub landed: Vec<bool>,
+    /// A write that reached the media in part: its index and, per atomic unit,
+    /// whether the new content landed (bit `u`).
+    pub torn: Option<(usize, u64)>,
+}
+
+impl Choice {
+    /// The state's id at crash point `cp` (a trace line): `cp<line>.m<hex mask>`
+    /// with `.t<write>-<hex units>` for a torn write. Only characters a dmtrace
+    /// word allows, so `crash mode=state:<id>` can name it.
+    pub fn id(&self, cp: usize) -> String {
+        let mut mask = String::new();
+        for chunk in self.landed.chunks(4).rev() {
+            let mut nib = 0u8;
+            for (i, &b) in chunk.iter().enumerate() {
+                if b {
+                    nib |= 1 << i;
+                }
+            }
+            mask.push(char::from_digit(nib as u32, 16).expect("nibble"));
+        }
+        if mask.is_empty() {
+            mask.push('0');
+        }
+        let mut id = format!("cp{cp}.m{mask}");
+        if let Some((w, units)) = self.torn {
+            id.push_str(&format!(".t{w}-{units:x}"));
+        }
+        id
+    }
+
+    /// Parses an id made by [`Choice::id`] for `n` pending writes; returns the
+    /// crash point and the choice.
+    pub fn parse(id: &str, n: usize) -> Result<(usize, Choice), String> {
+        let bad = || format!("`{id}` is not a crash-state id (cp<line>.m<hex>[.t<w>-<hex>])");
+        let mut parts = id.split('.');
+        let cp = parts
+            .next()
+            .and_then(|p| p.strip_prefix("cp"))
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(bad)?;
+        let mask = parts
+            .next()
+            .and_then(|p| p.strip_prefix('m'))
+            .ok_or_else(bad)?;
+        let mut landed = vec![false; n];
+        for (k, c) in mask.chars().rev().enumerate() {
+            let nib = c.to_digit(16).ok_or_else(bad)?;
+            for i in 0..4 {
+                if nib >> i & 1 == 1 {
+                    let w = k * 4 + i;
+                    if w >= n {
+                        return Err(format!("`{id}` names pending write {w}, there are {n}"));
+                    }
+                    landed[w] = true;
+                }
+            }
+        }
+        let torn = match parts.next() {
+            None => None,
+            Some(t) => {
+                let (w, u) = t
+                    .strip_prefix('t')
+                    .and_then(|t| t.split_once('-'))
+                    .ok_or_else(bad)?;
+                let w: usize = w.parse().map_err(|_| bad())?;
+                let u = u64::from_str_radix(u, 16).map_err(|_| bad())?;
+                if w >= n {
+                    return Err(format!("`{id}` tears pending write {w}, there are {n}"));
+                }
+                Some((w, u))
+            }
+        };
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok((cp, Choice { landed, torn }))
+    }
+}
+
+/// The crash-state space of a metadata device at one crash point.
+#[derive(Debug, Clone)]
+pub struct MetaSpace {
+    nr_blocks: u64,
+    base: ExtentMap<MetaVal>,
+    /// Pending writes in the order a device would apply them.
+    pub pending: Vec<Pending>,
+}
+
+fn block_hash(b: &Block) -> u64 {
+    let mut h = DefaultHasher::new();
+    b.hash(&mut h);
+    h.finish()
+}
+
+/// SplitMix64, for the seeded samples.
+fn splitmix(s: &mut u64) -> u64 {
+    *s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *s;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl MetaSpace {
+    /// The space of `disk` as it is now.
+    pub fn capture(disk: &SimDisk<MetaVal>) -> Self {
+        let mut pending: Vec<Pending> = disk
+            .volatile()
+            .values()
+            .map(|io| Pending {
+                block: io.start,
+                data: io.val.clone().expect("writes carry data").0,
+                inflight: false,
+            })
+            .collect();
+        pending.extend(disk.inflight().filter_map(|(_, io)| {
+            io.val.as_ref().map(|v| Pending {
+                block: io.start,
+                data: v.0.clone(),
+                inflight: true,
+            })
+        }));
+        MetaSpace {
+            nr_blocks: disk.nr_units(),
+            base: disk.durable().clone(),
+            pending,
+        }
+    }
+
+    /// The content of `block` in the base (zeroes if never written).
+    fn base_block(&self, block: u64) -> Block {
+        match self.base.get(block) {
+            Some((_, v)) => *v.0,
+            None => [0u8; BLOCK_SIZE],
+        }
+    }
+
+    /// The blocks a choice changes, with their content.
+    fn overlay(&self, c: &Choice, unit: usize) -> BTreeMap<u64, Arc<Block>> {
+        let mut over: BTreeMap<u64, Arc<Block>> = BTreeMap::new();
+        for (i, p) in self.pending.iter().enumerate() {
+            match c.torn {
+                Some((w, units)) if w == i => {
+                    let mut mixed = match over.get(&p.block) {
+                        Some(b) => **b,
+                        None => self.base_block(p.block),
+                    };
+                    for u in 0..BLOCK_SIZE / unit {
+                        if units >> u & 1 == 1 {
+                            mixed[u * unit..(u + 1) * unit]
+                                .copy_from_slice(&p.data[u * unit..(u + 1) * unit]);
+                        }
+                    }
+                    over.insert(p.block, Arc::new(mixed));
+                }
+                _ if c.landed.get(i).copied().unwrap_or(false) => {
+                    over.insert(p.block, p.data.clone());
+                }
+                _ => {}
+            }
+        }
+        over
+    }
+
+    /// The image of state `c` (torn units of `unit` bytes).
+    pub fn image(&self, c: &Choice, unit: usize) -> MetaImage {
+        let mut map = self.base.clone();
+        for (b, data) in self.overlay(c, unit) {
+            map.insert(b, b + 1, u64::MAX, MetaVal(data));
+        }
+        MetaImage::new(self.nr_blocks, map)
+    }
+
+    /// A hash of the state's content, for deduplication.
+    fn state_hash(&self, c: &Choice, unit: usize) -> u64 {
+        let mut h = DefaultHasher::new();
+        for (b, data) in self.overlay(c, unit) {
+            if *data != self.base_block(b) {
+                b.hash(&mut h);
+                block_hash(&data).hash(&mut h);
+            }
+        }
+        h.finish()
+    }
+
+    /// The states of the tiers `opts` asks for, without duplicates (by content),
+    /// and the number of candidate states before deduplication.
+    pub fn enumerate(&self, opts: &Options) -> (Vec<Choice>, usize) {
+        let n = self.pending.len();
+        let unit = opts.atomic_unit.clamp(512, BLOCK_SIZE);
+        let landed_all: Vec<bool> = self.pending.iter().map(|p| !p.inflight).collect();
+        let mut cands: Vec<Choice> = Vec::new();
+        let whole = |landed: Vec<bool>| Choice { landed, torn: None };
+        // T0
+        cands.push(whole(vec![false; n]));
+        cands.push(whole(landed_all.clone()));
+        if let Some(sb) = self.pending.iter().rposition(|p| p.block == 0) {
+            let mut m = vec![false; n];
+            m[sb] = true;
+            cands.push(whole(m));
+        }
+        if opts.tier >= 1 {
+            for i in 0..n {
+                let mut keep = vec![false; n];
+                keep[i] = true;
+                cands.push(whole(keep));
+                let mut drop = landed_all.clone();
+                drop[i] = false;
+                cands.push(whole(drop));
+            }
+        }
+        if opts.tier >= 2 {
+            if n <= 12 {
+                for bits in 0u32..(1 << n) {
+                    cands.push(whole((0..n).map(|i| bits >> i & 1 == 1).collect()));
+                }
+            } else {
+                for i in 0..n {
+                    for j in i + 1..n {
+                        let mut m = vec![false; n];
+                        m[i] = true;
+                        m[j] = true;
+                        cands.push(whole(m));
+                    }
+                }
+                let mut s = opts.seed;
+                for _ in 0..opts.samples {
+                    cands.push(whole((0..n).map(|_| splitmix(&mut s) & 1 == 1).collect()));
+                }
+            }
+        }
+        if opts.tier >= 3 && unit < BLOCK_SIZE {
+            let units = BLOCK_SIZE / unit;
+            let full = (1u64 << units) - 1;
+            for i in 0..n {
+                let mut masks: Vec<u64> = Vec::new();
+                for k in 1..units {
+                    masks.push((1 << k) - 1); // the first k units landed
+                    masks.push(full & !((1 << k) - 1)); // the last units landed
+                }
+                for u in 0..units {
+                    masks.push(full & !(1 << u)); // one unit missing
+                }
+                for m in masks {
+                    let mut landed = landed_all.clone();
+                    landed[i] = false;
+                    cands.push(Choice {
+                        landed,
+                        torn: Some((i, m)),
+                    });
+                }
+            }
+        }
+        let total = cands.len();
+        let mut seen = HashSet::new();
+        cands.retain(|c| seen.insert(self.state_hash(c, unit)));
+        (cands, total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{new_clock, Io, IoKind};
+
+    fn blk(v: u8) -> MetaVal {
+        MetaVal(Arc::new([v; BLOCK_SIZE]))
+    }
+
+    fn write(d: &mut SimDisk<MetaVal>, b: u64, v: u8) -> u64 {
+        d.issue(Io {
+            kind: IoKind::Write,
+            start: b,
+            end: b + 1,
+            val: Some(blk(v)),
+            fua: false,
+        })
+        .unwrap()
+    }
+
+    fn flush(d: &mut SimDisk<MetaVal>) {
+        d.submit(Io {
+            kind: IoKind::Flush,
+            start: 0,
+            end: 0,
+            val: None,
+            fua: false,
+        })
+        .unwrap();
+    }
+
+    fn space() -> MetaSpace {
+        // Block 1 durable (1); then blocks 2 (2) and 0 (3) completed, block 3 (4)
+        // in flight.
+        let mut d = SimDisk::new(8, false, new_clock());
+        let a = write(&mut d, 1, 1);
+        d.complete(a).unwrap();
+        flush(&mut d);
+        let b = write(&mut d, 2, 2);
+        d.complete(b).unwrap();
+        let c = write(&mut d, 0, 3);
+        d.complete(c).unwrap();
+        write(&mut d, 3, 4);
+        MetaSpace::capture(&d)
+    }
+
+    fn first_bytes(img: &MetaImage) -> Vec<u8> {
+        use crate::io::BlockDevice;
+        (0..4)
+            .map(|b| {
+                let mut x = [0u8; BLOCK_SIZE];
+                img.read(b, &mut x).unwrap();
+                x[0]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn t0_states_are_durable_landed_and_newest_superblock() {
+        let s = space();
+        assert_eq!(s.pending.len(), 3);
+        assert!(s.pending[2].inflight);
+        let (states, _) = s.enumerate(&Options {
+            tier: 0,
+            ..Default::default()
+        });
+        let imgs: Vec<Vec<u8>> = states
+            .iter()
+            .map(|c| first_bytes(&s.image(c, 512)))
+            .collect();
+        assert_eq!(
+            imgs,
+            vec![vec![0, 1, 0, 0], vec![3, 1, 2, 0], vec![3, 1, 0, 0]]
+        );
+    }
+
+    #[test]
+    fn t1_and_t2_cover_every_subset_once() {
+        let s = space();
+        let (t1, _) = s.enumerate(&Options {
+            tier: 1,
+            ..Default::default()
+        });
+        // T0's 3, plus block 2 alone and the in-flight block 3 alone (every
+        // other keep-one or drop-one state is one of those).
+        assert_eq!(t1.len(), 5);
+        let (t2, total) = s.enumerate(&Options {
+            tier: 2,
+            ..Default::default()
+        });
+        assert_eq!(t2.len(), 8, "2^3 distinct images");
+        assert!(total > 8);
+    }
+
+    #[test]
+    fn t3_tears_block_writes_at_the_atomic_unit() {
+        let s = space();
+        let (t3, _) = s.enumerate(&Options {
+            tier: 3,
+            ..Default::default()
+        });
+        let torn = t3
+            .iter()
+            .find(|c| c.torn == Some((1, 1)))
+            .expect("prefix of one unit");
+        let img = s.image(torn, 512);
+        use crate::io::BlockDevice;
+        let mut b = [0u8; BLOCK_SIZE];
+        img.read(0, &mut b).unwrap();
+        assert_eq!(b[0], 3);
+        assert_eq!(b[512], 0, "the rest of the superblock did not land");
+        let (t3_4k, _) = s.enumerate(&Options {
+            tier: 3,
+            atomic_unit: 4096,
+            ..Default::default()
+        });
+        assert!(t3_4k.iter().all(|c| c.torn.is_none()));
+    }
+
+    #[test]
+    fn ids_round_trip() {
+        let s = space();
+        let (states, _) = s.enumerate(&Options {
+            tier: 3,
+            ..Default::default()
+        });
+        for c in states {
+            let id = c.id(12);
+            let (cp, back) = Choice::parse(&id, 3).unwrap();
+            assert_eq!((cp, back), (12, c), "{id}");
+        }
+        assert!(Choice::parse("cp1.m10", 3).is_err());
+        assert!(Choice::parse("nope", 3).is_err());
+    }
+}

@@ -1,0 +1,305 @@
+//! Invariants checked on every crash state (REPLAY.md §2.6).
+//!
+//! * I1 / E1: the metadata passes the project's own checker.
+//! * I2 (dm-clone): every sector of a region hydrated in the state may only hold,
+//!   on the destination, what the ideal-disk oracle allows (the source's content,
+//!   an acknowledged write or a later one): anything else is a lost hydration or
+//!   stale data. The destination's possible values are computed per sector (its
+//!   durable value and every cached or in-flight write after it), so the cost is
+//!   states × touched sectors.
+//! * I3 (dm-clone): every sector of an acknowledged-durable write is in a region
+//!   hydrated in the state (otherwise the read goes to the source: data lost).
+//! * E2 (dm-era): after the kernel's recovery (open, then preresume's resize and
+//!   rollover, run in a copy), `era_invalidate --written-since e` reports every
+//!   block written while the user saw era `e`.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use crate::clone::superblock as csb;
+use crate::era::invalidate::{invalidate, InvalidateOptions};
+use crate::io::BlockDevice;
+use crate::model::bits::Bits;
+use crate::model::clone::CloneModel;
+use crate::model::era::EraModel;
+use crate::model::era_meta::EraMeta;
+use crate::pdata::bitset_write::Bitset;
+use crate::pdata::tm::TransactionManager;
+use crate::sim::{new_clock, DataVal, IoKind, MetaDev, MetaImage, Origin};
+
+/// An invariant that does not hold in a crash state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// I1, I2, I3, E1, E2, ...
+    pub id: &'static str,
+    /// The crash point (trace line).
+    pub cp: usize,
+    /// The crash-state id.
+    pub state: String,
+    /// What was found.
+    pub what: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} at line {}, crash state {}: {}",
+            self.id, self.cp, self.state, self.what
+        )
+    }
+}
+
+/// The committed hydrated set of a dm-clone image.
+pub fn image_hydrated(img: &MetaImage) -> Result<Bits, String> {
+    let (s, _) = csb::read(img).map_err(|e| e.to_string())?;
+    let n = s.nr_regions();
+    let mut tm = TransactionManager::open(img.clone(), &s.sm_root).map_err(|e| e.to_string())?;
+    let bs = Bitset::open(s.bitset_root, n);
+    let mut bits = Bits::new(n);
+    for w in 0..n.div_ceil(64) {
+        let word = bs.word(&mut tm, w).map_err(|e| e.to_string())?;
+        for i in 0..64 {
+            if word >> i & 1 == 1 && w * 64 + i < n {
+                bits.set(w * 64 + i);
+            }
+        }
+    }
+    Ok(bits)
+}
+
+/// Sectors checked per crash point at most (I2/I3), to bound the work on huge
+/// devices; what is left is said in the summary.
+const SECTOR_BUDGET: u64 = 1 << 22;
+
+/// Checks dm-clone's invariants on crash states of a model at its crash point.
+pub struct CloneChecker<'m> {
+    m: &'m CloneModel,
+    /// Per sector: the first destination value the oracle does not allow.
+    bad: HashMap<u64, Option<DataVal>>,
+    /// Sectors not checked for lack of budget.
+    pub skipped: u64,
+}
+
+impl<'m> CloneChecker<'m> {
+    /// A checker for `m` as it is at the crash (before its in-core state is
+    /// dropped).
+    pub fn new(m: &'m CloneModel) -> Self {
+        CloneChecker {
+            m,
+            bad: HashMap::new(),
+            skipped: 0,
+        }
+    }
+
+    /// What the destination may hold at sector `s` after the power cut.
+    fn dest_possible(&self, s: u64) -> Vec<DataVal> {
+        let d = &self.m.dest;
+        let (dseq, dval) = d.durable().get(s).unwrap_or((0, self.m.dest_base(s)));
+        let mut out = vec![dval];
+        let at = |io: &crate::sim::Io<DataVal>| {
+            let v = io.val.expect("writes carry a value");
+            match v.origin {
+                Origin::Init(_) | Origin::User(_) => DataVal {
+                    origin: v.origin,
+                    sector: v.sector + (s - io.start),
+                },
+                o => DataVal {
+                    origin: o,
+                    sector: s,
+                },
+            }
+        };
+        for (&c, io) in d.volatile() {
+            if c > dseq && io.start <= s && s < io.end {
+                out.push(at(io));
+            }
+        }
+        for (_, io) in d.inflight() {
+            if io.kind != IoKind::Flush && io.start <= s && s < io.end {
+                out.push(at(io));
+            }
+        }
+        out
+    }
+
+    fn bad_value(&mut self, s: u64) -> Option<DataVal> {
+        if let Some(b) = self.bad.get(&s) {
+            return *b;
+        }
+        let allowed = self.m.oracle.allowed(s, self.m.read_sector(s, false));
+        let b = self
+            .dest_possible(s)
+            .into_iter()
+            .find(|v| !allowed.allows(v));
+        self.bad.insert(s, b);
+        b
+    }
+
+    fn describe(&self, v: DataVal) -> String {
+        match v.origin {
+            Origin::Init(crate::model::clone::DEST) => {
+                "dest holds its initial content: lost hydration".into()
+            }
+            Origin::Init(_) => format!("dest holds source sector {} (misplaced copy)", v.sector),
+            Origin::User(n) => format!(
+                "dest holds write {} that an acknowledged write replaced (stale data)",
+                self.m.user_name(n).unwrap_or("?")
+            ),
+            Origin::Discarded => "dest holds discarded data".into(),
+            Origin::Zero => "dest holds zeroes".into(),
+            Origin::Byte(b) => format!("dest holds byte 0x{b:02x}"),
+        }
+    }
+
+    /// I1, I2 and I3 on the state `img` (id `state`) of crash point `cp`.
+    pub fn check(&mut self, img: &MetaImage, cp: usize, state: &str) -> Vec<Violation> {
+        let v = |id, what| Violation {
+            id,
+            cp,
+            state: state.to_string(),
+            what,
+        };
+        let c = crate::clone::check::check(
+            img,
+            &crate::clone::check::CheckOptions {
+                region_size: Some(self.m.region_size()),
+                target_size: Some(self.m.size()),
+                ..Default::default()
+            },
+        );
+        if let Some(f) = c.report.first_error() {
+            return vec![v("I1", format!("metadata invalid: {f}"))];
+        }
+        let h = match image_hydrated(img) {
+            Ok(h) => h,
+            Err(e) => return vec![v("I1", format!("metadata unreadable: {e}"))],
+        };
+        let mut out = Vec::new();
+        let rs = self.m.region_size();
+        let mut budget = SECTOR_BUDGET;
+        'i2: for (a, b) in h.runs() {
+            for r in a..b {
+                let end = ((r + 1) * rs).min(self.m.size());
+                for s in r * rs..end {
+                    if budget == 0 {
+                        self.skipped += end - s;
+                        continue;
+                    }
+                    budget -= 1;
+                    if let Some(x) = self.bad_value(s) {
+                        out.push(v(
+                            "I2",
+                            format!("region {r} is hydrated; sector {s}: {}", self.describe(x)),
+                        ));
+                        break 'i2;
+                    }
+                }
+            }
+        }
+        for (start, end, u) in self.m.oracle.acked_ranges() {
+            for s in start..end {
+                if self.m.oracle.acked_write(s) != Some(u) {
+                    continue;
+                }
+                let r = self.m.region_of(s);
+                if !h.get(r) {
+                    out.push(v(
+                        "I3",
+                        format!(
+                            "acknowledged write {} at sector {s} is lost: region {r} is not hydrated, reads go to the source",
+                            self.m.user_name(u as u32).unwrap_or("?")
+                        ),
+                    ));
+                    return out;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Checks dm-era's invariants on crash states of a model at its crash point.
+pub struct EraChecker<'m> {
+    m: &'m EraModel,
+}
+
+impl<'m> EraChecker<'m> {
+    /// A checker for `m` as it is at the crash.
+    pub fn new(m: &'m EraModel) -> Self {
+        EraChecker { m }
+    }
+
+    /// The kernel's recovery of `img` in a copy: `metadata_open`, then
+    /// preresume's resize, commit, rollover and commit.
+    fn recover(&self, img: &MetaImage) -> Result<MetaImage, String> {
+        let dev = MetaDev::new(img.nr_blocks(), true, new_clock());
+        for (b, blk) in img.blocks() {
+            dev.write(b, blk).map_err(|e| e.to_string())?;
+        }
+        let cfg = self.m.config();
+        let mut md = EraMeta::open(
+            dev.clone(),
+            cfg.block_size as u32,
+            cfg.start_era.wrapping_sub(1),
+            self.m.variant(),
+        )
+        .map_err(|e| e.to_string())?;
+        let nr = cfg.size.div_ceil(cfg.block_size);
+        md.resize(nr).map_err(|e| e.to_string())?;
+        md.commit().map_err(|e| e.to_string())?;
+        md.rollover().map_err(|e| e.to_string())?;
+        md.commit().map_err(|e| e.to_string())?;
+        Ok(dev.durable_image())
+    }
+
+    /// E1 and E2 on the state `img` (id `state`) of crash point `cp`.
+    pub fn check(&mut self, img: &MetaImage, cp: usize, state: &str) -> Vec<Violation> {
+        let v = |id, what| Violation {
+            id,
+            cp,
+            state: state.to_string(),
+            what,
+        };
+        let c = crate::era::check::check(
+            img,
+            &crate::era::check::CheckOptions {
+                block_size: Some(self.m.block_size() as u32),
+                ..Default::default()
+            },
+        );
+        if let Some(f) = c.report.first_error() {
+            return vec![v("E1", format!("metadata invalid: {f}"))];
+        }
+        let rec = match self.recover(img) {
+            Ok(r) => r,
+            Err(e) => return vec![v("E1", format!("the kernel's recovery fails: {e}"))],
+        };
+        let mut cache: HashMap<u32, crate::era::invalidate::Invalidation> = HashMap::new();
+        for &(block, era) in self.m.submitted() {
+            if let std::collections::hash_map::Entry::Vacant(e) = cache.entry(era) {
+                match invalidate(
+                    &rec,
+                    InvalidateOptions {
+                        written_since: era,
+                        metadata_snapshot: false,
+                    },
+                ) {
+                    Ok(i) => {
+                        e.insert(i);
+                    }
+                    Err(err) => return vec![v("E1", format!("recovered metadata: {err}"))],
+                }
+            }
+            if !cache[&era].contains(block) {
+                return vec![v(
+                    "E2",
+                    format!(
+                        "block {block} was written in era {era}, but after recovery era_invalidate --written-since {era} does not list it"
+                    ),
+                )];
+            }
+        }
+        Vec::new()
+    }
+}
