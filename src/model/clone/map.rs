@@ -79,6 +79,15 @@ impl CloneModel {
         if nr == 0 {
             return self.end_bio(b, false);
         }
+        if self.variant == Variant::PartialDiscardWrap {
+            // Before 4b5142905d4f: no range check, and the "already hydrated" test
+            // adds the wrapped count (unsigned long arithmetic), so a discard inside
+            // one region looks hydrated and is passed down with a wrapped length.
+            let bit = self.meta()?.next_unhydrated(rs);
+            if self.meta()?.hydration_done() || bit >= rs.wrapping_add(nr) {
+                return self.complete_discard_bio(b, true);
+            }
+        }
         if rs >= self.nr_regions || rs.checked_add(nr).is_none_or(|e| e > self.nr_regions) {
             // WARN_ON(rs >= nr_regions || ...): the fixed kernel completes it.
             return self.end_bio(b, false);
@@ -116,8 +125,10 @@ impl CloneModel {
         if self.cfg.discard_passdown && success {
             let (rs, nr) = self.bio_region_range(b);
             let start = rs << self.region_shift;
+            // trim_bio: bi_size = to_bytes(len), a 32-bit byte count.
             let len = nr.wrapping_shl(self.region_shift);
-            let end = start.wrapping_add(len).min(self.cfg.size);
+            let len = ((len << 9) as u32 as u64) >> 9;
+            let end = start.saturating_add(len).min(self.cfg.size);
             let bio = self.bios.get_mut(&b).expect("bio in flight");
             bio.start = start;
             bio.end = end.max(start);
