@@ -22,6 +22,7 @@ pub mod clone;
 pub mod commands;
 pub mod crash;
 pub mod era;
+pub mod gen;
 pub mod io;
 pub mod model;
 pub mod pdata;

@@ -378,7 +378,12 @@ fn negative_traces_fire_and_their_fixed_twins_pass() {
                     covered.insert(variant.name());
                 }
                 _ => {
-                    assert!(ids.is_empty(), "{}: the fixed model fires: {:?}", p.display(), out.violations);
+                    assert!(
+                        ids.is_empty(),
+                        "{}: the fixed model fires: {:?}",
+                        p.display(),
+                        out.violations
+                    );
                     assert!(out.expects.iter().all(|x| x.ok), "{}", p.display());
                 }
             }
@@ -389,7 +394,61 @@ fn negative_traces_fire_and_their_fixed_twins_pass() {
         if *v == Variant::Fixed || NOT_EXPRESSED.iter().any(|(x, _)| x == name) {
             continue;
         }
-        assert!(covered.contains(name), "variant {name} has no negative trace");
+        assert!(
+            covered.contains(name),
+            "variant {name} has no negative trace"
+        );
     }
     assert!(n >= 18);
+}
+
+fn generator_run(max_ops: usize) {
+    use dmce::model::replay::ReplayOptions;
+    use dmce::trace::Variant;
+    let opts = ReplayOptions {
+        every_statement: true,
+        ..Default::default()
+    };
+    // Variants the generator's alphabet reaches within `max_ops` operations, with
+    // the invariant they must break.
+    let cases: &[(Target, Variant, &str)] = &[
+        (Target::Clone, Variant::CommitBeforeDestFlush, "I2"),
+        (Target::Clone, Variant::FlushAfterCommit, "I2"),
+        (Target::Clone, Variant::LiveBitmapCommit, "I2"),
+        (Target::Clone, Variant::FuaOverwriteEarlyAck, "I3"),
+        (Target::Clone, Variant::PartialDiscardWrap, "I2"),
+        (Target::Era, Variant::IncoreBitBeforeCommit, "E2"),
+        (Target::Era, Variant::NoRecoverCurrentWriteset, "E2"),
+        (Target::Era, Variant::SmRootBeforePrecommit, "E1"),
+    ];
+    for target in [Target::Clone, Target::Era] {
+        let r = dmce::gen::run(target, Variant::Fixed, max_ops, opts);
+        println!("{target:?} fixed: {r:?}");
+        assert_eq!(r.violating, 0, "the fixed model fires: {:?}", r.first);
+        assert!(r.traces > 100 && r.views > r.traces);
+    }
+    for &(target, v, id) in cases {
+        let r = dmce::gen::run(target, v, max_ops, opts);
+        let first = r.first.as_ref().map(|f| f.0 + 1);
+        println!(
+            "{target:?} {v}: {} violating of {} traces, first at {first:?}, {:?}",
+            r.violating, r.traces, r.ids
+        );
+        assert!(
+            r.ids.contains(&id),
+            "variant {v} not caught by {id} within {max_ops} operations: {:?}",
+            r.ids
+        );
+    }
+}
+
+#[test]
+fn generated_traces_of_two_operations() {
+    generator_run(2);
+}
+
+#[test]
+#[ignore = "about a minute in release: cargo test --release -- --ignored generated"]
+fn generated_traces_of_three_operations() {
+    generator_run(3);
 }

@@ -21,7 +21,23 @@ pub const EXIT_TRACE: i32 = 2;
 #[derive(Parser, Debug)]
 struct Args {
     /// The trace (dmtrace v1, REPLAY.md §2.2).
-    trace: PathBuf,
+    #[arg(required_unless_present = "generate")]
+    trace: Option<PathBuf>,
+    /// Instead of a trace, run every generated trace of up to --max-ops user
+    /// operations on a tiny target, each ending in an enumerated power cut, on
+    /// --variant; print the figures and the first violating trace, minimised.
+    #[arg(long, conflicts_with_all = ["output", "minimize"])]
+    generate: bool,
+    /// Operations per generated trace (with --generate).
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=4))]
+    max_ops: u8,
+    /// The model variant of the generated traces (with --generate).
+    #[arg(long, value_name = "NAME", default_value = "fixed")]
+    variant: String,
+    /// When the trace violates an invariant, print the smallest trace (by
+    /// removing statements) that still violates it.
+    #[arg(long)]
+    minimize: bool,
     /// Write the metadata image the trace leaves to IMG (created or replaced,
     /// sized to the trace's meta_size).
     #[arg(short, long, value_name = "IMG")]
@@ -43,6 +59,11 @@ struct Args {
     /// Seed of those samples.
     #[arg(long, value_name = "S", default_value_t = 0)]
     seed: u64,
+    /// Where power cuts are explored: `lines` (the trace's `crash` lines) or
+    /// `statements` (also after every statement, without stopping the model;
+    /// the default of --generate).
+    #[arg(long, value_name = "WHERE", value_parser = ["lines", "statements"])]
+    crash_points: Option<String>,
 }
 
 /// Runs the tool for `target` (`name` is the tool's name).
@@ -54,28 +75,44 @@ pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::R
         Ok(a) => a,
         Err(code) => return Ok(code),
     };
-    let text = match std::fs::read(&a.trace) {
+    let mut opts = ReplayOptions::default();
+    opts.crash.tier = a.tier;
+    opts.crash.samples = a.samples;
+    opts.crash.seed = a.seed;
+    opts.every_statement = match a.crash_points.as_deref() {
+        Some("statements") => true,
+        Some(_) => false,
+        None => a.generate,
+    };
+    if a.generate {
+        return generate(name, target, &a, opts);
+    }
+    let trace_path = a.trace.clone().expect("clap requires a trace");
+    let text = match std::fs::read(&trace_path) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("{name}: {}: {e}", a.trace.display());
+            eprintln!("{name}: {}: {e}", trace_path.display());
             return Ok(EXIT_TRACE);
         }
     };
     let Ok(text) = String::from_utf8(text) else {
-        eprintln!("{name}: {}: the trace is not UTF-8 text", a.trace.display());
+        eprintln!(
+            "{name}: {}: the trace is not UTF-8 text",
+            trace_path.display()
+        );
         return Ok(EXIT_TRACE);
     };
     let trace = match crate::trace::parse(&text) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("{name}: {}:{e}", a.trace.display());
+            eprintln!("{name}: {}:{e}", trace_path.display());
             return Ok(EXIT_TRACE);
         }
     };
     if trace.header.target != target {
         eprintln!(
             "{name}: {}: this is a {} trace; run it with {}",
-            a.trace.display(),
+            trace_path.display(),
             if trace.header.target == Target::Clone {
                 "dm-clone"
             } else {
@@ -90,19 +127,16 @@ pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::R
         return Ok(EXIT_TRACE);
     }
     if let Some(out) = &a.output {
-        if same_file(out, &a.trace) {
+        if same_file(out, &trace_path) {
             eprintln!("{name}: the output {} is the trace itself", out.display());
             return Ok(EXIT_TRACE);
         }
     }
-    let mut opts = ReplayOptions::default();
-    opts.crash.tier = a.tier;
-    opts.crash.samples = a.samples;
     opts.crash.seed = trace.header.seed.unwrap_or(a.seed);
     let outcome = match replay_with(&trace, opts) {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("{name}: {}:{e}", a.trace.display());
+            eprintln!("{name}: {}:{e}", trace_path.display());
             return Ok(EXIT_TRACE);
         }
     };
@@ -116,7 +150,7 @@ pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::R
             writeln!(
                 out,
                 "{}:{}: expect {} [{}]: {}: {}",
-                a.trace.display(),
+                trace_path.display(),
                 x.line,
                 x.what,
                 x.state,
@@ -127,12 +161,18 @@ pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::R
     }
     if !a.quiet {
         for v in &outcome.violations {
-            writeln!(out, "{}:{}: violation {v}", a.trace.display(), v.cp)?;
+            writeln!(out, "{}:{}: violation {v}", trace_path.display(), v.cp)?;
+        }
+    }
+    if a.minimize {
+        if let Some(v) = outcome.violations.first() {
+            let min = crate::gen::minimize(&trace, v.id, opts);
+            writeln!(out, "# smallest trace that still violates {}:\n{min}", v.id)?;
         }
     }
     if a.show_status && !a.quiet {
         for (line, s) in &outcome.statuses {
-            writeln!(out, "{}:{line}: status: {s}", a.trace.display())?;
+            writeln!(out, "{}:{line}: status: {s}", trace_path.display())?;
         }
     }
     if let Some(path) = &a.output {
@@ -165,6 +205,50 @@ pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::R
     } else {
         super::EXIT_OK
     })
+}
+
+/// `--generate`: the bounded exhaustive generator on one variant.
+fn generate(name: &str, target: Target, a: &Args, opts: ReplayOptions) -> anyhow::Result<i32> {
+    let Some(variant) = crate::trace::Variant::from_name(&a.variant) else {
+        let names: Vec<&str> = crate::trace::Variant::ALL.iter().map(|(_, n)| *n).collect();
+        eprintln!(
+            "{name}: unknown variant `{}`; variants: {}",
+            a.variant,
+            names.join(", ")
+        );
+        return Ok(super::EXIT_FAILURE);
+    };
+    let r = crate::gen::run(target, variant, a.max_ops as usize, opts);
+    let mut out = std::io::stdout().lock();
+    if !a.quiet {
+        writeln!(
+            out,
+            "{name}: variant {variant}: {} traces of up to {} operations ({} refused), {} crash states, {} distinct metadata views, {} violating traces{}, {:.1} s ({:.0} states/s)",
+            r.traces,
+            a.max_ops,
+            r.refused,
+            r.states,
+            r.views,
+            r.violating,
+            if r.ids.is_empty() { String::new() } else { format!(" ({})", r.ids.join(", ")) },
+            r.seconds,
+            r.states as f64 / r.seconds.max(1e-9)
+        )?;
+        if let Some((i, t, vs)) = &r.first {
+            let min = crate::gen::minimize(t, r.ids[0], opts);
+            writeln!(
+                out,
+                "first violating trace: number {} of {}",
+                i + 1,
+                r.traces
+            )?;
+            for v in vs {
+                writeln!(out, "  {v}")?;
+            }
+            writeln!(out, "minimised:\n{min}")?;
+        }
+    }
+    Ok(if r.violating > 0 { 1 } else { super::EXIT_OK })
 }
 
 fn parse_with(cmd: clap::Command, args: Vec<OsString>) -> Result<Args, i32> {

@@ -59,6 +59,8 @@ pub struct ReplayOutcome {
 pub struct ReplayOptions {
     /// Tiers, samples and seed of the crash-state enumeration at `crash` lines.
     pub crash: crate::crash::Options,
+    /// Also a crash point after every statement (not only at `crash` lines).
+    pub every_statement: bool,
 }
 
 /// Figures of the crash-state exploration.
@@ -145,6 +147,9 @@ pub fn replay_with(trace: &Trace, opts: ReplayOptions) -> Result<ReplayOutcome, 
             error,
         })?;
         r.out.events += 1;
+        if r.opts.every_statement && !matches!(s.event, Event::Crash { .. } | Event::Expect(_)) {
+            r.explore_point(s.line);
+        }
     }
     let model = r.model.ok_or(ReplayError {
         line: 0,
@@ -345,7 +350,7 @@ impl Runner {
             Model::Era(_) => None,
         };
         let space = crate::crash::MetaSpace::capture(&meta_dev.lock());
-        let unit = self.opts.crash.atomic_unit;
+
         let states: Vec<(String, crate::crash::Choice)> = match mode {
             CrashMode::Enumerate => {
                 let (choices, total) = space.enumerate(&self.opts.crash);
@@ -382,40 +387,7 @@ impl Runner {
                 meta: meta_dev.landed_image(),
                 dest: dl,
             }],
-            _ => {
-                let mut views = Vec::with_capacity(states.len());
-                let mut violations = Vec::new();
-                match model {
-                    Model::Clone(m) => {
-                        let mut chk = crate::verify::CloneChecker::new(m);
-                        for (id, c) in &states {
-                            let img = space.image(c, unit);
-                            violations.extend(chk.check(&img, line, id));
-                            views.push(CrashView {
-                                name: id.clone(),
-                                meta: img,
-                                dest: dd.clone(),
-                            });
-                        }
-                        self.out.crash.skipped_sectors += chk.skipped;
-                    }
-                    Model::Era(m) => {
-                        let mut chk = crate::verify::EraChecker::new(m);
-                        for (id, c) in &states {
-                            let img = space.image(c, unit);
-                            violations.extend(chk.check(&img, line, id));
-                            views.push(CrashView {
-                                name: id.clone(),
-                                meta: img,
-                                dest: None,
-                            });
-                        }
-                    }
-                }
-                self.out.crash.views += views.len() as u64;
-                self.out.violations.extend(violations);
-                views
-            }
+            _ => self.check_states(line, &space, &states, dd, true),
         };
         let model = self.model.as_mut().expect("checked");
         let durable_mode = match mode {
@@ -434,6 +406,79 @@ impl Runner {
             meta_dev.flush().map_err(ModelError::io)?;
         }
         Ok(())
+    }
+
+    /// Checks the invariants on `states` of `space` at crash point `line`;
+    /// returns the views when `keep` (for the expectations after a crash).
+    fn check_states(
+        &mut self,
+        line: usize,
+        space: &crate::crash::MetaSpace,
+        states: &[(String, crate::crash::Choice)],
+        dest: Option<ExtentMap<DataVal>>,
+        keep: bool,
+    ) -> Vec<CrashView> {
+        let unit = self.opts.crash.atomic_unit;
+        let mut views = Vec::new();
+        let mut violations = Vec::new();
+        match self.model.as_ref().expect("checked") {
+            Model::Clone(m) => {
+                let mut chk = crate::verify::CloneChecker::new(m);
+                for (id, c) in states {
+                    let img = space.image(c, unit);
+                    violations.extend(chk.check(&img, line, id));
+                    if keep {
+                        views.push(CrashView {
+                            name: id.clone(),
+                            meta: img,
+                            dest: dest.clone(),
+                        });
+                    }
+                }
+                self.out.crash.skipped_sectors += chk.skipped;
+            }
+            Model::Era(m) => {
+                let mut chk = crate::verify::EraChecker::new(m);
+                for (id, c) in states {
+                    let img = space.image(c, unit);
+                    violations.extend(chk.check(&img, line, id));
+                    if keep {
+                        views.push(CrashView {
+                            name: id.clone(),
+                            meta: img,
+                            dest: None,
+                        });
+                    }
+                }
+            }
+        }
+        self.out.crash.views += states.len() as u64;
+        self.out.violations.extend(violations);
+        views
+    }
+
+    /// A crash point after statement `line` that does not stop the model: its
+    /// crash states are enumerated and checked (`--crash-points statements`).
+    fn explore_point(&mut self, line: usize) {
+        let model = self.model.as_ref().expect("checked");
+        let running = match model {
+            Model::Clone(m) => m.life() == CloneLife::Running,
+            Model::Era(m) => m.life() == EraLife::Running,
+        };
+        if !running {
+            return;
+        }
+        let meta_dev = match model {
+            Model::Clone(m) => m.meta_dev().clone(),
+            Model::Era(m) => m.meta_dev().clone(),
+        };
+        let space = crate::crash::MetaSpace::capture(&meta_dev.lock());
+        let (choices, total) = space.enumerate(&self.opts.crash);
+        self.out.crash.points += 1;
+        self.out.crash.states += total as u64;
+        let states: Vec<(String, crate::crash::Choice)> =
+            choices.into_iter().map(|c| (c.id(line), c)).collect();
+        self.check_states(line, &space, &states, None, false);
     }
 
     fn clone_event(&mut self, line: usize, ev: &Event) -> Result<(), ModelError> {
