@@ -124,6 +124,11 @@ const BYTE_EXACT: &[&str] = &[
     "clone-rs8",
     "clone-crash-writes",
     "era-fresh",
+    "era-small",
+    "era-eras",
+    "era-snapshot",
+    "era-crash",
+    "clone-millions",
 ];
 
 /// Era cases where the kernel had not digested as far as the model when its

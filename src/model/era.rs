@@ -22,6 +22,15 @@ use crate::trace::{CrashMode, Init, Variant};
 /// Device number of the origin in stamps.
 pub const ORIGIN: u8 = 0;
 
+/// Largest bio a synchronous user write reaches the target with: 1 MiB, the
+/// `BIO_MAX_VECS` (256) pages of 4 KiB an O_DIRECT write packs into one bio
+/// (`bio_iov_iter_get_pages`). The kernel lab's writer (`dmce-io write`)
+/// issues its writes as O_DIRECT `pwrite`s of at most that size, each after
+/// the previous one completed. (era-millions: the 4096-sector write's bitset
+/// shadows show two 256-block bios, each split into its first block, then the
+/// rest — see `map_pieces`.)
+pub const USER_BIO_SECTORS: u64 = 2048;
+
 /// The table line and the simulated devices.
 #[derive(Debug, Clone)]
 pub struct EraConfig {
@@ -369,26 +378,61 @@ impl EraModel {
         }
         self.oracle.write(u, start, end, origin, fua);
         let bs = self.cfg.block_size;
-        let mut pieces = Vec::new();
-        let mut s = start;
-        while s < end {
-            let e = ((s / bs + 1) * bs).min(end);
-            pieces.push(self.new_bio(u, BioKind::Write, s, e, fua, origin));
-            s = e;
+        // The user write reaches the target as bios of at most
+        // USER_BIO_SECTORS, one after the other; each is split at era-block
+        // boundaries.
+        let mut chunks = Vec::new();
+        let mut c = start;
+        while c < end {
+            let ce = (c + USER_BIO_SECTORS).min(end);
+            let mut pieces = Vec::new();
+            let mut s = c;
+            while s < ce {
+                let e = ((s / bs + 1) * bs).min(ce);
+                pieces.push(self.new_bio(u, BioKind::Write, s, e, fua, origin));
+                s = e;
+            }
+            chunks.push(pieces);
+            c = ce;
         }
         if preflush {
-            self.users[u].held = pieces;
+            self.users[u].held = chunks.into_iter().flatten().collect();
             let f = self.new_bio(u, BioKind::Flush, 0, 0, false, origin);
             self.map(f)?;
         } else {
-            // dm core submits the pieces one after the other; the worker, woken
-            // by the first, runs before the next arrives.
-            for b in pieces {
-                self.map(b)?;
+            for pieces in chunks {
+                self.map_pieces(pieces)?;
                 self.settle()?;
             }
         }
         self.settle()
+    }
+
+    /// dm core maps the pieces of a bio one after the other in the submitter
+    /// (`dm_split_and_process_bio` → `era_map`). The first piece `era_map`
+    /// defers wakes the worker (`defer_bio` → `wake_worker`), which preempts the
+    /// submitter at the next piece's allocation (`alloc_tio` →
+    /// `bio_alloc_clone(GFP_NOIO)` → `mempool_alloc` → `might_sleep`) and runs
+    /// one `do_work` iteration with that piece alone; while that iteration
+    /// waits for its `metadata_commit`'s I/O the submitter maps the remaining
+    /// pieces, and the next iteration (`process_deferred_bios`) takes all of
+    /// them. (Kernel images: era-eras' bitset shadows hold bit 8, then bits
+    /// 9-11 of a 4-block write together; bit 15, then 16-17.)
+    fn map_pieces(&mut self, pieces: Vec<usize>) -> Result<(), ModelError> {
+        let mut ran = false;
+        for b in pieces {
+            self.map(b)?;
+            if !ran
+                && self.worker_kicked
+                && !self.worker_stopped
+                && !self.cfg.manual_worker
+                && self.marking.is_none()
+            {
+                self.do_work(&[])?;
+                ran = true;
+            }
+        }
+        Ok(())
     }
 
     /// A user discard (one bio; `era_map` marks only its first block).

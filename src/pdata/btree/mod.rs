@@ -1,7 +1,7 @@
 //! B-tree nodes (PERSISTENT-DATA.md §4).
 
 pub mod build;
-mod node;
+pub(crate) mod node;
 pub mod ops;
 
 pub use node::{calc_max_entries, NodeHeader, INTERNAL_NODE, LEAF_NODE, NODE_HEADER_SIZE};

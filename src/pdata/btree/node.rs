@@ -14,7 +14,7 @@
 use crate::io::{Block, BLOCK_SIZE};
 use crate::pdata::{le32, le64, put_le32, put_le64};
 
-mod off {
+pub(crate) mod off {
     pub const FLAGS: usize = 4;
     pub const BLOCKNR: usize = 8;
     pub const NR_ENTRIES: usize = 16;
