@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use super::util::{open_metadata, parse, report_check, spinner};
+use super::util::{open_metadata, parse, report_check, set_quiet, spinner};
 use crate::clone::{check, CheckOptions};
 
 /// Check dm-clone metadata: superblock, region bitset and every space-map
@@ -37,6 +37,7 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
         Ok(a) => a,
         Err(code) => return Ok(code),
     };
+    set_quiet(a.quiet);
     let dev = open_metadata(&a.input, "clone_restore")?;
     let opts = CheckOptions {
         superblock_only: a.super_block_only,

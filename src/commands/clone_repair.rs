@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 
 use super::restore_util::open_output;
-use super::util::{open_metadata, parse};
+use super::util::{committed_report, open_metadata, parse, say, set_quiet};
 use crate::clone::repair::{repair, LostRegions};
 
 /// Read what can be read from damaged dm-clone metadata and write it as fresh, clean
@@ -41,6 +41,7 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
         Ok(a) => a,
         Err(code) => return Ok(code),
     };
+    set_quiet(a.quiet);
     let policy = if a.assume_hydrated {
         LostRegions::AssumeHydrated
     } else if a.assume_unhydrated {
@@ -57,23 +58,26 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
             a.output.display()
         )
     })?;
-    if !a.quiet {
-        for f in &r.notes.findings {
-            eprintln!("clone_repair: {f}");
-        }
+    for f in &r.notes.findings {
+        say(&format!("clone_repair: {}: {f}", a.input.display()));
+    }
+    {
         let lost: u64 = r.notes.unreadable.iter().map(|(b, e)| e - b).sum();
         for (b, e) in &r.notes.unreadable {
-            eprintln!(
-                "clone_repair: lost: regions {b}..{e}, taken as {}",
+            say(&format!(
+                "clone_repair: {}: lost: regions {b}..{e}, taken as {}",
+                a.input.display(),
                 if a.assume_hydrated {
                     "hydrated"
                 } else {
                     "not hydrated"
                 }
-            );
+            ));
         }
         let h = r.header;
-        println!(
+        Ok(committed_report(
+            "clone_repair",
+            &format!(
             "{}: repaired {} regions of {} sectors ({} with a lost state); metadata blocks {}/{} used",
             a.output.display(),
             h.nr_regions,
@@ -81,7 +85,7 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
             lost,
             r.summary.blocks_used,
             r.summary.nr_blocks
-        );
+        ),
+        ))
     }
-    Ok(super::EXIT_OK)
 }

@@ -3,10 +3,9 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Parser;
 
-use super::util::{open_metadata, open_output, parse};
+use super::util::{dump_error, open_metadata, open_output, parse, say};
 use crate::era::{dump, DumpOptions};
 
 /// Dump dm-era metadata as XML (the format of thin-provisioning-tools' era_dump),
@@ -41,19 +40,20 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
         Err(code) => return Ok(code),
     };
     let dev = open_metadata(&a.input, "era_restore")?;
-    let out = open_output(a.output.as_deref(), &a.input)?;
+    let mut out = open_output(a.output.as_deref(), &a.input)?;
     let notes = dump(
         &dev,
-        out,
+        out.writer(),
         DumpOptions {
             logical: a.logical,
             metadata_snapshot: a.metadata_snapshot,
             repair: a.repair,
         },
     )
-    .with_context(|| format!("{}", a.input.display()))?;
+    .map_err(|e| dump_error(e, &a.input, &out))?;
+    out.finish()?;
     for n in &notes.skipped {
-        eprintln!("era_dump: skipped: {n}");
+        say(&format!("era_dump: {}: skipped: {n}", a.input.display()));
     }
     Ok(super::EXIT_OK)
 }

@@ -1,13 +1,12 @@
 //! `era_invalidate`: list the origin blocks written since an era.
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Parser;
 
-use super::util::{check_input, open_output, parse};
+use super::util::{check_input, open_output, parse, say};
 use crate::era::invalidate::{invalidate, InvalidateOptions};
 use crate::io::FileDevice;
 
@@ -61,14 +60,19 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
         },
     )
     .with_context(|| format!("{}", a.input.display()))?;
-    let mut err = std::io::stderr().lock();
     for f in &inv.findings {
-        writeln!(err, "era_invalidate: {f}")?;
+        say(&format!("era_invalidate: {}: {f}", a.input.display()));
     }
     for r in &inv.over_reported {
-        writeln!(err, "era_invalidate: over-reporting: {r}")?;
+        say(&format!(
+            "era_invalidate: {}: over-reporting: {r}",
+            a.input.display()
+        ));
     }
-    let out = open_output(a.output.as_deref(), &a.input)?;
-    inv.write_xml(out)?.flush()?;
+    let mut out = open_output(a.output.as_deref(), &a.input)?;
+    if let Err(e) = inv.write_xml(out.writer()) {
+        return Err(out.error(e).into());
+    }
+    out.finish()?;
     Ok(super::EXIT_OK)
 }

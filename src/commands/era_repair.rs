@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 
 use super::restore_util::open_output;
-use super::util::{open_metadata, parse};
+use super::util::{committed_report, open_metadata, parse, say, set_quiet};
 use crate::era::repair::repair;
 
 /// Read what can be read from damaged dm-era metadata and write it as fresh, clean
@@ -34,6 +34,7 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
         Ok(a) => a,
         Err(code) => return Ok(code),
     };
+    set_quiet(a.quiet);
     let input = open_metadata(&a.input, "era_restore")?;
     let output = open_output(&a.output, &a.input)?;
     let r = repair(&input, &output).with_context(|| {
@@ -43,12 +44,13 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
             a.output.display()
         )
     })?;
-    if !a.quiet {
-        for n in &r.notes.skipped {
-            eprintln!("era_repair: lost: {n}");
-        }
-        let h = r.restored.header;
-        println!(
+    for n in &r.notes.skipped {
+        say(&format!("era_repair: {}: lost: {n}", a.input.display()));
+    }
+    let h = r.restored.header;
+    Ok(committed_report(
+        "era_repair",
+        &format!(
             "{}: repaired {} blocks of {} sectors, current era {}, {} writesets{}; metadata blocks {}/{} used",
             a.output.display(),
             h.nr_blocks,
@@ -58,7 +60,6 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
             if r.notes.skipped.is_empty() { ", nothing lost" } else { ", with losses over-reported (see above)" },
             r.summary.blocks_used,
             r.summary.nr_blocks
-        );
-    }
-    Ok(super::EXIT_OK)
+        ),
+    ))
 }

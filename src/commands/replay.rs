@@ -2,14 +2,12 @@
 //! the target's commit path and write the metadata image it leaves.
 
 use std::ffi::OsString;
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use clap::Parser;
 
-use super::util::same_file;
+use super::util::{print_clap_error, same_file, say, set_quiet, AtomicFile, OutputError};
 use crate::model::replay::replay;
 use crate::trace::Target;
 
@@ -43,26 +41,30 @@ pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::R
         Ok(a) => a,
         Err(code) => return Ok(code),
     };
+    set_quiet(a.quiet);
     let text = match std::fs::read(&a.trace) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("{name}: {}: {e}", a.trace.display());
+            say(&format!("{name}: {}: {e}", a.trace.display()));
             return Ok(EXIT_TRACE);
         }
     };
     let Ok(text) = String::from_utf8(text) else {
-        eprintln!("{name}: {}: the trace is not UTF-8 text", a.trace.display());
+        say(&format!(
+            "{name}: {}: the trace is not UTF-8 text",
+            a.trace.display()
+        ));
         return Ok(EXIT_TRACE);
     };
     let trace = match crate::trace::parse(&text) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("{name}: {}:{e}", a.trace.display());
+            say(&format!("{name}: {}:{e}", a.trace.display()));
             return Ok(EXIT_TRACE);
         }
     };
     if trace.header.target != target {
-        eprintln!(
+        say(&format!(
             "{name}: {}: this is a {} trace; run it with {}",
             a.trace.display(),
             if trace.header.target == Target::Clone {
@@ -75,19 +77,22 @@ pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::R
             } else {
                 "era_replay"
             }
-        );
+        ));
         return Ok(EXIT_TRACE);
     }
     if let Some(out) = &a.output {
         if same_file(out, &a.trace) {
-            eprintln!("{name}: the output {} is the trace itself", out.display());
+            say(&format!(
+                "{name}: the output {} is the trace itself",
+                out.display()
+            ));
             return Ok(EXIT_TRACE);
         }
     }
     let outcome = match replay(&trace) {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("{name}: {}:{e}", a.trace.display());
+            say(&format!("{name}: {}:{e}", a.trace.display()));
             return Ok(EXIT_TRACE);
         }
     };
@@ -107,16 +112,18 @@ pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::R
                 x.state,
                 if x.ok { "ok" } else { "FAILED" },
                 x.found
-            )?;
+            )
+            .map_err(OutputError::stdout)?;
         }
     }
     if a.show_status && !a.quiet {
         for (line, s) in &outcome.statuses {
-            writeln!(out, "{}:{line}: status: {s}", a.trace.display())?;
+            writeln!(out, "{}:{line}: status: {s}", a.trace.display())
+                .map_err(OutputError::stdout)?;
         }
     }
     if let Some(path) = &a.output {
-        write_image(path, &outcome.image).with_context(|| format!("{}", path.display()))?;
+        write_image(path, &outcome.image).map_err(|e| OutputError::file(path, e))?;
     }
     if !a.quiet {
         writeln!(
@@ -126,57 +133,24 @@ pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::R
             outcome.commits,
             outcome.expects.len(),
             failed
-        )?;
+        )
+        .and_then(|_| out.flush())
+        .map_err(OutputError::stdout)?;
     }
     Ok(if failed > 0 { 1 } else { super::EXIT_OK })
 }
 
 fn parse_with(cmd: clap::Command, args: Vec<OsString>) -> Result<Args, i32> {
     use clap::FromArgMatches;
-    match cmd.try_get_matches_from(args) {
-        Ok(m) => Args::from_arg_matches(&m).map_err(|e| {
-            let _ = e.print();
-            super::EXIT_FAILURE
-        }),
-        Err(e) => {
-            let code = if e.use_stderr() {
-                super::EXIT_FAILURE
-            } else {
-                super::EXIT_OK
-            };
-            let _ = e.print();
-            Err(code)
-        }
-    }
+    cmd.try_get_matches_from(args)
+        .and_then(|m| Args::from_arg_matches(&m))
+        .map_err(print_clap_error)
 }
 
 /// Writes the image to a new file beside `path`, then renames it over `path`, so
 /// a failed run never leaves a half-written image where a good one was.
-fn write_image(path: &Path, img: &crate::sim::MetaImage) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let base = path.file_name().context("the output has no file name")?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        base.to_string_lossy(),
-        std::process::id()
-    ));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .with_context(|| format!("{}", tmp.display()))?;
-    let r = img
-        .write_to(&mut f)
-        .and_then(|_| std::fs::rename(&tmp, path));
-    if let Err(e) = r {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e.into());
-    }
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+fn write_image(path: &Path, img: &crate::sim::MetaImage) -> std::io::Result<()> {
+    let mut f = AtomicFile::create(path)?;
+    img.write_to(f.file())?;
+    f.commit()
 }
