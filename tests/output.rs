@@ -301,3 +301,97 @@ fn version_is_printed_as_thin_provisioning_tools_does() {
         assert_eq!(text(&o.stdout), want, "{args:?}");
     }
 }
+
+/// `-q` prints nothing at all, errors included; the status still tells.
+#[test]
+fn quiet_prints_nothing_even_for_errors() {
+    let d = TestDir::new("out-quiet");
+    let (era, clone, junk) = inputs(&d);
+    let xml = d.path("x.xml");
+    std::fs::write(&xml, "<superblock uuid=\"\" block_size=\"128\">\n").unwrap();
+    let img = d.path("o.img");
+    std::fs::write(&img, vec![0u8; 1 << 20]).unwrap();
+    for args in [
+        vec!["clone_check", "-q", "/nonexistent/meta"],
+        vec!["era_check", "-q", s(&xml)],
+        vec!["era_check", "-q", &junk],
+        vec!["clone_check", "-q", &junk],
+        vec!["era_check", "-q", "--block-size", "64", &era],
+        vec!["era_restore", "-q", "-i", s(&xml), "-o", s(&img)],
+        vec![
+            "clone_restore",
+            "-q",
+            "-i",
+            "/nonexistent.xml",
+            "-o",
+            s(&img),
+        ],
+        vec!["era_repair", "-q", "-i", &junk, "-o", s(&img)],
+        vec!["clone_repair", "-q", "-i", &junk, "-o", s(&img)],
+        vec!["era_replay", "-q", "/nonexistent.trace"],
+    ] {
+        let o = run(&args);
+        assert_ne!(o.status.code(), Some(0), "{args:?}");
+        assert!(
+            o.stdout.is_empty() && o.stderr.is_empty(),
+            "{args:?}: {}{}",
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+    }
+    let o = run(&["clone_check", "-q", &clone]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(o.stdout.is_empty() && o.stderr.is_empty());
+}
+
+/// `-r` is `--repair`, as in thin-provisioning-tools.
+#[test]
+fn dump_r_is_repair() {
+    let d = TestDir::new("out-r");
+    let (era, clone, _) = inputs(&d);
+    assert_eq!(
+        run(&["era_dump", "-r", &era]).stdout,
+        run(&["era_dump", "--repair", &era]).stdout
+    );
+    let o = run(&["clone_dump", "-r", &clone]);
+    assert_eq!(o.status.code(), Some(0));
+}
+
+/// Bytes taken from an input never reach the terminal raw: control characters and
+/// escape sequences are shown escaped.
+#[test]
+fn input_bytes_are_escaped_before_the_terminal() {
+    let d = TestDir::new("out-escape");
+    let img = d.path("o.img");
+    std::fs::write(&img, vec![0u8; 1 << 20]).unwrap();
+    let evil = "\x1b[2J\x1b]0;x\x07\u{9b}31m";
+    let cases = [
+        ("era_restore", format!("<superblock uuid=\"\" block_size=\"128\" nr_blocks=\"100\" current_era=\"5\">\n  <{evil}/>\n")),
+        ("era_restore", format!("<superblock uuid=\"{evil}\" block_size=\"128\" nr_blocks=\"100\" current_era=\"5\" {evil}=\"1\">\n")),
+        ("clone_restore", format!("<superblock uuid=\"\" region_size=\"64\" target_size=\"6400\" nr_regions=\"100\">\n  {evil}\n")),
+        ("clone_restore", format!("<superblock uuid=\"\" region_size=\"{evil}\" target_size=\"6400\" nr_regions=\"100\">\n")),
+    ];
+    for (i, (tool, xml)) in cases.iter().enumerate() {
+        let p = d.path(&format!("{i}.xml"));
+        std::fs::write(&p, xml).unwrap();
+        let o = run(&[tool, "-i", s(&p), "-o", s(&img)]);
+        assert_eq!(o.status.code(), Some(1), "case {i}");
+        let all = [o.stdout, o.stderr].concat();
+        assert!(
+            !all.iter().any(|&c| c == 0x1b || c == 0x07) && !text(&all).contains('\u{9b}'),
+            "case {i}: {:?}",
+            text(&all)
+        );
+    }
+    // Binary input given to a replay tool, and a file name with an escape in it.
+    let bin_trace = d.path("t\x1b[31m.trace");
+    std::fs::write(&bin_trace, b"dmtrace 1 era\n\x1b[2J\x07\x00junk\n").unwrap();
+    let o = run(&["era_replay", s(&bin_trace)]);
+    let all = [o.stdout, o.stderr].concat();
+    assert!(
+        !all.iter().any(|&c| c == 0x1b || c == 0x07 || c == 0),
+        "{:?}",
+        text(&all)
+    );
+    assert!(text(&all).contains("\\x1b"), "{:?}", text(&all));
+}

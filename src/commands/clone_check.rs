@@ -15,7 +15,7 @@ use crate::clone::{check, CheckOptions};
 struct Args {
     /// Metadata device or image file.
     input: PathBuf,
-    /// Print nothing; the exit status tells the outcome.
+    /// Print nothing at all, errors included; the exit status tells the outcome.
     #[arg(short, long)]
     quiet: bool,
     /// Check the superblock only.

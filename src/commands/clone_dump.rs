@@ -20,7 +20,7 @@ struct Args {
     output: Option<PathBuf>,
     /// Dump what can be read from damaged metadata; regions whose bits cannot be read
     /// are left out (shown as not hydrated) and listed on stderr.
-    #[arg(long)]
+    #[arg(short, long)]
     repair: bool,
 }
 

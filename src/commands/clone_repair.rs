@@ -31,7 +31,7 @@ struct Args {
     /// and copied again, losing writes made to them since they were hydrated.
     #[arg(long = "assume-unhydrated")]
     assume_unhydrated: bool,
-    /// Print nothing but errors.
+    /// Print nothing at all, errors included; the exit status tells the outcome.
     #[arg(short, long)]
     quiet: bool,
 }

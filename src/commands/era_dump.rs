@@ -30,7 +30,7 @@ struct Args {
     /// Dump what can be read from damaged metadata: unreadable writeset bits are
     /// dumped as set and unreadable era-array entries as the current era, so that
     /// nothing written is lost; each such decision is reported on stderr.
-    #[arg(long)]
+    #[arg(short, long)]
     repair: bool,
 }
 

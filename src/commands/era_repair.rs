@@ -24,7 +24,7 @@ struct Args {
     /// Where to write the repaired metadata (an existing file or device, not the input).
     #[arg(short, long, value_name = "DEV")]
     output: PathBuf,
-    /// Print nothing but errors.
+    /// Print nothing at all, errors included; the exit status tells the outcome.
     #[arg(short, long)]
     quiet: bool,
 }

@@ -23,7 +23,7 @@ struct Args {
     /// Metadata device or image file to write (it must exist and be large enough).
     #[arg(short, long, value_name = "DEV")]
     output: PathBuf,
-    /// Print nothing but errors.
+    /// Print nothing at all, errors included; the exit status tells the outcome.
     #[arg(short, long)]
     quiet: bool,
 }

@@ -24,7 +24,7 @@ struct Args {
     /// sized to the trace's meta_size).
     #[arg(short, long, value_name = "IMG")]
     output: Option<PathBuf>,
-    /// Print nothing; the exit status is the verdict.
+    /// Print nothing at all, errors included; the exit status is the verdict.
     #[arg(short, long)]
     quiet: bool,
     /// Also print the `status` lines the trace asked for.
