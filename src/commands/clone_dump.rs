@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use super::util::{dump_error, open_metadata, open_output, parse, say};
+use super::util::{dump_error, live, open_metadata, open_output, parse, say, CLONE_LIVE_HINT};
 use crate::clone::dump;
 
 /// Dump dm-clone metadata as XML: the superblock's geometry and the half-open,
@@ -22,14 +22,21 @@ struct Args {
     /// are left out (shown as not hydrated) and listed on stderr.
     #[arg(short, long)]
     repair: bool,
+    /// Read the device even while a target holds it (suspend the target first):
+    /// without it, a metadata device in use is refused.
+    #[arg(long = "allow-live")]
+    allow_live: bool,
 }
-
 pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
     let a: Args = match parse(args) {
         Ok(a) => a,
         Err(code) => return Ok(code),
     };
-    let dev = open_metadata(&a.input, "clone_restore")?;
+    let dev = open_metadata(
+        &a.input,
+        "clone_restore",
+        live(a.allow_live, CLONE_LIVE_HINT),
+    )?;
     let mut out = open_output(a.output.as_deref(), &a.input)?;
     let notes = dump(&dev, out.writer(), a.repair).map_err(|e| dump_error(e, &a.input, &out))?;
     out.finish()?;

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 
 use super::restore_util::open_output;
-use super::util::{committed_report, open_metadata, parse, say, set_quiet};
+use super::util::{committed_report, live, open_metadata, parse, say, set_quiet, CLONE_LIVE_HINT};
 use crate::clone::repair::{repair, LostRegions};
 
 /// Read what can be read from damaged dm-clone metadata and write it as fresh, clean
@@ -34,8 +34,11 @@ struct Args {
     /// Print nothing at all, errors included; the exit status tells the outcome.
     #[arg(short, long)]
     quiet: bool,
+    /// Read the device even while a target holds it (suspend the target first):
+    /// without it, a metadata device in use is refused.
+    #[arg(long = "allow-live")]
+    allow_live: bool,
 }
-
 pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
     let a: Args = match parse(args) {
         Ok(a) => a,
@@ -49,7 +52,11 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
     } else {
         LostRegions::Refuse
     };
-    let input = open_metadata(&a.input, "clone_restore")?;
+    let input = open_metadata(
+        &a.input,
+        "clone_restore",
+        live(a.allow_live, CLONE_LIVE_HINT),
+    )?;
     let output = open_output(&a.output, &a.input)?;
     let r = repair(&input, &output, policy).with_context(|| {
         format!(

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use super::util::{dump_error, open_metadata, open_output, parse, say};
+use super::util::{dump_error, live, open_metadata, open_output, parse, say, ERA_LIVE_HINT};
 use crate::era::{dump, DumpOptions};
 
 /// Dump dm-era metadata as XML (the format of thin-provisioning-tools' era_dump),
@@ -32,14 +32,21 @@ struct Args {
     /// nothing written is lost; each such decision is reported on stderr.
     #[arg(short, long)]
     repair: bool,
+    /// Read the device even while a target holds it (suspend the target first):
+    /// without it, a metadata device in use is refused.
+    #[arg(long = "allow-live")]
+    allow_live: bool,
 }
-
 pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
     let a: Args = match parse(args) {
         Ok(a) => a,
         Err(code) => return Ok(code),
     };
-    let dev = open_metadata(&a.input, "era_restore")?;
+    let dev = open_metadata(
+        &a.input,
+        "era_restore",
+        live(a.allow_live || a.metadata_snapshot, ERA_LIVE_HINT),
+    )?;
     let mut out = open_output(a.output.as_deref(), &a.input)?;
     let notes = dump(
         &dev,

@@ -7,7 +7,9 @@ use anyhow::Context;
 use clap::Parser;
 
 use super::restore_util::open_output;
-use super::util::{committed_report, open_metadata, parse, say, set_quiet};
+use super::util::{
+    committed_report, live, open_metadata, parse, say, set_quiet, ERA_LIVE_HINT_NO_SNAP,
+};
 use crate::era::repair::repair;
 
 /// Read what can be read from damaged dm-era metadata and write it as fresh, clean
@@ -27,15 +29,22 @@ struct Args {
     /// Print nothing at all, errors included; the exit status tells the outcome.
     #[arg(short, long)]
     quiet: bool,
+    /// Read the device even while a target holds it (suspend the target first):
+    /// without it, a metadata device in use is refused.
+    #[arg(long = "allow-live")]
+    allow_live: bool,
 }
-
 pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
     let a: Args = match parse(args) {
         Ok(a) => a,
         Err(code) => return Ok(code),
     };
     set_quiet(a.quiet);
-    let input = open_metadata(&a.input, "era_restore")?;
+    let input = open_metadata(
+        &a.input,
+        "era_restore",
+        live(a.allow_live, ERA_LIVE_HINT_NO_SNAP),
+    )?;
     let output = open_output(&a.output, &a.input)?;
     let r = repair(&input, &output).with_context(|| {
         format!(

@@ -196,10 +196,50 @@ pub fn print_clap_error(e: clap::Error) -> i32 {
     }
 }
 
+/// How a tool may read metadata that a running target may be changing.
+#[derive(Debug, Clone, Copy)]
+pub enum Live {
+    /// A block device held by someone else (a device-mapper table holds its
+    /// metadata device exclusively) is refused; the text says what to do instead.
+    Refuse(&'static str),
+    /// Read it anyway: through a metadata snapshot, or on the user's explicit word.
+    Allow,
+}
+
+/// What to do instead of reading live dm-era metadata.
+pub const ERA_LIVE_HINT: &str = "take a metadata snapshot (dmsetup message <era device> 0 take_metadata_snap) and pass --metadata-snapshot, or suspend the target (dmsetup suspend <era device>) and pass --allow-live";
+/// What to do instead of reading live dm-era metadata, for a tool that cannot read
+/// a snapshot.
+pub const ERA_LIVE_HINT_NO_SNAP: &str =
+    "suspend the target (dmsetup suspend <era device>) and pass --allow-live, or remove it first";
+/// What to do instead of reading live dm-clone metadata.
+pub const CLONE_LIVE_HINT: &str =
+    "suspend the target (dmsetup suspend <clone device>) and pass --allow-live, or remove it first";
+
+/// The choice of [`Live`] for a tool's flags: a snapshot or `--allow-live` allows.
+pub fn live(allowed: bool, hint: &'static str) -> Live {
+    if allowed {
+        Live::Allow
+    } else {
+        Live::Refuse(hint)
+    }
+}
+
 /// Opens a metadata image for reading, with one clear line for each way it can be
-/// unusable: missing, unreadable, too small, or XML given where metadata belongs.
-pub fn open_metadata(path: &Path, restore_tool: &str) -> anyhow::Result<FileDevice> {
-    let dev = FileDevice::open_read(path).with_context(|| format!("{}", path.display()))?;
+/// unusable: missing, unreadable, in use by a running target (unless `live`
+/// allows), too small, or XML given where metadata belongs.
+pub fn open_metadata(path: &Path, restore_tool: &str, live: Live) -> anyhow::Result<FileDevice> {
+    let dev = match live {
+        Live::Allow => FileDevice::open_read(path),
+        Live::Refuse(_) => FileDevice::open_read_exclusive(path),
+    };
+    let dev = match (dev, live) {
+        (Err(e), Live::Refuse(hint)) if e.raw_os_error() == Some(libc::EBUSY) => bail!(
+            "{}: the device is in use (by a running target?): its metadata may change while it is read; {hint}",
+            path.display()
+        ),
+        (r, _) => r.with_context(|| format!("{}", path.display()))?,
+    };
     check_input(&dev, restore_tool)?;
     Ok(dev)
 }
