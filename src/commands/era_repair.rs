@@ -8,7 +8,8 @@ use clap::Parser;
 
 use super::restore_util::open_output;
 use super::util::{
-    committed_report, live, open_metadata, parse, say, set_quiet, ERA_LIVE_HINT_NO_SNAP,
+    committed_report, live, open_metadata, parse, say, set_quiet, warn_if_full,
+    ERA_LIVE_HINT_NO_SNAP,
 };
 use crate::era::repair::repair;
 
@@ -57,6 +58,7 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
         say(&format!("era_repair: {}: lost: {n}", a.input.display()));
     }
     let h = r.restored.header;
+    warn_if_full("era_repair", &a.output, &r.summary);
     Ok(committed_report(
         "era_repair",
         &format!(
