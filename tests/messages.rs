@@ -109,3 +109,52 @@ fn a_lost_writeset_is_over_reported_with_the_superblocks_nr_blocks() {
         format!("<blocks>\n  <range begin=\"0\" end=\"{nr_blocks}\"/>\n</blocks>\n")
     );
 }
+
+/// The other target's metadata, unformatted metadata and a missing snapshot are
+/// named as such, never as damage, with the input named and one "error:" at most.
+#[test]
+fn error_text_names_the_input_and_the_real_cause() {
+    let d = TestDir::new("msg-text");
+    let era = d.path("era.img");
+    std::fs::write(
+        &era,
+        load_zst(&repo().join("fixtures/samples/era-b-eras/metadata.img.zst")),
+    )
+    .unwrap();
+    let clone = repo().join("fixtures/samples/clone-b-partial/metadata.img");
+    let zero = d.path("zero.img");
+    std::fs::write(&zero, vec![0u8; 1 << 20]).unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["clone_dump", s(&era)],
+            "this is dm-era metadata, not dm-clone",
+        ),
+        (
+            vec!["era_dump", s(&clone)],
+            "this is dm-clone metadata, not dm-era",
+        ),
+        (vec!["era_dump", s(&zero)], "not formatted"),
+        (vec!["clone_dump", s(&zero)], "not formatted"),
+        (
+            vec!["era_dump", "--metadata-snapshot", s(&era)],
+            "no metadata snapshot",
+        ),
+    ];
+    for (args, phrase) in cases {
+        let o = run_tool(args[0], &args[1..]);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let e = text(&o.stderr);
+        assert!(e.contains(phrase), "{args:?}: {e}");
+        assert!(
+            e.contains(args[args.len() - 1]),
+            "{args:?}: the input is not named: {e}"
+        );
+        assert!(
+            !e.contains("damaged") && !e.contains("error:"),
+            "{args:?}: {e}"
+        );
+        assert_eq!(e.lines().count(), 1, "{args:?}: {e}");
+    }
+    let o = run_tool("clone_check", &[s(&era)]);
+    assert!(text(&o.stdout).contains("this is dm-era metadata, not dm-clone"));
+}
