@@ -150,7 +150,20 @@ impl From<Finding> for DumpError {
 impl std::fmt::Display for DumpError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            DumpError::Damaged(x) => write!(f, "metadata is damaged: {x}"),
+            DumpError::Damaged(x) => {
+                // One "error:" per line: the tool's own prefix says it already.
+                // Unformatted metadata, the other target's metadata and a missing
+                // snapshot are not damage.
+                let not_damage = matches!(x.code, "sb-unformatted" | "era-snapshot")
+                    || x.message.starts_with("this is dm-");
+                if !not_damage {
+                    write!(f, "metadata is damaged: ")?;
+                }
+                if let Some(b) = x.block {
+                    write!(f, "block {b}: ")?;
+                }
+                write!(f, "{}: {} [{}]", x.structure, x.message, x.code)
+            }
             DumpError::Io(e) => write!(f, "{e}"),
         }
     }

@@ -59,7 +59,19 @@ impl fmt::Display for SuperblockError {
                 write!(f, "superblock self-location field says block {found}")
             }
             SuperblockError::BadMagic { found, expected } => {
-                write!(f, "bad magic number {found:#x}, expected {expected:#x}")
+                use crate::clone::superblock::CLONE_MAGIC;
+                use crate::era::superblock::ERA_MAGIC;
+                match (*found, *expected) {
+                    (ERA_MAGIC, CLONE_MAGIC) => write!(
+                        f,
+                        "this is dm-era metadata, not dm-clone (use the era_ tools)"
+                    ),
+                    (CLONE_MAGIC, ERA_MAGIC) => write!(
+                        f,
+                        "this is dm-clone metadata, not dm-era (use the clone_ tools)"
+                    ),
+                    _ => write!(f, "bad magic number {found:#x}, expected {expected:#x}"),
+                }
             }
             SuperblockError::Checksum(e) => write!(f, "superblock {e}"),
             SuperblockError::Version(v) => {

@@ -14,6 +14,12 @@ mod hostile;
 mod kernel_exact;
 /// Every fixture the kernel lab made: checks clean, dumps to its ground truth.
 mod kernel_fixtures;
+/// Live metadata (a device held by a table) is refused.
+mod live;
+/// Warnings and the text of errors.
+mod messages;
+/// Output failures: exit status kept, no panic, no file lost; the version line.
+mod output;
 /// Repair of healthy and damaged images.
 mod repair;
 /// The reference models replay the kernel lab's traces and agree with its images.

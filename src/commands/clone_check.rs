@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use super::util::{open_metadata, parse, report_check, spinner};
+use super::util::{live, open_metadata, parse, report_check, set_quiet, spinner, CLONE_LIVE_HINT};
 use crate::clone::{check, CheckOptions};
 
 /// Check dm-clone metadata: superblock, region bitset and every space-map
@@ -15,7 +15,7 @@ use crate::clone::{check, CheckOptions};
 struct Args {
     /// Metadata device or image file.
     input: PathBuf,
-    /// Print nothing; the exit status tells the outcome.
+    /// Print nothing at all, errors included; the exit status tells the outcome.
     #[arg(short, long)]
     quiet: bool,
     /// Check the superblock only.
@@ -30,14 +30,22 @@ struct Args {
     /// Target length of the table (sectors); a mismatch is an error.
     #[arg(long = "target-size", value_name = "SECTORS")]
     target_size: Option<u64>,
+    /// Read the device even while a target holds it (suspend the target first):
+    /// without it, a metadata device in use is refused.
+    #[arg(long = "allow-live")]
+    allow_live: bool,
 }
-
 pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
     let a: Args = match parse(args) {
         Ok(a) => a,
         Err(code) => return Ok(code),
     };
-    let dev = open_metadata(&a.input, "clone_restore")?;
+    set_quiet(a.quiet);
+    let dev = open_metadata(
+        &a.input,
+        "clone_restore",
+        live(a.allow_live, CLONE_LIVE_HINT),
+    )?;
     let opts = CheckOptions {
         superblock_only: a.super_block_only,
         region_size: a.region_size,

@@ -3,10 +3,9 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Parser;
 
-use super::util::{open_metadata, open_output, parse};
+use super::util::{dump_error, live, open_metadata, open_output, parse, say, CLONE_LIVE_HINT};
 use crate::clone::dump;
 
 /// Dump dm-clone metadata as XML: the superblock's geometry and the half-open,
@@ -21,25 +20,34 @@ struct Args {
     output: Option<PathBuf>,
     /// Dump what can be read from damaged metadata; regions whose bits cannot be read
     /// are left out (shown as not hydrated) and listed on stderr.
-    #[arg(long)]
+    #[arg(short, long)]
     repair: bool,
+    /// Read the device even while a target holds it (suspend the target first):
+    /// without it, a metadata device in use is refused.
+    #[arg(long = "allow-live")]
+    allow_live: bool,
 }
-
 pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
     let a: Args = match parse(args) {
         Ok(a) => a,
         Err(code) => return Ok(code),
     };
-    let dev = open_metadata(&a.input, "clone_restore")?;
-    let out = open_output(a.output.as_deref(), &a.input)?;
-    let notes = dump(&dev, out, a.repair).with_context(|| format!("{}", a.input.display()))?;
+    let dev = open_metadata(
+        &a.input,
+        "clone_restore",
+        live(a.allow_live, CLONE_LIVE_HINT),
+    )?;
+    let mut out = open_output(a.output.as_deref(), &a.input)?;
+    let notes = dump(&dev, out.writer(), a.repair).map_err(|e| dump_error(e, &a.input, &out))?;
+    out.finish()?;
     for f in &notes.findings {
-        eprintln!("clone_dump: {f}");
+        say(&format!("clone_dump: {}: {f}", a.input.display()));
     }
     for (b, e) in &notes.unreadable {
-        eprintln!(
-            "clone_dump: skipped: regions {b}..{e} are unreadable and dumped as not hydrated"
-        );
+        say(&format!(
+            "clone_dump: {}: skipped: regions {b}..{e} are unreadable and dumped as not hydrated",
+            a.input.display()
+        ));
     }
     Ok(super::EXIT_OK)
 }

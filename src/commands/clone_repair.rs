@@ -7,7 +7,9 @@ use anyhow::Context;
 use clap::Parser;
 
 use super::restore_util::open_output;
-use super::util::{open_metadata, parse};
+use super::util::{
+    committed_report, live, open_metadata, parse, say, set_quiet, warn_if_full, CLONE_LIVE_HINT,
+};
 use crate::clone::repair::{repair, LostRegions};
 
 /// Read what can be read from damaged dm-clone metadata and write it as fresh, clean
@@ -31,16 +33,20 @@ struct Args {
     /// and copied again, losing writes made to them since they were hydrated.
     #[arg(long = "assume-unhydrated")]
     assume_unhydrated: bool,
-    /// Print nothing but errors.
+    /// Print nothing at all, errors included; the exit status tells the outcome.
     #[arg(short, long)]
     quiet: bool,
+    /// Read the device even while a target holds it (suspend the target first):
+    /// without it, a metadata device in use is refused.
+    #[arg(long = "allow-live")]
+    allow_live: bool,
 }
-
 pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
     let a: Args = match parse(args) {
         Ok(a) => a,
         Err(code) => return Ok(code),
     };
+    set_quiet(a.quiet);
     let policy = if a.assume_hydrated {
         LostRegions::AssumeHydrated
     } else if a.assume_unhydrated {
@@ -48,7 +54,11 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
     } else {
         LostRegions::Refuse
     };
-    let input = open_metadata(&a.input, "clone_restore")?;
+    let input = open_metadata(
+        &a.input,
+        "clone_restore",
+        live(a.allow_live, CLONE_LIVE_HINT),
+    )?;
     let output = open_output(&a.output, &a.input)?;
     let r = repair(&input, &output, policy).with_context(|| {
         format!(
@@ -57,23 +67,27 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
             a.output.display()
         )
     })?;
-    if !a.quiet {
-        for f in &r.notes.findings {
-            eprintln!("clone_repair: {f}");
-        }
+    for f in &r.notes.findings {
+        say(&format!("clone_repair: {}: {f}", a.input.display()));
+    }
+    {
         let lost: u64 = r.notes.unreadable.iter().map(|(b, e)| e - b).sum();
         for (b, e) in &r.notes.unreadable {
-            eprintln!(
-                "clone_repair: lost: regions {b}..{e}, taken as {}",
+            say(&format!(
+                "clone_repair: {}: lost: regions {b}..{e}, taken as {}",
+                a.input.display(),
                 if a.assume_hydrated {
                     "hydrated"
                 } else {
                     "not hydrated"
                 }
-            );
+            ));
         }
         let h = r.header;
-        println!(
+        warn_if_full("clone_repair", &a.output, &r.summary);
+        Ok(committed_report(
+            "clone_repair",
+            &format!(
             "{}: repaired {} regions of {} sectors ({} with a lost state); metadata blocks {}/{} used",
             a.output.display(),
             h.nr_regions,
@@ -81,7 +95,7 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
             lost,
             r.summary.blocks_used,
             r.summary.nr_blocks
-        );
+        ),
+        ))
     }
-    Ok(super::EXIT_OK)
 }

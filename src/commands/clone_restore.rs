@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 
 use super::restore_util::{open_input, open_output, with_progress};
-use super::util::parse;
+use super::util::{committed_report, parse, set_quiet, warn_if_full};
 use crate::clone::restore::restore;
 
 /// Restore dm-clone metadata from the XML written by clone_dump. The output is
@@ -22,7 +22,7 @@ struct Args {
     /// Metadata device or image file to write (it must exist and be large enough).
     #[arg(short, long, value_name = "DEV")]
     output: PathBuf,
-    /// Print nothing but errors.
+    /// Print nothing at all, errors included; the exit status tells the outcome.
     #[arg(short, long)]
     quiet: bool,
 }
@@ -32,6 +32,7 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
         Ok(a) => a,
         Err(code) => return Ok(code),
     };
+    set_quiet(a.quiet);
     let (input, size) = open_input(&a.input)?;
     let dev = open_output(&a.output, &a.input)?;
     let r = with_progress(size, a.quiet, "clone_restore", |cb| {
@@ -39,15 +40,16 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
     });
     let (h, s) =
         r.with_context(|| format!("restoring {} to {}", a.input.display(), a.output.display()))?;
-    if !a.quiet {
-        println!(
+    warn_if_full("clone_restore", &a.output, &s);
+    Ok(committed_report(
+        "clone_restore",
+        &format!(
             "{}: restored {} regions of {} sectors; metadata blocks {}/{} used",
             a.output.display(),
             h.nr_regions,
             h.region_size,
             s.blocks_used,
             s.nr_blocks
-        );
-    }
-    Ok(super::EXIT_OK)
+        ),
+    ))
 }

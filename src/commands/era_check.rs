@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use super::util::{open_metadata, parse, report_check, spinner};
+use super::util::{live, open_metadata, parse, report_check, set_quiet, spinner, ERA_LIVE_HINT};
 use crate::era::{check, CheckOptions};
 
 /// Check dm-era metadata: superblock, writesets, era array, metadata snapshot and
@@ -15,7 +15,7 @@ use crate::era::{check, CheckOptions};
 struct Args {
     /// Metadata device or image file.
     input: PathBuf,
-    /// Print nothing; the exit status tells the outcome.
+    /// Print nothing at all, errors included; the exit status tells the outcome.
     #[arg(short, long)]
     quiet: bool,
     /// Check the superblock only.
@@ -24,20 +24,34 @@ struct Args {
     /// Exit 0 when only non-fatal problems (warnings, such as leaked blocks) are found.
     #[arg(long = "ignore-non-fatal-errors")]
     ignore_non_fatal_errors: bool,
+    /// Check the metadata snapshot (taken with `dmsetup message DEV 0
+    /// take_metadata_snap`) and the trees it references instead of the live
+    /// metadata; usable while the target runs.
+    #[arg(short = 'm', long = "metadata-snapshot")]
+    metadata_snapshot: bool,
     /// Block size of the table (sectors); a mismatch is an error.
     #[arg(long = "block-size", value_name = "SECTORS")]
     block_size: Option<u32>,
+    /// Read the device even while a target holds it (suspend the target first):
+    /// without it, a metadata device in use is refused.
+    #[arg(long = "allow-live")]
+    allow_live: bool,
 }
-
 pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
     let a: Args = match parse(args) {
         Ok(a) => a,
         Err(code) => return Ok(code),
     };
-    let dev = open_metadata(&a.input, "era_restore")?;
+    set_quiet(a.quiet);
+    let dev = open_metadata(
+        &a.input,
+        "era_restore",
+        live(a.allow_live || a.metadata_snapshot, ERA_LIVE_HINT),
+    )?;
     let opts = CheckOptions {
         superblock_only: a.super_block_only,
         block_size: a.block_size,
+        metadata_snapshot: a.metadata_snapshot,
     };
     let pb = spinner(a.quiet, format!("checking {}", a.input.display()));
     let out = check(&dev, &opts);
@@ -54,16 +68,19 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
             let mut s = format!(
                 "{}: era {} OK: block size {} sectors, {} blocks, current era {}",
                 a.input.display(),
-                if a.super_block_only {
-                    "superblock"
-                } else {
-                    "metadata"
+                match (a.metadata_snapshot, a.super_block_only) {
+                    (true, true) => "metadata snapshot superblock",
+                    (true, false) => "metadata snapshot",
+                    (false, true) => "superblock",
+                    (false, false) => "metadata",
                 },
                 sb.data_block_size,
                 sb.nr_blocks,
                 sb.current_era
             );
-            if !a.super_block_only {
+            if a.metadata_snapshot && !a.super_block_only {
+                s += &format!(", {eras}");
+            } else if !a.super_block_only {
                 s += &format!(
                     ", {eras}{}{}; metadata blocks {}/{} used",
                     if sb.current_writeset.root != 0 {

@@ -3,10 +3,9 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Parser;
 
-use super::util::{open_metadata, open_output, parse};
+use super::util::{dump_error, live, open_metadata, open_output, parse, say, ERA_LIVE_HINT};
 use crate::era::{dump, DumpOptions};
 
 /// Dump dm-era metadata as XML (the format of thin-provisioning-tools' era_dump),
@@ -31,29 +30,37 @@ struct Args {
     /// Dump what can be read from damaged metadata: unreadable writeset bits are
     /// dumped as set and unreadable era-array entries as the current era, so that
     /// nothing written is lost; each such decision is reported on stderr.
-    #[arg(long)]
+    #[arg(short, long)]
     repair: bool,
+    /// Read the device even while a target holds it (suspend the target first):
+    /// without it, a metadata device in use is refused.
+    #[arg(long = "allow-live")]
+    allow_live: bool,
 }
-
 pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
     let a: Args = match parse(args) {
         Ok(a) => a,
         Err(code) => return Ok(code),
     };
-    let dev = open_metadata(&a.input, "era_restore")?;
-    let out = open_output(a.output.as_deref(), &a.input)?;
+    let dev = open_metadata(
+        &a.input,
+        "era_restore",
+        live(a.allow_live || a.metadata_snapshot, ERA_LIVE_HINT),
+    )?;
+    let mut out = open_output(a.output.as_deref(), &a.input)?;
     let notes = dump(
         &dev,
-        out,
+        out.writer(),
         DumpOptions {
             logical: a.logical,
             metadata_snapshot: a.metadata_snapshot,
             repair: a.repair,
         },
     )
-    .with_context(|| format!("{}", a.input.display()))?;
+    .map_err(|e| dump_error(e, &a.input, &out))?;
+    out.finish()?;
     for n in &notes.skipped {
-        eprintln!("era_dump: skipped: {n}");
+        say(&format!("era_dump: {}: skipped: {n}", a.input.display()));
     }
     Ok(super::EXIT_OK)
 }

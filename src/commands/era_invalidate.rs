@@ -1,15 +1,13 @@
 //! `era_invalidate`: list the origin blocks written since an era.
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Parser;
 
-use super::util::{check_input, open_output, parse};
+use super::util::{live, open_metadata, open_output, parse, say, ERA_LIVE_HINT};
 use crate::era::invalidate::{invalidate, InvalidateOptions};
-use crate::io::FileDevice;
 
 /// List the origin blocks of a dm-era device written in a given era or later, as the
 /// <blocks> XML of thin-provisioning-tools 1.3.3. Blocks recorded only in the
@@ -31,28 +29,21 @@ struct Args {
     /// Write the XML to FILE instead of standard output.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Read the device even while a target holds it (suspend the target first):
+    /// without it, a metadata device in use is refused.
+    #[arg(long = "allow-live")]
+    allow_live: bool,
 }
-
 pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
     let a: Args = match parse(args) {
         Ok(a) => a,
         Err(code) => return Ok(code),
     };
-    // Live metadata may only be read through its snapshot: without one, a block
-    // device held by a table is refused.
-    let dev = if a.metadata_snapshot {
-        FileDevice::open_read(&a.input)
-    } else {
-        FileDevice::open_read_exclusive(&a.input)
-    };
-    let dev = match dev {
-        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => bail!(
-            "{}: the device is in use (a running era target?); live metadata can only be read through a metadata snapshot: dmsetup message <era device> 0 take_metadata_snap, then --metadata-snapshot",
-            a.input.display()
-        ),
-        r => r.with_context(|| format!("{}", a.input.display()))?,
-    };
-    check_input(&dev, "era_restore")?;
+    let dev = open_metadata(
+        &a.input,
+        "era_restore",
+        live(a.allow_live || a.metadata_snapshot, ERA_LIVE_HINT),
+    )?;
     let inv = invalidate(
         &dev,
         InvalidateOptions {
@@ -61,14 +52,19 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
         },
     )
     .with_context(|| format!("{}", a.input.display()))?;
-    let mut err = std::io::stderr().lock();
     for f in &inv.findings {
-        writeln!(err, "era_invalidate: {f}")?;
+        say(&format!("era_invalidate: {}: {f}", a.input.display()));
     }
     for r in &inv.over_reported {
-        writeln!(err, "era_invalidate: over-reporting: {r}")?;
+        say(&format!(
+            "era_invalidate: {}: over-reporting: {r}",
+            a.input.display()
+        ));
     }
-    let out = open_output(a.output.as_deref(), &a.input)?;
-    inv.write_xml(out)?.flush()?;
+    let mut out = open_output(a.output.as_deref(), &a.input)?;
+    if let Err(e) = inv.write_xml(out.writer()) {
+        return Err(out.error(e).into());
+    }
+    out.finish()?;
     Ok(super::EXIT_OK)
 }

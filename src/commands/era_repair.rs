@@ -7,7 +7,10 @@ use anyhow::Context;
 use clap::Parser;
 
 use super::restore_util::open_output;
-use super::util::{open_metadata, parse};
+use super::util::{
+    committed_report, live, open_metadata, parse, say, set_quiet, warn_if_full,
+    ERA_LIVE_HINT_NO_SNAP,
+};
 use crate::era::repair::repair;
 
 /// Read what can be read from damaged dm-era metadata and write it as fresh, clean
@@ -24,17 +27,25 @@ struct Args {
     /// Where to write the repaired metadata (an existing file or device, not the input).
     #[arg(short, long, value_name = "DEV")]
     output: PathBuf,
-    /// Print nothing but errors.
+    /// Print nothing at all, errors included; the exit status tells the outcome.
     #[arg(short, long)]
     quiet: bool,
+    /// Read the device even while a target holds it (suspend the target first):
+    /// without it, a metadata device in use is refused.
+    #[arg(long = "allow-live")]
+    allow_live: bool,
 }
-
 pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
     let a: Args = match parse(args) {
         Ok(a) => a,
         Err(code) => return Ok(code),
     };
-    let input = open_metadata(&a.input, "era_restore")?;
+    set_quiet(a.quiet);
+    let input = open_metadata(
+        &a.input,
+        "era_restore",
+        live(a.allow_live, ERA_LIVE_HINT_NO_SNAP),
+    )?;
     let output = open_output(&a.output, &a.input)?;
     let r = repair(&input, &output).with_context(|| {
         format!(
@@ -43,12 +54,14 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
             a.output.display()
         )
     })?;
-    if !a.quiet {
-        for n in &r.notes.skipped {
-            eprintln!("era_repair: lost: {n}");
-        }
-        let h = r.restored.header;
-        println!(
+    for n in &r.notes.skipped {
+        say(&format!("era_repair: {}: lost: {n}", a.input.display()));
+    }
+    let h = r.restored.header;
+    warn_if_full("era_repair", &a.output, &r.summary);
+    Ok(committed_report(
+        "era_repair",
+        &format!(
             "{}: repaired {} blocks of {} sectors, current era {}, {} writesets{}; metadata blocks {}/{} used",
             a.output.display(),
             h.nr_blocks,
@@ -58,7 +71,6 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
             if r.notes.skipped.is_empty() { ", nothing lost" } else { ", with losses over-reported (see above)" },
             r.summary.blocks_used,
             r.summary.nr_blocks
-        );
-    }
-    Ok(super::EXIT_OK)
+        ),
+    ))
 }

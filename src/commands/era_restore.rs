@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 
 use super::restore_util::{open_input, open_output, with_progress};
-use super::util::parse;
+use super::util::{committed_report, parse, set_quiet, warn_if_full};
 use crate::era::restore::restore;
 
 /// Restore dm-era metadata from era XML (ours, or thin-provisioning-tools'
@@ -23,7 +23,7 @@ struct Args {
     /// Metadata device or image file to write (it must exist and be large enough).
     #[arg(short, long, value_name = "DEV")]
     output: PathBuf,
-    /// Print nothing but errors.
+    /// Print nothing at all, errors included; the exit status tells the outcome.
     #[arg(short, long)]
     quiet: bool,
 }
@@ -33,6 +33,7 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
         Ok(a) => a,
         Err(code) => return Ok(code),
     };
+    set_quiet(a.quiet);
     let (input, size) = open_input(&a.input)?;
     let dev = open_output(&a.output, &a.input)?;
     let r = with_progress(size, a.quiet, "era_restore", |cb| {
@@ -40,8 +41,10 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
     });
     let (e, s) =
         r.with_context(|| format!("restoring {} to {}", a.input.display(), a.output.display()))?;
-    if !a.quiet {
-        println!(
+    warn_if_full("era_restore", &a.output, &s);
+    Ok(committed_report(
+        "era_restore",
+        &format!(
             "{}: restored {} blocks of {} sectors, current era {}, {} writesets; metadata blocks {}/{} used",
             a.output.display(),
             e.header.nr_blocks,
@@ -50,7 +53,6 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
             e.writesets,
             s.blocks_used,
             s.nr_blocks
-        );
-    }
-    Ok(super::EXIT_OK)
+        ),
+    ))
 }

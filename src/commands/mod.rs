@@ -57,7 +57,18 @@ fn usage() -> String {
     )
 }
 
+/// Writes `text` and a newline to standard output; false when it could not be.
+fn print_stdout(text: &str) -> bool {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    writeln!(o, "{text}").and_then(|_| o.flush()).is_ok()
+}
+
 /// Runs the tool named by `args` and returns the process exit status.
+///
+/// Every outcome is an exit status, never a panic: an error the tool returns is
+/// printed on one line (unless `-q`) and gives 1; a closed pipe on standard output
+/// gives 1 without a word, since the output is incomplete.
 pub fn main_with_args(args: Vec<OsString>) -> i32 {
     let argv0 = args
         .first()
@@ -74,31 +85,37 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         None => match args.get(1).map(|a| a.to_string_lossy().into_owned()) {
             Some(n) if find(&n).is_some() => (n, args[1..].to_vec()),
             Some(n) if n == "--help" || n == "-h" => {
-                println!("{}", usage());
-                return EXIT_OK;
+                return if print_stdout(&usage()) {
+                    EXIT_OK
+                } else {
+                    EXIT_FAILURE
+                };
             }
             Some(n) if n == "--version" || n == "-V" => {
-                println!("dmce {}", env!("CARGO_PKG_VERSION"));
-                return EXIT_OK;
+                return if print_stdout(env!("CARGO_PKG_VERSION")) {
+                    EXIT_OK
+                } else {
+                    EXIT_FAILURE
+                };
             }
             Some(n) => {
-                eprintln!("dmce: unknown tool '{n}'\n{}", usage());
+                util::say(&format!("dmce: unknown tool '{n}'\n{}", usage()));
                 return EXIT_FAILURE;
             }
             None => {
-                eprintln!("{}", usage());
+                util::say(&usage());
                 return EXIT_FAILURE;
             }
         },
     };
     let f = find(&name).expect("tool name checked above");
+    util::set_quiet(false);
     match f(tool_args) {
         Ok(code) => code,
         Err(e) => {
-            if util::is_broken_pipe(&e) {
-                return EXIT_OK;
+            if !util::is_broken_pipe(&e) {
+                util::say(&format!("{name}: {}", util::render(&e)));
             }
-            eprintln!("{name}: {e:#}");
             EXIT_FAILURE
         }
     }

@@ -2,14 +2,12 @@
 //! the target's commit path and write the metadata image it leaves.
 
 use std::ffi::OsString;
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use clap::Parser;
 
-use super::util::same_file;
+use super::util::{print_clap_error, same_file, say, set_quiet, AtomicFile, OutputError};
 use crate::model::replay::{replay_with, ReplayOptions};
 use crate::trace::Target;
 
@@ -42,7 +40,7 @@ struct Args {
     /// sized to the trace's meta_size).
     #[arg(short, long, value_name = "IMG")]
     output: Option<PathBuf>,
-    /// Print nothing; the exit status is the verdict.
+    /// Print nothing at all, errors included; the exit status is the verdict.
     #[arg(short, long)]
     quiet: bool,
     /// Also print the `status` lines the trace asked for.
@@ -75,6 +73,7 @@ pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::R
         Ok(a) => a,
         Err(code) => return Ok(code),
     };
+    set_quiet(a.quiet);
     let mut opts = ReplayOptions::default();
     opts.crash.tier = a.tier;
     opts.crash.samples = a.samples;
@@ -91,26 +90,26 @@ pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::R
     let text = match std::fs::read(&trace_path) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("{name}: {}: {e}", trace_path.display());
+            say(&format!("{name}: {}: {e}", trace_path.display()));
             return Ok(EXIT_TRACE);
         }
     };
     let Ok(text) = String::from_utf8(text) else {
-        eprintln!(
+        say(&format!(
             "{name}: {}: the trace is not UTF-8 text",
             trace_path.display()
-        );
+        ));
         return Ok(EXIT_TRACE);
     };
     let trace = match crate::trace::parse(&text) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("{name}: {}:{e}", trace_path.display());
+            say(&format!("{name}: {}:{e}", trace_path.display()));
             return Ok(EXIT_TRACE);
         }
     };
     if trace.header.target != target {
-        eprintln!(
+        say(&format!(
             "{name}: {}: this is a {} trace; run it with {}",
             trace_path.display(),
             if trace.header.target == Target::Clone {
@@ -123,12 +122,15 @@ pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::R
             } else {
                 "era_replay"
             }
-        );
+        ));
         return Ok(EXIT_TRACE);
     }
     if let Some(out) = &a.output {
         if same_file(out, &trace_path) {
-            eprintln!("{name}: the output {} is the trace itself", out.display());
+            say(&format!(
+                "{name}: the output {} is the trace itself",
+                out.display()
+            ));
             return Ok(EXIT_TRACE);
         }
     }
@@ -136,7 +138,7 @@ pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::R
     let outcome = match replay_with(&trace, opts) {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("{name}: {}:{e}", trace_path.display());
+            say(&format!("{name}: {}:{e}", trace_path.display()));
             return Ok(EXIT_TRACE);
         }
     };
@@ -156,27 +158,31 @@ pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::R
                 x.state,
                 if x.ok { "ok" } else { "FAILED" },
                 x.found
-            )?;
+            )
+            .map_err(OutputError::stdout)?;
         }
     }
     if !a.quiet {
         for v in &outcome.violations {
-            writeln!(out, "{}:{}: violation {v}", trace_path.display(), v.cp)?;
+            writeln!(out, "{}:{}: violation {v}", trace_path.display(), v.cp)
+                .map_err(OutputError::stdout)?;
         }
     }
     if a.minimize {
         if let Some(v) = outcome.violations.first() {
             let min = crate::gen::minimize(&trace, v.id, opts);
-            writeln!(out, "# smallest trace that still violates {}:\n{min}", v.id)?;
+            writeln!(out, "# smallest trace that still violates {}:\n{min}", v.id)
+                .map_err(OutputError::stdout)?;
         }
     }
     if a.show_status && !a.quiet {
         for (line, s) in &outcome.statuses {
-            writeln!(out, "{}:{line}: status: {s}", trace_path.display())?;
+            writeln!(out, "{}:{line}: status: {s}", trace_path.display())
+                .map_err(OutputError::stdout)?;
         }
     }
     if let Some(path) = &a.output {
-        write_image(path, &outcome.image).with_context(|| format!("{}", path.display()))?;
+        write_image(path, &outcome.image).map_err(|e| OutputError::file(path, e))?;
     }
     if !a.quiet {
         let c = &outcome.crash;
@@ -197,9 +203,11 @@ pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::R
                 out,
                 "{name}: {} sectors of hydrated regions were not checked (budget)",
                 c.skipped_sectors
-            )?;
+            )
+            .map_err(OutputError::stdout)?;
         }
     }
+    out.flush().map_err(OutputError::stdout)?;
     Ok(if failed > 0 || !outcome.violations.is_empty() {
         1
     } else {
@@ -211,11 +219,11 @@ pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::R
 fn generate(name: &str, target: Target, a: &Args, opts: ReplayOptions) -> anyhow::Result<i32> {
     let Some(variant) = crate::trace::Variant::from_name(&a.variant) else {
         let names: Vec<&str> = crate::trace::Variant::ALL.iter().map(|(_, n)| *n).collect();
-        eprintln!(
+        say(&format!(
             "{name}: unknown variant `{}`; variants: {}",
             a.variant,
             names.join(", ")
-        );
+        ));
         return Ok(super::EXIT_FAILURE);
     };
     let r = crate::gen::run(target, variant, a.max_ops as usize, opts);
@@ -233,7 +241,7 @@ fn generate(name: &str, target: Target, a: &Args, opts: ReplayOptions) -> anyhow
             if r.ids.is_empty() { String::new() } else { format!(" ({})", r.ids.join(", ")) },
             r.seconds,
             r.states as f64 / r.seconds.max(1e-9)
-        )?;
+        ).map_err(OutputError::stdout)?;
         if let Some((i, t, vs)) = &r.first {
             let min = crate::gen::minimize(t, r.ids[0], opts);
             writeln!(
@@ -241,62 +249,29 @@ fn generate(name: &str, target: Target, a: &Args, opts: ReplayOptions) -> anyhow
                 "first violating trace: number {} of {}",
                 i + 1,
                 r.traces
-            )?;
+            )
+            .map_err(OutputError::stdout)?;
             for v in vs {
-                writeln!(out, "  {v}")?;
+                writeln!(out, "  {v}").map_err(OutputError::stdout)?;
             }
-            writeln!(out, "minimised:\n{min}")?;
+            writeln!(out, "minimised:\n{min}").map_err(OutputError::stdout)?;
         }
     }
+    out.flush().map_err(OutputError::stdout)?;
     Ok(if r.violating > 0 { 1 } else { super::EXIT_OK })
 }
 
 fn parse_with(cmd: clap::Command, args: Vec<OsString>) -> Result<Args, i32> {
     use clap::FromArgMatches;
-    match cmd.try_get_matches_from(args) {
-        Ok(m) => Args::from_arg_matches(&m).map_err(|e| {
-            let _ = e.print();
-            super::EXIT_FAILURE
-        }),
-        Err(e) => {
-            let code = if e.use_stderr() {
-                super::EXIT_FAILURE
-            } else {
-                super::EXIT_OK
-            };
-            let _ = e.print();
-            Err(code)
-        }
-    }
+    cmd.try_get_matches_from(args)
+        .and_then(|m| Args::from_arg_matches(&m))
+        .map_err(print_clap_error)
 }
 
 /// Writes the image to a new file beside `path`, then renames it over `path`, so
 /// a failed run never leaves a half-written image where a good one was.
-fn write_image(path: &Path, img: &crate::sim::MetaImage) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let base = path.file_name().context("the output has no file name")?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        base.to_string_lossy(),
-        std::process::id()
-    ));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .with_context(|| format!("{}", tmp.display()))?;
-    let r = img
-        .write_to(&mut f)
-        .and_then(|_| std::fs::rename(&tmp, path));
-    if let Err(e) = r {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e.into());
-    }
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+fn write_image(path: &Path, img: &crate::sim::MetaImage) -> std::io::Result<()> {
+    let mut f = AtomicFile::create(path)?;
+    img.write_to(f.file())?;
+    f.commit()
 }

@@ -1,11 +1,21 @@
 //! What the tools share: opening inputs with clear errors, outputs, argument
-//! parsing, printing findings.
+//! parsing, printing findings, and the rules every line a tool prints follows:
+//!
+//! * a failure to write the tool's own output (standard output, an `-o` file) is an
+//!   [`OutputError`]: it is never blamed on the input, never panics, and never turns
+//!   a failure into exit 0;
+//! * `-q` silences everything, errors included ([`set_quiet`]);
+//! * text that may hold bytes taken from the input is escaped ([`escape`]) before it
+//!   reaches a terminal.
 
+use std::borrow::Cow;
 use std::ffi::OsString;
+use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context};
 use clap::Parser;
@@ -13,32 +23,240 @@ use clap::Parser;
 use crate::io::{FileDevice, BLOCK_SIZE};
 use crate::report::{Report, Severity};
 
-/// True when the error chain holds a broken pipe (`| head`): end quietly.
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Makes the tool print nothing at all from now on, errors included (`-q`).
+pub fn set_quiet(q: bool) {
+    QUIET.store(q, Ordering::Relaxed);
+}
+
+/// True when the tool was asked to print nothing.
+pub fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
+/// Writing the tool's own output failed: standard output, or the file named by
+/// `-o`. Not the input's fault; the tool exits 1 (a closed pipe silently).
+#[derive(Debug)]
+pub struct OutputError {
+    /// `standard output`, or the output file.
+    pub what: String,
+    /// The failure.
+    pub source: io::Error,
+}
+
+impl OutputError {
+    /// An error writing standard output.
+    pub fn stdout(source: io::Error) -> Self {
+        OutputError {
+            what: "standard output".to_string(),
+            source,
+        }
+    }
+
+    /// An error writing the file `path`.
+    pub fn file(path: &Path, source: io::Error) -> Self {
+        OutputError {
+            what: path.display().to_string(),
+            source,
+        }
+    }
+
+    /// True when the reader of a pipe went away (`| head`): nothing to say, but the
+    /// output is incomplete and the tool fails.
+    pub fn is_broken_pipe(&self) -> bool {
+        self.source.kind() == io::ErrorKind::BrokenPipe
+    }
+}
+
+impl fmt::Display for OutputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot write {}: {}", self.what, self.source)
+    }
+}
+
+// The io::Error is part of the message, not a separate cause to print again.
+impl std::error::Error for OutputError {}
+
+/// True when the error chain holds a broken pipe on the tool's output.
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    // Library errors expose the io::Error as their source, so the chain holds it.
     e.chain().any(|c| {
-        c.downcast_ref::<io::Error>()
-            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+        c.downcast_ref::<OutputError>()
+            .is_some_and(OutputError::is_broken_pipe)
+            || c.downcast_ref::<io::Error>()
+                .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
     })
 }
 
-/// Parses arguments; `--help` and `--version` print and give `Err(0)`, usage errors
-/// print and give `Err(1)`.
-pub fn parse<P: Parser>(args: Vec<OsString>) -> Result<P, i32> {
-    P::try_parse_from(args).map_err(|e| {
-        let _ = e.print();
-        if e.use_stderr() {
-            super::EXIT_FAILURE
-        } else {
-            super::EXIT_OK
+/// The text of an error and its causes on one line, each cause once: a cause whose
+/// text the line already holds (an `io::Error` a wrapper already printed) is left
+/// out.
+pub fn render(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for c in e.chain() {
+        let t = c.to_string();
+        if t.is_empty() || line.contains(&t) {
+            continue;
         }
-    })
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&t);
+    }
+    line
+}
+
+/// Escapes what must not reach a terminal raw: control characters (C0 but tab and
+/// newline, DEL, C1), so that escape sequences taken from an input are shown, not
+/// obeyed. Printable text, including non-ASCII letters, is kept.
+pub fn escape(s: &str) -> Cow<'_, str> {
+    let bad = |c: char| (c.is_control() && c != '\n' && c != '\t') || c == '\u{fffd}';
+    if !s.chars().any(bad) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c == '\u{fffd}' {
+            out.push_str("\\ufffd");
+        } else if bad(c) {
+            let n = c as u32;
+            if n < 0x100 {
+                out.push_str(&format!("\\x{n:02x}"));
+            } else {
+                out.push_str(&format!("\\u{{{n:x}}}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Writes one line to standard error, escaped, unless quiet. Never panics: when
+/// standard error itself cannot be written there is nowhere left to say so.
+pub fn say(line: &str) {
+    if quiet() {
+        return;
+    }
+    let mut e = io::stderr().lock();
+    let _ = writeln!(e, "{}", escape(line));
+    let _ = e.flush();
+}
+
+/// Writes one line to standard output, escaped, unless quiet.
+pub fn out_line(line: &str) -> Result<(), OutputError> {
+    if quiet() {
+        return Ok(());
+    }
+    let mut o = io::stdout().lock();
+    writeln!(o, "{}", escape(line))
+        .and_then(|_| o.flush())
+        .map_err(OutputError::stdout)
+}
+
+/// Prints the report line of a restore or repair that has committed. Its exit status
+/// stays 0 when the line cannot be written: the output holds the new metadata, which
+/// is what the status tells; the failure is said on standard error if possible.
+pub fn committed_report(tool: &str, line: &str) -> i32 {
+    if let Err(e) = out_line(line) {
+        if !e.is_broken_pipe() {
+            say(&format!(
+                "{tool}: the metadata was written and committed, but its report was not: {e}"
+            ));
+        }
+    }
+    super::EXIT_OK
+}
+
+/// Warns when a restore or repair left no free metadata block: the kernel shadows
+/// blocks on its first commit and would fail on such a device.
+pub fn warn_if_full(tool: &str, output: &Path, s: &crate::restore::RestoreSummary) {
+    if s.blocks_used < s.nr_blocks {
+        return;
+    }
+    let need = s.blocks_used + 1;
+    say(&format!(
+        "{tool}: {}: warning: the metadata fills the device ({}/{} blocks used): the kernel cannot commit on it; restore onto a device of more than {} blocks ({} bytes), with room to grow",
+        output.display(),
+        s.blocks_used,
+        s.nr_blocks,
+        s.blocks_used,
+        need * BLOCK_SIZE as u64
+    ));
+}
+
+/// Parses arguments; `--help` and `--version` print and give `Err(0)` (or `Err(1)`
+/// when they cannot be printed), usage errors print and give `Err(1)`.
+pub fn parse<P: Parser>(args: Vec<OsString>) -> Result<P, i32> {
+    P::try_parse_from(args).map_err(print_clap_error)
+}
+
+/// Prints a clap outcome (help, version, usage error) and gives the exit status.
+pub fn print_clap_error(e: clap::Error) -> i32 {
+    // The version alone, as thin-provisioning-tools prints it.
+    let text = if e.kind() == clap::error::ErrorKind::DisplayVersion {
+        format!("{}\n", env!("CARGO_PKG_VERSION"))
+    } else {
+        e.render().to_string()
+    };
+    let printed = if e.use_stderr() {
+        let mut err = io::stderr().lock();
+        write!(err, "{text}").and_then(|_| err.flush())
+    } else {
+        let mut out = io::stdout().lock();
+        write!(out, "{text}").and_then(|_| out.flush())
+    };
+    if e.use_stderr() || printed.is_err() {
+        super::EXIT_FAILURE
+    } else {
+        super::EXIT_OK
+    }
+}
+
+/// How a tool may read metadata that a running target may be changing.
+#[derive(Debug, Clone, Copy)]
+pub enum Live {
+    /// A block device held by someone else (a device-mapper table holds its
+    /// metadata device exclusively) is refused; the text says what to do instead.
+    Refuse(&'static str),
+    /// Read it anyway: through a metadata snapshot, or on the user's explicit word.
+    Allow,
+}
+
+/// What to do instead of reading live dm-era metadata.
+pub const ERA_LIVE_HINT: &str = "take a metadata snapshot (dmsetup message <era device> 0 take_metadata_snap) and pass --metadata-snapshot, or suspend the target (dmsetup suspend <era device>) and pass --allow-live";
+/// What to do instead of reading live dm-era metadata, for a tool that cannot read
+/// a snapshot.
+pub const ERA_LIVE_HINT_NO_SNAP: &str =
+    "suspend the target (dmsetup suspend <era device>) and pass --allow-live, or remove it first";
+/// What to do instead of reading live dm-clone metadata.
+pub const CLONE_LIVE_HINT: &str =
+    "suspend the target (dmsetup suspend <clone device>) and pass --allow-live, or remove it first";
+
+/// The choice of [`Live`] for a tool's flags: a snapshot or `--allow-live` allows.
+pub fn live(allowed: bool, hint: &'static str) -> Live {
+    if allowed {
+        Live::Allow
+    } else {
+        Live::Refuse(hint)
+    }
 }
 
 /// Opens a metadata image for reading, with one clear line for each way it can be
-/// unusable: missing, unreadable, too small, or XML given where metadata belongs.
-pub fn open_metadata(path: &Path, restore_tool: &str) -> anyhow::Result<FileDevice> {
-    let dev = FileDevice::open_read(path).with_context(|| format!("{}", path.display()))?;
+/// unusable: missing, unreadable, in use by a running target (unless `live`
+/// allows), too small, or XML given where metadata belongs.
+pub fn open_metadata(path: &Path, restore_tool: &str, live: Live) -> anyhow::Result<FileDevice> {
+    let dev = match live {
+        Live::Allow => FileDevice::open_read(path),
+        Live::Refuse(_) => FileDevice::open_read_exclusive(path),
+    };
+    let dev = match (dev, live) {
+        (Err(e), Live::Refuse(hint)) if e.raw_os_error() == Some(libc::EBUSY) => bail!(
+            "{}: the device is in use (by a running target?): its metadata may change while it is read; {hint}",
+            path.display()
+        ),
+        (r, _) => r.with_context(|| format!("{}", path.display()))?,
+    };
     check_input(&dev, restore_tool)?;
     Ok(dev)
 }
@@ -86,11 +304,164 @@ pub fn looks_like_xml(head: &[u8]) -> bool {
         && matches!(it.next(), Some(c) if c.is_ascii_alphabetic() || *c == b'?' || *c == b'!')
 }
 
-/// Opens the dump output: stdout, or `path` created/truncated. Refuses to overwrite
-/// the input.
-pub fn open_output(path: Option<&Path>, input: &Path) -> anyhow::Result<Box<dyn Write>> {
+/// A file written in full or not at all: the bytes go to a new file beside it,
+/// which replaces it by a rename only once everything is written and synced. A run
+/// that fails (or is killed) leaves the previous file as it was. A path that exists
+/// and is not a regular file (`/dev/null`, a pipe, a terminal) is written directly.
+pub struct AtomicFile {
+    file: File,
+    /// The temporary file; `None` when writing directly.
+    tmp: Option<std::path::PathBuf>,
+    path: std::path::PathBuf,
+}
+
+impl AtomicFile {
+    /// Starts writing `path`.
+    pub fn create(path: &Path) -> io::Result<Self> {
+        use std::os::unix::fs::PermissionsExt;
+        let existing = std::fs::metadata(path).ok();
+        if existing.as_ref().is_some_and(|m| !m.is_file()) {
+            let file = std::fs::OpenOptions::new().write(true).open(path)?;
+            return Ok(AtomicFile {
+                file,
+                tmp: None,
+                path: path.to_path_buf(),
+            });
+        }
+        let base = path
+            .file_name()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?;
+        let tmp = dir_of(path).join(format!(
+            ".{}.{}.tmp",
+            base.to_string_lossy(),
+            std::process::id()
+        ));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        if let Some(m) = existing {
+            let _ = file.set_permissions(std::fs::Permissions::from_mode(m.mode() & 0o7777));
+        }
+        Ok(AtomicFile {
+            file,
+            tmp: Some(tmp),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The file being written.
+    pub fn file(&mut self) -> &mut File {
+        &mut self.file
+    }
+
+    /// Syncs the new file and puts it in place of the old one.
+    pub fn commit(mut self) -> io::Result<()> {
+        let Some(tmp) = self.tmp.take() else {
+            return Ok(());
+        };
+        let r = self
+            .file
+            .sync_all()
+            .and_then(|_| std::fs::rename(&tmp, &self.path));
+        if r.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        r?;
+        if let Ok(d) = File::open(dir_of(&self.path)) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if let Some(tmp) = &self.tmp {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+}
+
+fn dir_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+enum Sink {
+    Stdout(io::StdoutLock<'static>),
+    File(io::BufWriter<AtomicFile>),
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Where a dump goes: standard output, or the file `-o` names (replaced only when
+/// the dump succeeds, see [`AtomicFile`]).
+pub struct Output {
+    sink: Sink,
+    what: Option<std::path::PathBuf>,
+}
+
+impl Output {
+    /// The writer.
+    pub fn writer(&mut self) -> &mut dyn Write {
+        match &mut self.sink {
+            Sink::Stdout(o) => o,
+            Sink::File(f) => f,
+        }
+    }
+
+    /// The error for a failure to write this output.
+    pub fn error(&self, e: io::Error) -> OutputError {
+        match &self.what {
+            None => OutputError::stdout(e),
+            Some(p) => OutputError::file(p, e),
+        }
+    }
+
+    /// Flushes the output; a file is put in place.
+    pub fn finish(self) -> Result<(), OutputError> {
+        let what = self.what;
+        let err = |e| match &what {
+            None => OutputError::stdout(e),
+            Some(p) => OutputError::file(p, e),
+        };
+        match self.sink {
+            Sink::Stdout(mut o) => o.flush().map_err(err),
+            Sink::File(f) => f
+                .into_inner()
+                .map_err(|e| e.into_error())
+                .and_then(AtomicFile::commit)
+                .map_err(err),
+        }
+    }
+}
+
+/// Turns a dump's error into the tool's: damage is the input's (named), a write
+/// failure the output's.
+pub fn dump_error(e: crate::report::DumpError, input: &Path, out: &Output) -> anyhow::Error {
+    match e {
+        crate::report::DumpError::Io(e) => out.error(e).into(),
+        e => anyhow::Error::new(e).context(input.display().to_string()),
+    }
+}
+
+/// Opens the dump output: stdout, or `path` (written beside and renamed over it on
+/// success). Refuses to overwrite the input.
+pub fn open_output(path: Option<&Path>, input: &Path) -> anyhow::Result<Output> {
     match path {
-        None => Ok(Box::new(io::stdout().lock())),
+        None => Ok(Output {
+            sink: Sink::Stdout(io::stdout().lock()),
+            what: None,
+        }),
         Some(p) => {
             if same_file(p, input) {
                 bail!(
@@ -98,8 +469,11 @@ pub fn open_output(path: Option<&Path>, input: &Path) -> anyhow::Result<Box<dyn 
                     p.display()
                 );
             }
-            let f = File::create(p).with_context(|| format!("{}", p.display()))?;
-            Ok(Box::new(f))
+            let f = AtomicFile::create(p).map_err(|e| OutputError::file(p, e))?;
+            Ok(Output {
+                sink: Sink::File(io::BufWriter::with_capacity(1 << 16, f)),
+                what: Some(p.to_path_buf()),
+            })
         }
     }
 }
@@ -131,38 +505,40 @@ pub fn spinner(quiet: bool, msg: String) -> Option<indicatif::ProgressBar> {
     Some(pb)
 }
 
-/// Prints findings (one line each) and returns the exit status of a check.
+/// Prints findings (one line each) and returns the exit status of a check. The
+/// verdict survives an output failure: the error returned makes the tool exit 1.
 pub fn report_check(
     report: &Report,
     quiet: bool,
     ignore_non_fatal: bool,
     summary: &str,
-) -> io::Result<i32> {
-    let mut out = io::stdout().lock();
-    if !quiet {
-        for f in report.findings() {
-            writeln!(out, "{f}")?;
-        }
-    }
+) -> Result<i32, OutputError> {
     let errors = report.count(Severity::Error);
     let warnings = report.count(Severity::Warning);
     let failed = errors > 0 || (warnings > 0 && !ignore_non_fatal);
     if !quiet {
-        if failed {
-            writeln!(
-                out,
-                "{errors} error(s), {warnings} warning(s){}",
-                if errors == 0 {
-                    " (non-fatal; --ignore-non-fatal-errors accepts them)"
-                } else {
-                    ""
-                }
-            )?;
-        } else {
-            writeln!(out, "{summary}")?;
-        }
+        let mut out = io::stdout().lock();
+        let mut w = || -> io::Result<()> {
+            for f in report.findings() {
+                writeln!(out, "{}", escape(&f.to_string()))?;
+            }
+            if failed {
+                writeln!(
+                    out,
+                    "{errors} error(s), {warnings} warning(s){}",
+                    if errors == 0 {
+                        " (non-fatal; --ignore-non-fatal-errors accepts them)"
+                    } else {
+                        ""
+                    }
+                )?;
+            } else {
+                writeln!(out, "{}", escape(summary))?;
+            }
+            out.flush()
+        };
+        w().map_err(OutputError::stdout)?;
     }
-    out.flush()?;
     Ok(if failed {
         super::EXIT_FAILURE
     } else {

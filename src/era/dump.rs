@@ -44,7 +44,10 @@ pub struct DumpNotes {
 /// when the bitset is unreadable (repair).
 struct WsBits<'d> {
     era: u64,
+    /// Bits dumped.
     nr_bits: u64,
+    /// Bits the bitset holds; those from here to `nr_bits` are dumped as set.
+    have: u64,
     cursor: Option<BitsetCursor<'d>>,
     name: String,
     noted: bool,
@@ -60,8 +63,16 @@ impl WsBits<'_> {
         let Some(c) = self.cursor.as_mut() else {
             return Ok(all);
         };
+        if wi * 64 >= self.have {
+            return Ok(all);
+        }
+        let above = if self.have < wi * 64 + 64 {
+            all & !((1u64 << (self.have - wi * 64)) - 1)
+        } else {
+            0
+        };
         match c.word(wi) {
-            Ok(w) => Ok(w),
+            Ok(w) => Ok((w & all) | above),
             Err(f) if repair => {
                 if !self.noted {
                     self.noted = true;
@@ -209,11 +220,15 @@ pub fn dump<W: Write>(
     }
     let mut wss = Vec::with_capacity(list.len());
     for (era, ws, from) in list {
-        wss.push(open_writeset(&mut w, era, ws, from, repair, &mut notes)?);
+        wss.push(open_writeset(
+            &mut w, era, ws, from, &sb, repair, &mut notes,
+        )?);
     }
     let mut folded = Vec::new();
     if let Some((era, ws, from)) = fold_current {
-        folded.push(open_writeset(&mut w, era, ws, from, repair, &mut notes)?);
+        folded.push(open_writeset(
+            &mut w, era, ws, from, &sb, repair, &mut notes,
+        )?);
     }
 
     let mut x = XmlOut::new(out);
@@ -325,15 +340,21 @@ fn era_array_desc(sb: &crate::era::superblock::EraSuperblock, loc: u64) -> Array
     }
 }
 
-/// Opens the bitset of a writeset; in repair mode an unreadable one becomes "all set".
+/// Opens the bitset of a writeset; in repair mode an unreadable one becomes "all set"
+/// over every block the superblock tracks (a lost bitset's `nr_bits` is no more
+/// trustworthy than its root), and one of another size than the superblock's
+/// `nr_blocks` is dumped with `nr_blocks` bits, those past its own bits as set, so
+/// that the restored metadata checks clean and loses nothing.
 fn open_writeset<'d>(
     w: &mut Walker<'d>,
     era: u64,
     ws: WritesetDisk,
     from: u64,
+    sb: &crate::era::superblock::EraSuperblock,
     repair: bool,
     notes: &mut DumpNotes,
 ) -> Result<WsBits<'d>, DumpError> {
+    let nr_blocks = sb.nr_blocks as u64;
     let name = format!("writeset of era {era}");
     let before = w.report.findings().len();
     let cursor = (ws.root != 0)
@@ -349,20 +370,33 @@ fn open_writeset<'d>(
         if !repair {
             return Err(Finding::error("era-writeset", Some(from), name, why).into());
         }
-        notes
-            .skipped
-            .push(format!("{name}: {why}; all its bits are dumped as set"));
+        notes.skipped.push(format!(
+            "{name}: {why}; all its {nr_blocks} bits (the superblock's nr_blocks) are dumped as set"
+        ));
         return Ok(WsBits {
             era,
-            nr_bits: ws.nr_bits as u64,
+            nr_bits: nr_blocks,
+            have: 0,
             cursor: None,
             name,
             noted: true,
         });
     }
+    let have = ws.nr_bits as u64;
+    if repair && have != nr_blocks {
+        notes.skipped.push(format!(
+            "{name}: nr_bits {have}, the superblock tracks {nr_blocks} blocks; dumped with {nr_blocks} bits{}",
+            if have < nr_blocks {
+                format!(", blocks {have}..{nr_blocks} as set")
+            } else {
+                String::new()
+            }
+        ));
+    }
     Ok(WsBits {
         era,
-        nr_bits: ws.nr_bits as u64,
+        nr_bits: if repair { nr_blocks } else { have },
+        have,
         cursor,
         name,
         noted: false,

@@ -185,9 +185,11 @@ fn collect(
     for (era, ws, from) in writesets.into_iter().filter(|e| e.0 >= since) {
         let name = format!("writeset of era {era}");
         if ws.root == 0 {
-            marks.set_range(0, ws.nr_bits as u64);
+            // The entry is damaged: its nr_bits is no more to be trusted than its
+            // root, so every block the superblock tracks is listed.
+            marks.set_range(0, nr_blocks);
             over.push(format!(
-                "{name} has no bitset: its {} blocks are listed",
+                "{name} has no bitset (root 0, nr_bits {}): all {nr_blocks} blocks are listed",
                 ws.nr_bits
             ));
             continue;

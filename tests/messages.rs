@@ -1,0 +1,160 @@
+//! What the tools say: warnings a user must see, and the text of errors.
+
+use std::path::Path;
+
+use crate::util::{load_zst, repo, run_tool, TestDir};
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A restore that leaves no free metadata block warns, with the size needed.
+#[test]
+fn a_restore_that_fills_the_device_warns_with_the_size_needed() {
+    let d = TestDir::new("msg-full");
+    let era = d.path("era.img");
+    std::fs::write(
+        &era,
+        load_zst(&repo().join("fixtures/samples/era-b-eras/metadata.img.zst")),
+    )
+    .unwrap();
+    let xml = d.path("e.xml");
+    std::fs::write(&xml, run_tool("era_dump", &[s(&era)]).stdout).unwrap();
+    let img = d.path("small.img");
+    for (blocks, warned) in [(10u64, true), (11, false)] {
+        std::fs::write(&img, vec![0u8; (blocks * 4096) as usize]).unwrap();
+        for tool in [
+            vec!["era_restore", "-i", s(&xml), "-o", s(&img)],
+            vec!["era_repair", "-i", s(&era), "-o", s(&img)],
+        ] {
+            let o = run_tool(tool[0], &tool[1..]);
+            assert_eq!(o.status.code(), Some(0), "{tool:?}");
+            let e = text(&o.stderr);
+            assert_eq!(
+                e.contains("fills the device (10/10 blocks used)")
+                    && e.contains("more than 10 blocks (45056 bytes)"),
+                warned,
+                "{blocks} blocks, {tool:?}: {e}"
+            );
+        }
+    }
+}
+
+/// An era image whose first writeset-tree entry is zeroed (root 0, nr_bits 0) in
+/// a leaf that still checksums: a lost writeset whose count cannot be trusted.
+fn lost_writeset_image(d: &TestDir) -> (std::path::PathBuf, u64) {
+    use dmce::pdata::checksum::{stamp, BlockKind};
+    let mut img = load_zst(&repo().join("fixtures/samples/era-b-eras/metadata.img.zst"));
+    let sb = dmce::era::superblock::EraSuperblock::decode((&img[..4096]).try_into().unwrap());
+    let root = sb.writeset_tree_root;
+    let at = (root * 4096) as usize;
+    let node: &mut [u8; 4096] = (&mut img[at..at + 4096]).try_into().unwrap();
+    let nr_entries = u32::from_le_bytes(node[16..20].try_into().unwrap());
+    let max_entries = u32::from_le_bytes(node[20..24].try_into().unwrap()) as usize;
+    assert!(nr_entries >= 1 && node[0..4] != [0; 4]);
+    let v = 32 + 8 * max_entries;
+    node[v..v + 12].fill(0);
+    stamp(node, root, BlockKind::BtreeNode);
+    let p = d.path("lost-ws.img");
+    std::fs::write(&p, &img).unwrap();
+    (p, sb.nr_blocks as u64)
+}
+
+/// A lost writeset is over-reported with the superblock's nr_blocks, and what the
+/// repairs write checks clean.
+#[test]
+fn a_lost_writeset_is_over_reported_with_the_superblocks_nr_blocks() {
+    let d = TestDir::new("msg-lost-ws");
+    let (img, nr_blocks) = lost_writeset_image(&d);
+    let o = run_tool("era_check", &[s(&img)]);
+    assert_eq!(o.status.code(), Some(1));
+    let o = run_tool("era_invalidate", &["--written-since", "0", s(&img)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(
+        text(&o.stdout),
+        format!("<blocks>\n  <range begin=\"0\" end=\"{nr_blocks}\"/>\n</blocks>\n")
+    );
+    assert!(
+        text(&o.stderr).contains(&format!("all {nr_blocks} blocks are listed")),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = run_tool("era_dump", &["-r", s(&img)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let xml = text(&o.stdout);
+    assert!(!xml.contains("nr_bits=\"0\""), "{xml}");
+    assert!(xml.contains(&format!("nr_bits=\"{nr_blocks}\"")), "{xml}");
+    // Restored, the repairing dump checks clean; so does era_repair's image.
+    let x = d.path("r.xml");
+    std::fs::write(&x, xml).unwrap();
+    let out = d.path("out.img");
+    std::fs::write(&out, vec![0u8; 4 << 20]).unwrap();
+    let o = run_tool("era_restore", &["-i", s(&x), "-o", s(&out)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let o = run_tool("era_check", &[s(&out)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stdout));
+    std::fs::write(&out, vec![0u8; 4 << 20]).unwrap();
+    let o = run_tool("era_repair", &["-i", s(&img), "-o", s(&out)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let o = run_tool("era_check", &[s(&out)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stdout));
+    // Every block is listed as written since the lost era.
+    let o = run_tool("era_invalidate", &["--written-since", "1", s(&out)]);
+    assert_eq!(
+        text(&o.stdout),
+        format!("<blocks>\n  <range begin=\"0\" end=\"{nr_blocks}\"/>\n</blocks>\n")
+    );
+}
+
+/// The other target's metadata, unformatted metadata and a missing snapshot are
+/// named as such, never as damage, with the input named and one "error:" at most.
+#[test]
+fn error_text_names_the_input_and_the_real_cause() {
+    let d = TestDir::new("msg-text");
+    let era = d.path("era.img");
+    std::fs::write(
+        &era,
+        load_zst(&repo().join("fixtures/samples/era-b-eras/metadata.img.zst")),
+    )
+    .unwrap();
+    let clone = repo().join("fixtures/samples/clone-b-partial/metadata.img");
+    let zero = d.path("zero.img");
+    std::fs::write(&zero, vec![0u8; 1 << 20]).unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["clone_dump", s(&era)],
+            "this is dm-era metadata, not dm-clone",
+        ),
+        (
+            vec!["era_dump", s(&clone)],
+            "this is dm-clone metadata, not dm-era",
+        ),
+        (vec!["era_dump", s(&zero)], "not formatted"),
+        (vec!["clone_dump", s(&zero)], "not formatted"),
+        (
+            vec!["era_dump", "--metadata-snapshot", s(&era)],
+            "no metadata snapshot",
+        ),
+    ];
+    for (args, phrase) in cases {
+        let o = run_tool(args[0], &args[1..]);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let e = text(&o.stderr);
+        assert!(e.contains(phrase), "{args:?}: {e}");
+        assert!(
+            e.contains(args[args.len() - 1]),
+            "{args:?}: the input is not named: {e}"
+        );
+        assert!(
+            !e.contains("damaged") && !e.contains("error:"),
+            "{args:?}: {e}"
+        );
+        assert_eq!(e.lines().count(), 1, "{args:?}: {e}");
+    }
+    let o = run_tool("clone_check", &[s(&era)]);
+    assert!(text(&o.stdout).contains("this is dm-era metadata, not dm-clone"));
+}
