@@ -23,13 +23,14 @@ struct Args {
     trace: Option<PathBuf>,
     /// Instead of a trace, run every generated trace of up to --max-ops user
     /// operations on a tiny target, each ending in an enumerated power cut, on
-    /// --variant; print the figures and the first violating trace, minimised.
+    /// the model of --variant, and print the figures and the first violating
+    /// trace, minimised.
     #[arg(long, conflicts_with_all = ["output", "minimize"])]
     generate: bool,
-    /// Operations per generated trace (with --generate).
+    /// Operations per generated trace, with --generate.
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=4))]
     max_ops: u8,
-    /// The model variant of the generated traces (with --generate).
+    /// The model variant of the generated traces, with --generate.
     #[arg(long, value_name = "NAME", default_value = "fixed")]
     variant: String,
     /// When the trace violates an invariant, print the smallest trace (by
@@ -58,8 +59,8 @@ struct Args {
     #[arg(long, value_name = "S", default_value_t = 0)]
     seed: u64,
     /// Where power cuts are explored: `lines` (the trace's `crash` lines) or
-    /// `statements` (also after every statement, without stopping the model;
-    /// the default of --generate).
+    /// `statements` (also after every statement, without stopping the model):
+    /// the default with --generate.
     #[arg(long, value_name = "WHERE", value_parser = ["lines", "statements"])]
     crash_points: Option<String>,
 }
