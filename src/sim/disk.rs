@@ -7,6 +7,13 @@
 //! * A FLUSH covers exactly the writes that had *completed* when it was issued;
 //!   at its completion those become durable, in completion order. Writes that
 //!   complete between the flush's issue and completion stay volatile.
+//!
+//! The volatile cache is kept as an overlay of the newest completed write per
+//! unit: an older cached write that a newer one covers can never reach the media
+//! on its own any more (any flush issued after the newer completion covers both
+//! and applies them in completion order), so only the parts of writes still
+//! visible are kept, and memory is bounded by the device, not by the number of
+//! writes. A flush records the overlay's extents at its issue (what it covers).
 //! * A discard is a write of the caller's "discarded" value.
 //! * `writethrough` devices make every completed write durable.
 //!
@@ -68,12 +75,17 @@ pub struct SimDisk<V: Unit> {
     clock: Clock,
     durable: ExtentMap<V>,
     landed: ExtentMap<V>,
-    /// Completed, not yet durable, by completion seq.
-    volatile: BTreeMap<u64, Io<V>>,
-    /// Issued, not completed, by issue seq (flushes with their cover).
-    inflight: BTreeMap<u64, (Io<V>, Vec<u64>)>,
+    /// Completed, not yet durable: the newest such write per unit, with its
+    /// completion seq.
+    volatile: ExtentMap<V>,
+    /// Issued, not completed, by issue seq (flushes with their cover: the
+    /// volatile extents at their issue).
+    inflight: BTreeMap<u64, (Io<V>, Vec<Cached<V>>)>,
     stats: DiskStats,
 }
+
+/// A cached extent a flush covers: `(start, end, completion seq, value)`.
+type Cached<V> = (u64, u64, u64, V);
 
 /// Why an I/O was refused: the model asked for something a device cannot do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +130,7 @@ impl<V: Unit> SimDisk<V> {
             clock,
             durable: ExtentMap::new(),
             landed: ExtentMap::new(),
-            volatile: BTreeMap::new(),
+            volatile: ExtentMap::new(),
             inflight: BTreeMap::new(),
             stats: DiskStats::default(),
         }
@@ -150,7 +162,10 @@ impl<V: Unit> SimDisk<V> {
         }
         let cover = if io.kind == IoKind::Flush {
             self.stats.flushes += 1;
-            self.volatile.keys().copied().collect()
+            self.volatile
+                .iter()
+                .map(|(s, e, seq, v)| (s, e, seq, v.clone()))
+                .collect()
         } else {
             self.stats.writes += 1;
             if io.fua {
@@ -172,21 +187,20 @@ impl<V: Unit> SimDisk<V> {
         let cseq = self.tick();
         match io.kind {
             IoKind::Flush => {
-                for c in cover {
-                    if let Some(w) = self.volatile.remove(&c) {
-                        let v = w.val.expect("writes carry a value");
-                        self.durable.insert_if_newer(w.start, w.end, c, v);
-                    }
+                // Completion order is seq order; each unit keeps the newest.
+                for (s, e, c, v) in cover {
+                    self.durable.insert_if_newer(s, e, c, v);
+                    self.volatile.remove_seq(s, e, c);
                 }
             }
             IoKind::Write | IoKind::Discard => {
-                let v = io.val.clone().expect("writes carry a value");
-                self.landed.insert(io.start, io.end, cseq, v.clone());
+                let v = io.val.expect("writes carry a value");
                 if io.fua || self.writethrough {
-                    self.durable.insert(io.start, io.end, cseq, v);
+                    self.durable.insert(io.start, io.end, cseq, v.clone());
                 } else {
-                    self.volatile.insert(cseq, io);
+                    self.volatile.insert(io.start, io.end, cseq, v.clone());
                 }
+                self.landed.insert(io.start, io.end, cseq, v);
             }
         }
         Ok(cseq)
@@ -218,8 +232,9 @@ impl<V: Unit> SimDisk<V> {
         &self.landed
     }
 
-    /// Completed writes not yet durable, by completion seq.
-    pub fn volatile(&self) -> &BTreeMap<u64, Io<V>> {
+    /// Completed writes not yet durable: what each unit would get from a flush
+    /// now, with the completion seq of the write it comes from.
+    pub fn volatile(&self) -> &ExtentMap<V> {
         &self.volatile
     }
 
@@ -238,14 +253,14 @@ impl<V: Unit> SimDisk<V> {
     /// A power cut that keeps only what is durable: the cache and everything in
     /// flight are lost.
     pub fn crash_durable(&mut self) {
-        self.volatile.clear();
+        self.volatile = ExtentMap::new();
         self.inflight.clear();
         self.landed = self.durable.clone();
     }
 
     /// A power cut after which every completed write reached the media.
     pub fn crash_all_landed(&mut self) {
-        self.volatile.clear();
+        self.volatile = ExtentMap::new();
         self.inflight.clear();
         self.durable = self.landed.clone();
     }
