@@ -153,29 +153,38 @@ impl<V: Unit> SimDisk<V> {
     /// Puts `io` in flight; returns its issue seq. A flush records the writes it
     /// covers now.
     pub fn issue(&mut self, io: Io<V>) -> Result<u64, DiskError> {
-        if io.kind != IoKind::Flush && (io.start > io.end || io.end > self.nr_units) {
+        self.account(&io)?;
+        let cover = if io.kind == IoKind::Flush {
+            self.volatile
+                .iter()
+                .map(|(s, e, seq, v)| (s, e, seq, v.clone()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let seq = self.tick();
+        self.inflight.insert(seq, (io, cover));
+        Ok(seq)
+    }
+
+    /// Checks the range of `io` and counts it.
+    fn account(&mut self, io: &Io<V>) -> Result<(), DiskError> {
+        if io.kind == IoKind::Flush {
+            self.stats.flushes += 1;
+            return Ok(());
+        }
+        if io.start > io.end || io.end > self.nr_units {
             return Err(DiskError::OutOfRange {
                 start: io.start,
                 end: io.end,
                 nr_units: self.nr_units,
             });
         }
-        let cover = if io.kind == IoKind::Flush {
-            self.stats.flushes += 1;
-            self.volatile
-                .iter()
-                .map(|(s, e, seq, v)| (s, e, seq, v.clone()))
-                .collect()
-        } else {
-            self.stats.writes += 1;
-            if io.fua {
-                self.stats.fua += 1;
-            }
-            Vec::new()
-        };
-        let seq = self.tick();
-        self.inflight.insert(seq, (io, cover));
-        Ok(seq)
+        self.stats.writes += 1;
+        if io.fua {
+            self.stats.fua += 1;
+        }
+        Ok(())
     }
 
     /// Completes the I/O issued as `seq`; returns its completion seq.
@@ -193,23 +202,38 @@ impl<V: Unit> SimDisk<V> {
                     self.volatile.remove_seq(s, e, c);
                 }
             }
-            IoKind::Write | IoKind::Discard => {
-                let v = io.val.expect("writes carry a value");
-                if io.fua || self.writethrough {
-                    self.durable.insert(io.start, io.end, cseq, v.clone());
-                } else {
-                    self.volatile.insert(io.start, io.end, cseq, v.clone());
-                }
-                self.landed.insert(io.start, io.end, cseq, v);
-            }
+            IoKind::Write | IoKind::Discard => self.land(io, cseq),
         }
         Ok(cseq)
     }
 
-    /// Issues and completes `io` at once; returns the completion seq.
+    /// A write or discard completes as `cseq`.
+    fn land(&mut self, io: Io<V>, cseq: u64) {
+        let v = io.val.expect("writes carry a value");
+        if io.fua || self.writethrough {
+            self.durable.insert(io.start, io.end, cseq, v.clone());
+        } else {
+            self.volatile.insert(io.start, io.end, cseq, v.clone());
+        }
+        self.landed.insert(io.start, io.end, cseq, v);
+    }
+
+    /// Issues and completes `io` at once; returns the completion seq. (The same
+    /// as [`issue`](Self::issue) then [`complete`](Self::complete), without the
+    /// bookkeeping of an I/O in flight: a flush covers the whole cache.)
     pub fn submit(&mut self, io: Io<V>) -> Result<u64, DiskError> {
-        let s = self.issue(io)?;
-        self.complete(s)
+        self.account(&io)?;
+        self.tick();
+        let cseq = self.tick();
+        match io.kind {
+            IoKind::Flush => {
+                for (s, e, c, v) in std::mem::take(&mut self.volatile).into_extents() {
+                    self.durable.insert_if_newer(s, e, c, v);
+                }
+            }
+            IoKind::Write | IoKind::Discard => self.land(io, cseq),
+        }
+        Ok(cseq)
     }
 
     /// What a read of unit `u` returns now (`None`: the base value).
@@ -356,6 +380,43 @@ mod tests {
         d.submit(flush()).unwrap();
         assert_eq!(d.durable_at(0), Some(S(10)));
         assert_eq!(d.read(0), Some(S(10)));
+    }
+
+    #[test]
+    fn submit_is_issue_then_complete() {
+        let (mut a, mut b) = (disk(), disk());
+        let mut x = 1u64;
+        let mut held = Vec::new();
+        for i in 0..2000u64 {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1442695040888963407);
+            let r = x >> 33;
+            let io = if r.is_multiple_of(7) {
+                flush()
+            } else {
+                let s = r % 90;
+                w(s, s + 1 + (r >> 8) % 10, i, (r >> 20).is_multiple_of(5))
+            };
+            if (r >> 24).is_multiple_of(4) {
+                // Leave some I/O in flight on both, completed later.
+                held.push((a.issue(io.clone()).unwrap(), b.issue(io).unwrap()));
+            } else {
+                a.submit(io.clone()).unwrap();
+                let s = b.issue(io).unwrap();
+                b.complete(s).unwrap();
+            }
+            if (r >> 28).is_multiple_of(3) {
+                if let Some((sa, sb)) = held.pop() {
+                    a.complete(sa).unwrap();
+                    b.complete(sb).unwrap();
+                }
+            }
+            for u in 0..100 {
+                assert_eq!(a.durable_at(u), b.durable_at(u), "op {i} unit {u}");
+                assert_eq!(a.read(u), b.read(u));
+            }
+        }
     }
 
     #[test]

@@ -170,6 +170,11 @@ impl<V: Unit> ExtentMap<V> {
         })
     }
 
+    /// Every extent, by value.
+    pub fn into_extents(self) -> impl Iterator<Item = (u64, u64, u64, V)> {
+        self.map.into_iter().map(|(s, (e, seq, v))| (s, e, seq, v))
+    }
+
     /// Every extent.
     pub fn iter(&self) -> impl Iterator<Item = (u64, u64, u64, &V)> + '_ {
         self.map.iter().map(|(&s, (e, seq, v))| (s, *e, *seq, v))
