@@ -14,6 +14,7 @@ pub use file::FileDevice;
 pub use mem::MemDevice;
 
 use std::io;
+use std::sync::Arc;
 
 /// Size of one metadata block in bytes (PERSISTENT-DATA.md §1).
 pub const BLOCK_SIZE: usize = 4096;
@@ -24,6 +25,11 @@ pub type Block = [u8; BLOCK_SIZE];
 /// Allocates a zero-filled block on the heap.
 pub fn zeroed_block() -> Box<Block> {
     Box::new([0u8; BLOCK_SIZE])
+}
+
+/// A zero-filled block that can be shared without copying.
+pub fn zeroed_shared_block() -> Arc<Block> {
+    Arc::new([0u8; BLOCK_SIZE])
 }
 
 /// A device addressed in metadata blocks.
@@ -39,6 +45,21 @@ pub trait BlockDevice: Send + Sync {
     fn write(&self, b: u64, buf: &Block) -> io::Result<()>;
     /// Makes every completed write durable.
     fn flush(&self) -> io::Result<()>;
+
+    /// Reads block `b` as a shared block. Devices that keep blocks in memory
+    /// hand out their own copy; the default reads into a new block.
+    fn read_shared(&self, b: u64) -> io::Result<Arc<Block>> {
+        let mut blk = zeroed_shared_block();
+        self.read(b, Arc::make_mut(&mut blk))?;
+        Ok(blk)
+    }
+
+    /// Writes `buf` to block `b`, like [`write`](Self::write). Devices that keep
+    /// blocks in memory may keep `buf` itself instead of copying it (the caller
+    /// must not change it afterwards other than through `Arc::make_mut`).
+    fn write_shared(&self, b: u64, buf: &Arc<Block>) -> io::Result<()> {
+        self.write(b, buf)
+    }
 }
 
 impl<D: BlockDevice + ?Sized> BlockDevice for &D {
@@ -53,6 +74,12 @@ impl<D: BlockDevice + ?Sized> BlockDevice for &D {
     }
     fn flush(&self) -> io::Result<()> {
         (**self).flush()
+    }
+    fn read_shared(&self, b: u64) -> io::Result<Arc<Block>> {
+        (**self).read_shared(b)
+    }
+    fn write_shared(&self, b: u64, buf: &Arc<Block>) -> io::Result<()> {
+        (**self).write_shared(b, buf)
     }
 }
 

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use crate::model::era_meta::EraMeta;
 use crate::model::oracle::Oracle;
 use crate::model::{ModelError, WriteReq};
+use crate::pdata::tm::IntMap;
 use crate::sim::{new_clock, Clock, DataVal, Io, IoKind, MetaDev, MetaImage, Origin, SimDisk};
 use crate::trace::{CrashMode, Init, Variant};
 
@@ -151,11 +152,11 @@ pub struct EraModel {
     worker_stopped: bool,
     now: u64,
     /// Bios not yet completed, by number.
-    bios: HashMap<usize, Bio>,
+    bios: IntMap<usize, Bio>,
     next_bio: usize,
     users: Vec<UserIo>,
     by_name: HashMap<String, usize>,
-    owners: HashMap<u64, usize>,
+    owners: IntMap<u64, usize>,
     deferred: Vec<usize>,
     worker_kicked: bool,
     /// An explicit worker iteration between `worker.mark` and `worker.submit`:
@@ -194,11 +195,11 @@ impl EraModel {
             life: Life::Suspended,
             worker_stopped: true,
             now,
-            bios: HashMap::new(),
+            bios: IntMap::default(),
             next_bio: 0,
             users: Vec::new(),
             by_name: HashMap::new(),
-            owners: HashMap::new(),
+            owners: IntMap::default(),
             deferred: Vec::new(),
             worker_kicked: false,
             marking: None,

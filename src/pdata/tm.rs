@@ -35,13 +35,17 @@
 //! space map back from disk, and [`WriteOrder`] permutes the write-back order of a
 //! commit the way dm-bufio is free to.
 
+mod int_map;
 mod metadata_sm;
+
+pub use int_map::{IntHasher, IntMap, IntSet};
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io;
+use std::sync::Arc;
 
-use crate::io::{zeroed_block, Block, BlockDevice};
+use crate::io::{zeroed_shared_block, Block, BlockDevice};
 use crate::pdata::btree::NodeHeader;
 use crate::pdata::checksum::{stamp, verify, BlockError, BlockKind};
 use crate::pdata::le64;
@@ -163,15 +167,17 @@ pub struct TransactionManager<D: BlockDevice> {
     /// The bootstrap allocator of `dm_sm_metadata_create` is in use.
     bootstrap: bool,
     /// Blocks allocated or shadowed in this transaction, with their kind.
-    shadows: HashMap<u64, BlockKind>,
-    /// Modified blocks not yet written.
-    dirty: HashMap<u64, Box<Block>>,
+    shadows: IntMap<u64, BlockKind>,
+    /// Modified blocks not yet written. Blocks are shared with the clean cache
+    /// and the device where possible and copied on the first change
+    /// (`Arc::make_mut`).
+    dirty: IntMap<u64, Arc<Block>>,
     /// Dirty blocks, oldest first (may hold stale entries).
     fifo: VecDeque<u64>,
     /// Clean blocks as they are on the device, with the kind they were validated
     /// as (the buffer cache: every write to the device goes through here, so it
     /// never goes stale).
-    clean: HashMap<u64, (BlockKind, Box<Block>)>,
+    clean: IntMap<u64, (BlockKind, Arc<Block>)>,
     max_dirty: usize,
     order: WriteOrder,
     failed: bool,
@@ -200,10 +206,10 @@ impl<D: BlockDevice> TransactionManager<D> {
             recursion: 0,
             bops: VecDeque::new(),
             bootstrap: false,
-            shadows: HashMap::new(),
-            dirty: HashMap::new(),
+            shadows: IntMap::default(),
+            dirty: IntMap::default(),
             fifo: VecDeque::new(),
-            clean: HashMap::new(),
+            clean: IntMap::default(),
             max_dirty: DEFAULT_MAX_DIRTY,
             order: WriteOrder::Ascending,
             failed: false,
@@ -371,8 +377,8 @@ impl<D: BlockDevice> TransactionManager<D> {
     }
 
     /// Reads block `b`, validated as `kind` (location and checksum) unless it is
-    /// dirty in memory.
-    pub fn read(&mut self, b: u64, kind: BlockKind) -> Result<Box<Block>, TmError> {
+    /// dirty in memory. The block is shared, not copied.
+    pub fn read(&mut self, b: u64, kind: BlockKind) -> Result<Arc<Block>, TmError> {
         if let Some(d) = self.dirty.get(&b) {
             return Ok(d.clone());
         }
@@ -381,8 +387,7 @@ impl<D: BlockDevice> TransactionManager<D> {
                 return Ok(c.clone());
             }
         }
-        let mut blk = zeroed_block();
-        self.dev.read(b, &mut blk).map_err(|source| TmError::Io {
+        let blk = self.dev.read_shared(b).map_err(|source| TmError::Io {
             op: "read",
             block: Some(b),
             source,
@@ -395,16 +400,16 @@ impl<D: BlockDevice> TransactionManager<D> {
                 error,
             })?;
         }
-        self.remember(b, kind, &blk);
+        self.remember(b, kind, blk.clone());
         Ok(blk)
     }
 
     /// Keeps a clean copy of `b` (bounded: the cache is dropped when full).
-    fn remember(&mut self, b: u64, kind: BlockKind, blk: &Block) {
+    fn remember(&mut self, b: u64, kind: BlockKind, blk: Arc<Block>) {
         if self.clean.len() >= CLEAN_CACHE_BLOCKS {
             self.clean.clear();
         }
-        self.clean.insert(b, (kind, Box::new(*blk)));
+        self.clean.insert(b, (kind, blk));
     }
 
     /// Allocates a zeroed block of `kind` (count 1) in the shadow set
@@ -413,7 +418,7 @@ impl<D: BlockDevice> TransactionManager<D> {
         self.check_ok()?;
         let b = self.sm_new_block()?;
         self.shadows.insert(b, kind);
-        self.dirty.insert(b, zeroed_block());
+        self.dirty.insert(b, zeroed_shared_block());
         self.fifo.push_back(b);
         self.evict()?;
         Ok(b)
@@ -449,8 +454,7 @@ impl<D: BlockDevice> TransactionManager<D> {
             )));
         }
         if !self.dirty.contains_key(&b) {
-            let mut blk = zeroed_block();
-            self.dev.read(b, &mut blk).map_err(|source| TmError::Io {
+            let blk = self.dev.read_shared(b).map_err(|source| TmError::Io {
                 op: "read",
                 block: Some(b),
                 source,
@@ -459,7 +463,9 @@ impl<D: BlockDevice> TransactionManager<D> {
             self.fifo.push_back(b);
             self.evict_except(b)?;
         }
-        Ok(self.dirty.get_mut(&b).expect("just made dirty"))
+        Ok(Arc::make_mut(
+            self.dirty.get_mut(&b).expect("just made dirty"),
+        ))
     }
 
     fn evict(&mut self) -> Result<(), TmError> {
@@ -483,17 +489,17 @@ impl<D: BlockDevice> TransactionManager<D> {
         Ok(())
     }
 
-    fn write_back(&mut self, b: u64, mut blk: Box<Block>) -> Result<(), TmError> {
+    fn write_back(&mut self, b: u64, mut blk: Arc<Block>) -> Result<(), TmError> {
         let kind = *self
             .shadows
             .get(&b)
             .ok_or_else(|| TmError::Invariant(format!("dirty block {b} has no kind")))?;
-        stamp(&mut blk, b, kind);
+        stamp(Arc::make_mut(&mut blk), b, kind);
         self.stats.blocks_written += 1;
         self.clean.remove(&b);
-        let r = self.dev.write(b, &blk);
+        let r = self.dev.write_shared(b, &blk);
         if r.is_ok() {
-            self.remember(b, kind, &blk);
+            self.remember(b, kind, blk);
         }
         r.map_err(|source| {
             self.failed = true;

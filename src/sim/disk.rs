@@ -7,6 +7,13 @@
 //! * A FLUSH covers exactly the writes that had *completed* when it was issued;
 //!   at its completion those become durable, in completion order. Writes that
 //!   complete between the flush's issue and completion stay volatile.
+//!
+//! The volatile cache is kept as an overlay of the newest completed write per
+//! unit: an older cached write that a newer one covers can never reach the media
+//! on its own any more (any flush issued after the newer completion covers both
+//! and applies them in completion order), so only the parts of writes still
+//! visible are kept, and memory is bounded by the device, not by the number of
+//! writes. A flush records the overlay's extents at its issue (what it covers).
 //! * A discard is a write of the caller's "discarded" value.
 //! * `writethrough` devices make every completed write durable.
 //!
@@ -68,12 +75,17 @@ pub struct SimDisk<V: Unit> {
     clock: Clock,
     durable: ExtentMap<V>,
     landed: ExtentMap<V>,
-    /// Completed, not yet durable, by completion seq.
-    volatile: BTreeMap<u64, Io<V>>,
-    /// Issued, not completed, by issue seq (flushes with their cover).
-    inflight: BTreeMap<u64, (Io<V>, Vec<u64>)>,
+    /// Completed, not yet durable: the newest such write per unit, with its
+    /// completion seq.
+    volatile: ExtentMap<V>,
+    /// Issued, not completed, by issue seq (flushes with their cover: the
+    /// volatile extents at their issue).
+    inflight: BTreeMap<u64, (Io<V>, Vec<Cached<V>>)>,
     stats: DiskStats,
 }
+
+/// A cached extent a flush covers: `(start, end, completion seq, value)`.
+type Cached<V> = (u64, u64, u64, V);
 
 /// Why an I/O was refused: the model asked for something a device cannot do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +130,7 @@ impl<V: Unit> SimDisk<V> {
             clock,
             durable: ExtentMap::new(),
             landed: ExtentMap::new(),
-            volatile: BTreeMap::new(),
+            volatile: ExtentMap::new(),
             inflight: BTreeMap::new(),
             stats: DiskStats::default(),
         }
@@ -141,26 +153,38 @@ impl<V: Unit> SimDisk<V> {
     /// Puts `io` in flight; returns its issue seq. A flush records the writes it
     /// covers now.
     pub fn issue(&mut self, io: Io<V>) -> Result<u64, DiskError> {
-        if io.kind != IoKind::Flush && (io.start > io.end || io.end > self.nr_units) {
+        self.account(&io)?;
+        let cover = if io.kind == IoKind::Flush {
+            self.volatile
+                .iter()
+                .map(|(s, e, seq, v)| (s, e, seq, v.clone()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let seq = self.tick();
+        self.inflight.insert(seq, (io, cover));
+        Ok(seq)
+    }
+
+    /// Checks the range of `io` and counts it.
+    fn account(&mut self, io: &Io<V>) -> Result<(), DiskError> {
+        if io.kind == IoKind::Flush {
+            self.stats.flushes += 1;
+            return Ok(());
+        }
+        if io.start > io.end || io.end > self.nr_units {
             return Err(DiskError::OutOfRange {
                 start: io.start,
                 end: io.end,
                 nr_units: self.nr_units,
             });
         }
-        let cover = if io.kind == IoKind::Flush {
-            self.stats.flushes += 1;
-            self.volatile.keys().copied().collect()
-        } else {
-            self.stats.writes += 1;
-            if io.fua {
-                self.stats.fua += 1;
-            }
-            Vec::new()
-        };
-        let seq = self.tick();
-        self.inflight.insert(seq, (io, cover));
-        Ok(seq)
+        self.stats.writes += 1;
+        if io.fua {
+            self.stats.fua += 1;
+        }
+        Ok(())
     }
 
     /// Completes the I/O issued as `seq`; returns its completion seq.
@@ -172,30 +196,44 @@ impl<V: Unit> SimDisk<V> {
         let cseq = self.tick();
         match io.kind {
             IoKind::Flush => {
-                for c in cover {
-                    if let Some(w) = self.volatile.remove(&c) {
-                        let v = w.val.expect("writes carry a value");
-                        self.durable.insert_if_newer(w.start, w.end, c, v);
-                    }
+                // Completion order is seq order; each unit keeps the newest.
+                for (s, e, c, v) in cover {
+                    self.durable.insert_if_newer(s, e, c, v);
+                    self.volatile.remove_seq(s, e, c);
                 }
             }
-            IoKind::Write | IoKind::Discard => {
-                let v = io.val.clone().expect("writes carry a value");
-                self.landed.insert(io.start, io.end, cseq, v.clone());
-                if io.fua || self.writethrough {
-                    self.durable.insert(io.start, io.end, cseq, v);
-                } else {
-                    self.volatile.insert(cseq, io);
-                }
-            }
+            IoKind::Write | IoKind::Discard => self.land(io, cseq),
         }
         Ok(cseq)
     }
 
-    /// Issues and completes `io` at once; returns the completion seq.
+    /// A write or discard completes as `cseq`.
+    fn land(&mut self, io: Io<V>, cseq: u64) {
+        let v = io.val.expect("writes carry a value");
+        if io.fua || self.writethrough {
+            self.durable.insert(io.start, io.end, cseq, v.clone());
+        } else {
+            self.volatile.insert(io.start, io.end, cseq, v.clone());
+        }
+        self.landed.insert(io.start, io.end, cseq, v);
+    }
+
+    /// Issues and completes `io` at once; returns the completion seq. (The same
+    /// as [`issue`](Self::issue) then [`complete`](Self::complete), without the
+    /// bookkeeping of an I/O in flight: a flush covers the whole cache.)
     pub fn submit(&mut self, io: Io<V>) -> Result<u64, DiskError> {
-        let s = self.issue(io)?;
-        self.complete(s)
+        self.account(&io)?;
+        self.tick();
+        let cseq = self.tick();
+        match io.kind {
+            IoKind::Flush => {
+                for (s, e, c, v) in std::mem::take(&mut self.volatile).into_extents() {
+                    self.durable.insert_if_newer(s, e, c, v);
+                }
+            }
+            IoKind::Write | IoKind::Discard => self.land(io, cseq),
+        }
+        Ok(cseq)
     }
 
     /// What a read of unit `u` returns now (`None`: the base value).
@@ -218,8 +256,9 @@ impl<V: Unit> SimDisk<V> {
         &self.landed
     }
 
-    /// Completed writes not yet durable, by completion seq.
-    pub fn volatile(&self) -> &BTreeMap<u64, Io<V>> {
+    /// Completed writes not yet durable: what each unit would get from a flush
+    /// now, with the completion seq of the write it comes from.
+    pub fn volatile(&self) -> &ExtentMap<V> {
         &self.volatile
     }
 
@@ -238,14 +277,14 @@ impl<V: Unit> SimDisk<V> {
     /// A power cut that keeps only what is durable: the cache and everything in
     /// flight are lost.
     pub fn crash_durable(&mut self) {
-        self.volatile.clear();
+        self.volatile = ExtentMap::new();
         self.inflight.clear();
         self.landed = self.durable.clone();
     }
 
     /// A power cut after which every completed write reached the media.
     pub fn crash_all_landed(&mut self) {
-        self.volatile.clear();
+        self.volatile = ExtentMap::new();
         self.inflight.clear();
         self.durable = self.landed.clone();
     }
@@ -341,6 +380,43 @@ mod tests {
         d.submit(flush()).unwrap();
         assert_eq!(d.durable_at(0), Some(S(10)));
         assert_eq!(d.read(0), Some(S(10)));
+    }
+
+    #[test]
+    fn submit_is_issue_then_complete() {
+        let (mut a, mut b) = (disk(), disk());
+        let mut x = 1u64;
+        let mut held = Vec::new();
+        for i in 0..2000u64 {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1442695040888963407);
+            let r = x >> 33;
+            let io = if r.is_multiple_of(7) {
+                flush()
+            } else {
+                let s = r % 90;
+                w(s, s + 1 + (r >> 8) % 10, i, (r >> 20).is_multiple_of(5))
+            };
+            if (r >> 24).is_multiple_of(4) {
+                // Leave some I/O in flight on both, completed later.
+                held.push((a.issue(io.clone()).unwrap(), b.issue(io).unwrap()));
+            } else {
+                a.submit(io.clone()).unwrap();
+                let s = b.issue(io).unwrap();
+                b.complete(s).unwrap();
+            }
+            if (r >> 28).is_multiple_of(3) {
+                if let Some((sa, sb)) = held.pop() {
+                    a.complete(sa).unwrap();
+                    b.complete(sb).unwrap();
+                }
+            }
+            for u in 0..100 {
+                assert_eq!(a.durable_at(u), b.durable_at(u), "op {i} unit {u}");
+                assert_eq!(a.read(u), b.read(u));
+            }
+        }
     }
 
     #[test]

@@ -54,12 +54,38 @@ impl<V: Unit> ExtentMap<V> {
                 }
             }
         }
-        let inside: Vec<u64> = self.map.range(start..end).map(|(&s, _)| s).collect();
-        for s in inside {
-            let (e, seq, v) = self.map.remove(&s).expect("listed");
+        while let Some(s) = self.map.range(start..end).next().map(|(&s, _)| s) {
+            let (e, seq, v) = self.map.remove(&s).expect("found");
             if e > end {
                 self.map.insert(end, (e, seq, v.offset(end - s)));
             }
+        }
+    }
+
+    /// Forgets what was written over `start..end` (back to the base value),
+    /// keeping the parts of cut extents outside it.
+    pub fn remove(&mut self, start: u64, end: u64) {
+        if start < end {
+            self.punch(start, end);
+        }
+    }
+
+    /// Forgets the parts of `start..end` that the write completed as `seq` still
+    /// holds.
+    pub fn remove_seq(&mut self, start: u64, end: u64, seq: u64) {
+        if let Some(&(e, s, _)) = self.map.get(&start) {
+            if e == end && s == seq {
+                self.map.remove(&start);
+                return;
+            }
+        }
+        let mine: Vec<(u64, u64)> = self
+            .spans(start, end)
+            .filter(|&(_, _, s)| s == seq)
+            .map(|(a, b, _)| (a, b))
+            .collect();
+        for (a, b) in mine {
+            self.punch(a, b);
         }
     }
 
@@ -68,6 +94,13 @@ impl<V: Unit> ExtentMap<V> {
         if start >= end {
             return;
         }
+        // The common case of a rewrite of exactly one earlier extent.
+        if let Some(slot) = self.map.get_mut(&start) {
+            if slot.0 == end {
+                *slot = (end, seq, v);
+                return;
+            }
+        }
         self.punch(start, end);
         self.map.insert(start, (end, seq, v));
     }
@@ -75,6 +108,10 @@ impl<V: Unit> ExtentMap<V> {
     /// Writes `v` over the parts of `start..end` whose current value completed
     /// before `seq` (a coherent cache never puts older data over newer).
     pub fn insert_if_newer(&mut self, start: u64, end: u64, seq: u64, v: V) {
+        if !self.spans(start, end).any(|(_, _, s)| s > seq) {
+            self.insert(start, end, seq, v);
+            return;
+        }
         let newer: Vec<(u64, u64)> = self
             .extents(start, end)
             .filter(|&(_, _, s, _)| s > seq)
@@ -102,6 +139,21 @@ impl<V: Unit> ExtentMap<V> {
         (u < *e).then(|| (*seq, v.offset(u - s)))
     }
 
+    /// The written parts of `start..end`, clipped, without their values:
+    /// `(start, end, seq)`.
+    fn spans(&self, start: u64, end: u64) -> impl Iterator<Item = (u64, u64, u64)> + '_ {
+        let first = self
+            .map
+            .range(..start)
+            .next_back()
+            .filter(|(_, (e, _, _))| *e > start)
+            .map(|(&s, _)| s)
+            .unwrap_or(start);
+        self.map
+            .range(first..end)
+            .map(move |(&s, &(e, seq, _))| (s.max(start), e.min(end), seq))
+    }
+
     /// The written parts of `start..end`, clipped: `(start, end, seq, value at
     /// start)`.
     pub fn extents(&self, start: u64, end: u64) -> impl Iterator<Item = (u64, u64, u64, V)> + '_ {
@@ -116,6 +168,11 @@ impl<V: Unit> ExtentMap<V> {
             let a = s.max(start);
             (a, (*e).min(end), *seq, v.offset(a - s))
         })
+    }
+
+    /// Every extent, by value.
+    pub fn into_extents(self) -> impl Iterator<Item = (u64, u64, u64, V)> {
+        self.map.into_iter().map(|(s, (e, seq, v))| (s, e, seq, v))
     }
 
     /// Every extent.

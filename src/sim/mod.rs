@@ -19,7 +19,7 @@ use std::io;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::io::{out_of_range, Block, BlockDevice};
+use crate::io::{out_of_range, zeroed_shared_block, Block, BlockDevice};
 
 /// A new shared sequence clock.
 pub fn new_clock() -> Clock {
@@ -123,11 +123,23 @@ impl BlockDevice for MetaDev {
     }
 
     fn write(&self, b: u64, buf: &Block) -> io::Result<()> {
+        self.write_shared(b, &Arc::new(*buf))
+    }
+
+    fn read_shared(&self, b: u64) -> io::Result<Arc<Block>> {
+        let d = self.lock();
+        if b >= d.nr_units() {
+            return Err(out_of_range(b, d.nr_units()));
+        }
+        Ok(d.read(b).map_or_else(zeroed_shared_block, |v| v.0))
+    }
+
+    fn write_shared(&self, b: u64, buf: &Arc<Block>) -> io::Result<()> {
         let io = Io {
             kind: IoKind::Write,
             start: b,
             end: b + 1,
-            val: Some(MetaVal(Arc::new(*buf))),
+            val: Some(MetaVal(buf.clone())),
             fua: false,
         };
         self.lock()
@@ -197,6 +209,16 @@ impl BlockDevice for MetaImage {
             None => buf.fill(0),
         }
         Ok(())
+    }
+
+    fn read_shared(&self, b: u64) -> io::Result<Arc<Block>> {
+        if b >= self.nr_blocks {
+            return Err(out_of_range(b, self.nr_blocks));
+        }
+        Ok(self
+            .blocks
+            .get(b)
+            .map_or_else(zeroed_shared_block, |(_, v)| v.0))
     }
 
     fn write(&self, _b: u64, _buf: &Block) -> io::Result<()> {

@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::model::clone_meta::CloneMeta;
 use crate::model::oracle::Oracle;
 use crate::model::{ModelError, WriteReq};
+use crate::pdata::tm::IntMap;
 use crate::sim::{new_clock, Clock, DataVal, Io, IoKind, MetaDev, MetaImage, Origin, SimDisk};
 use crate::trace::{CloneMsg, CrashMode, Init, Variant, WaitFor};
 
@@ -194,9 +195,9 @@ pub struct CloneModel {
     ios_in_flight: u64,
     copies: BTreeMap<usize, CopyJob>,
     next_copy: usize,
-    owners: HashMap<u64, Owner>,
+    owners: IntMap<u64, Owner>,
     /// Bios not yet completed, by number.
-    bios: HashMap<usize, Bio>,
+    bios: IntMap<usize, Bio>,
     next_bio: usize,
     users: Vec<UserIo>,
     by_name: HashMap<String, usize>,
@@ -266,8 +267,8 @@ impl CloneModel {
             ios_in_flight: 0,
             copies: BTreeMap::new(),
             next_copy: 0,
-            owners: HashMap::new(),
-            bios: HashMap::new(),
+            owners: IntMap::default(),
+            bios: IntMap::default(),
             next_bio: 0,
             users: Vec::new(),
             by_name: HashMap::new(),

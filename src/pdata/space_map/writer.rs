@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use crate::io::Block;
-use crate::pdata::space_map::{set_bitmap_entry, IndexEntry, ENTRIES_PER_BITMAP};
+use crate::pdata::space_map::{IndexEntry, ENTRIES_PER_BITMAP};
 
 /// Why a space-map operation failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -300,10 +300,22 @@ impl SpaceMap {
         blk[16..].fill(0);
         let base = k * ENTRIES_PER_BITMAP;
         let end = (base + ENTRIES_PER_BITMAP).min(self.nr_blocks);
-        for b in base..end {
-            let v = self.small[b as usize];
-            if v != 0 {
-                set_bitmap_entry(blk, (b - base) as usize, v);
+        let counts = &self.small[base as usize..end as usize];
+        // 32 entries per little-endian word, entry j at bits 2j (high bit of the
+        // value) and 2j + 1 (low bit): see `set_bitmap_entry`.
+        for (w, chunk) in counts.chunks(32).enumerate() {
+            let mut word = 0u64;
+            for (q, bytes) in chunk.chunks(8).enumerate() {
+                let mut b8 = [0u8; 8];
+                b8[..bytes.len()].copy_from_slice(bytes);
+                let x = u64::from_le_bytes(b8);
+                if x != 0 {
+                    word |= pack8(x) << (16 * q);
+                }
+            }
+            if word != 0 {
+                let o = 16 + 8 * w;
+                blk[o..o + 8].copy_from_slice(&word.to_le_bytes());
             }
         }
     }
@@ -316,6 +328,18 @@ impl SpaceMap {
             .filter(|(_, &v)| v != 0)
             .map(|(b, _)| (b as u64, self.count(b as u64)))
     }
+}
+
+/// Packs eight counts (0..=3, one per byte of `x`, little-endian) into the 16
+/// bits of their bitmap entries: count `i` at bits `2i` (its high bit) and
+/// `2i + 1` (its low bit).
+fn pack8(x: u64) -> u64 {
+    const LOW: u64 = 0x0101_0101_0101_0101;
+    // Swap the two bits of every count: high bit first.
+    let mut y = ((x & LOW) << 1) | ((x >> 1) & LOW);
+    y = (y | (y >> 6)) & 0x000F_000F_000F_000F;
+    y = (y | (y >> 12)) & 0x0000_00FF_0000_00FF;
+    (y | (y >> 24)) & 0xFFFF
 }
 
 #[cfg(test)]
@@ -358,6 +382,33 @@ mod tests {
         // Incremental: the hint moves one past the block, not to the first free.
         assert_eq!(sm.entries()[0].none_free_before, 2);
         assert_eq!(sm.entries()[0].nr_free, 16320 - 3);
+    }
+
+    #[test]
+    fn encoded_bitmaps_match_entry_by_entry_encoding() {
+        let n = ENTRIES_PER_BITMAP + 1000;
+        let mut sm = SpaceMap::new(n);
+        sm.push_entry(9);
+        sm.push_entry(10);
+        let mut x = 7u64;
+        for b in 0..n {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            for _ in 0..(x >> 62) {
+                sm.bump(b, true).unwrap();
+            }
+        }
+        for k in 0..2 {
+            let mut got = [0xAAu8; 4096];
+            sm.encode_bitmap(k, &mut got);
+            let mut want = [0xAAu8; 4096];
+            want[16..].fill(0);
+            let base = k * ENTRIES_PER_BITMAP;
+            for b in base..(base + ENTRIES_PER_BITMAP).min(n) {
+                let v = sm.bitmap_value(b);
+                crate::pdata::space_map::set_bitmap_entry(&mut want, (b - base) as usize, v);
+            }
+            assert_eq!(got[..], want[..]);
+        }
     }
 
     #[test]

@@ -19,12 +19,13 @@
 //! gives the bytes the kernel's in-place edits give.
 
 use super::{TmError, TransactionManager};
-use crate::io::{zeroed_block, BlockDevice};
+use crate::io::{zeroed_shared_block, BlockDevice};
 use crate::pdata::btree::ops::{self, RefValues};
 use crate::pdata::checksum::BlockKind;
 use crate::pdata::space_map::writer::{SmError, SpaceMap};
 use crate::pdata::space_map::{ENTRIES_PER_BITMAP, MAX_METADATA_BLOCKS};
 use crate::superblock::SUPERBLOCK_LOCATION;
+use std::sync::Arc;
 
 /// `dm_tm_create_with_sm` on a fresh device.
 pub(super) fn format<D: BlockDevice>(dev: D) -> Result<TransactionManager<D>, TmError> {
@@ -189,9 +190,10 @@ impl<D: BlockDevice> TransactionManager<D> {
         if self.sm.index_changed() {
             let (loc, _) = self.shadow(self.index, BlockKind::SmIndex)?;
             self.index = loc;
-            let mut blk = zeroed_block();
+            let mut blk = zeroed_shared_block();
+            let data = Arc::make_mut(&mut blk);
             for (k, e) in self.sm.entries().iter().enumerate() {
-                e.encode(&mut blk, k);
+                e.encode(data, k);
             }
             if !self.dirty.contains_key(&loc) {
                 self.fifo.push_back(loc);
@@ -209,8 +211,8 @@ impl<D: BlockDevice> TransactionManager<D> {
         for k in 0..self.sm.entries().len() {
             let loc = self.sm.entries()[k].blocknr;
             if self.shadows.get(&loc) == Some(&BlockKind::SmBitmap) {
-                let mut blk = zeroed_block();
-                self.sm.encode_bitmap(k as u64, &mut blk);
+                let mut blk = zeroed_shared_block();
+                self.sm.encode_bitmap(k as u64, Arc::make_mut(&mut blk));
                 self.dirty.insert(loc, blk);
             }
         }
