@@ -171,12 +171,19 @@ fn splitmix(s: &mut u64) -> u64 {
 impl MetaSpace {
     /// The space of `disk` as it is now.
     pub fn capture(disk: &SimDisk<MetaVal>) -> Self {
-        let mut pending: Vec<Pending> = disk
+        // The cache holds the newest completed write of each block, in
+        // completion order.
+        let mut cached: Vec<(u64, u64, Arc<Block>)> = disk
             .volatile()
-            .values()
-            .map(|io| Pending {
-                block: io.start,
-                data: io.val.clone().expect("writes carry data").0,
+            .iter()
+            .flat_map(|(s, e, seq, v)| (s..e).map(move |b| (seq, b, v.0.clone())))
+            .collect();
+        cached.sort_by_key(|&(seq, b, _)| (seq, b));
+        let mut pending: Vec<Pending> = cached
+            .into_iter()
+            .map(|(_, block, data)| Pending {
+                block,
+                data,
                 inflight: false,
             })
             .collect();

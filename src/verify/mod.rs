@@ -110,9 +110,9 @@ impl<'m> CloneChecker<'m> {
                 },
             }
         };
-        for (&c, io) in d.volatile() {
-            if c > dseq && io.start <= s && s < io.end {
-                out.push(at(io));
+        if let Some((c, v)) = d.volatile().get(s) {
+            if c > dseq {
+                out.push(v);
             }
         }
         for (_, io) in d.inflight() {

@@ -446,7 +446,10 @@ fn rload<D: BlockDevice>(tm: &mut TransactionManager<D>, b: u64) -> Result<Raw, 
     if !h.fits() || (h.flags != LEAF_NODE && h.flags != INTERNAL_NODE) {
         return Err(corrupt(b, "bad header"));
     }
-    Ok(Raw { loc: b, b: blk })
+    Ok(Raw {
+        loc: b,
+        b: Box::new(*blk),
+    })
 }
 
 /// Writes the node back (the validator's `prepare_for_write` sets `blocknr`).
