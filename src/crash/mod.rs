@@ -171,15 +171,35 @@ fn splitmix(s: &mut u64) -> u64 {
 impl MetaSpace {
     /// The space of `disk` as it is now.
     pub fn capture(disk: &SimDisk<MetaVal>) -> Self {
+        let mut s = Self::from_maps(disk.nr_units(), disk.durable(), disk.volatile());
+        s.pending.extend(disk.inflight().filter_map(|(_, io)| {
+            io.val.as_ref().map(|v| Pending {
+                block: io.start,
+                data: v.0.clone(),
+                inflight: true,
+            })
+        }));
+        s
+    }
+
+    /// The space of a device of `nr_blocks` at a recorded flush point.
+    pub fn at_flush(nr_blocks: u64, p: &crate::sim::FlushPoint) -> Self {
+        Self::from_maps(nr_blocks, &p.durable, &p.volatile)
+    }
+
+    fn from_maps(
+        nr_blocks: u64,
+        durable: &ExtentMap<MetaVal>,
+        volatile: &ExtentMap<MetaVal>,
+    ) -> Self {
         // The cache holds the newest completed write of each block, in
         // completion order.
-        let mut cached: Vec<(u64, u64, Arc<Block>)> = disk
-            .volatile()
+        let mut cached: Vec<(u64, u64, Arc<Block>)> = volatile
             .iter()
             .flat_map(|(s, e, seq, v)| (s..e).map(move |b| (seq, b, v.0.clone())))
             .collect();
         cached.sort_by_key(|&(seq, b, _)| (seq, b));
-        let mut pending: Vec<Pending> = cached
+        let pending: Vec<Pending> = cached
             .into_iter()
             .map(|(_, block, data)| Pending {
                 block,
@@ -187,16 +207,9 @@ impl MetaSpace {
                 inflight: false,
             })
             .collect();
-        pending.extend(disk.inflight().filter_map(|(_, io)| {
-            io.val.as_ref().map(|v| Pending {
-                block: io.start,
-                data: v.0.clone(),
-                inflight: true,
-            })
-        }));
         MetaSpace {
-            nr_blocks: disk.nr_units(),
-            base: disk.durable().clone(),
+            nr_blocks,
+            base: durable.clone(),
             pending,
         }
     }

@@ -113,6 +113,7 @@ impl CloneMeta {
             sm_root: None,
             variant,
         };
+        m.tm.set_unordered_superblock(variant == Variant::SbBeforeMetaFlush);
         if !formatted {
             m.write_metadata()?;
             m.write_superblock()?;

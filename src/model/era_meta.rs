@@ -93,6 +93,7 @@ impl EraMeta {
         if !formatted {
             // create_fresh_metadata + write_superblock
             let mut tm = TransactionManager::format(dev)?;
+            tm.set_unordered_superblock(variant == Variant::SbBeforeMetaFlush);
             // dm_btree_empty, then dm_array_empty.
             let tree = ops::empty(&mut tm, WS_SIZE)?;
             let era_array = Array::empty(&mut tm, 4)?;
@@ -125,7 +126,8 @@ impl EraMeta {
                 s.data_block_size
             )));
         }
-        let tm = TransactionManager::open(dev, &s.sm_root)?;
+        let mut tm = TransactionManager::open(dev, &s.sm_root)?;
+        tm.set_unordered_superblock(variant == Variant::SbBeforeMetaFlush);
         let mut ws = [Writeset::default(), Writeset::default()];
         if variant != Variant::NoRecoverCurrentWriteset {
             // de89afc1e40f: the committed current writeset is kept.

@@ -291,6 +291,7 @@ impl Runner {
         let meta_blocks = sectors_to_blocks(c.meta_size)?;
         // The metadata device's atomic write unit (its logical block size).
         self.opts.crash.atomic_unit = c.logical_block.unwrap_or(512) as usize;
+        let record = self.opts.every_statement;
         self.model = Some(match self.target {
             Target::Clone => {
                 let cfg = CloneConfig {
@@ -333,6 +334,12 @@ impl Runner {
                 Model::Era(Box::new(EraModel::new(cfg, self.variant, now)?))
             }
         });
+        if record {
+            match self.model.as_ref().expect("just made") {
+                Model::Clone(m) => m.meta_dev().record_flush_points(true),
+                Model::Era(m) => m.meta_dev().record_flush_points(true),
+            }
+        }
         Ok(())
     }
 
@@ -472,6 +479,25 @@ impl Runner {
             Model::Clone(m) => m.meta_dev().clone(),
             Model::Era(m) => m.meta_dev().clone(),
         };
+        // The flushes inside the statement: metadata crash states there (the
+        // data devices and the oracle are known only at statement boundaries,
+        // so these points check the metadata invariants I1/E1).
+        let nr = meta_dev.lock().nr_units();
+        for (k, p) in meta_dev.take_flush_points().iter().enumerate() {
+            let space = crate::crash::MetaSpace::at_flush(nr, p);
+            let (choices, total) = space.enumerate(&self.opts.crash);
+            self.out.crash.points += 1;
+            self.out.crash.states += total as u64;
+            let unit = self.opts.crash.atomic_unit;
+            for c in choices {
+                let img = space.image(&c, unit);
+                let id = format!("{}-flush{}", c.id(line), k + 1);
+                self.out.crash.views += 1;
+                if let Some(v) = self.meta_invariant(&img, line, &id) {
+                    self.out.violations.push(v);
+                }
+            }
+        }
         let space = crate::crash::MetaSpace::capture(&meta_dev.lock());
         let (choices, total) = space.enumerate(&self.opts.crash);
         self.out.crash.points += 1;
@@ -479,6 +505,50 @@ impl Runner {
         let states: Vec<(String, crate::crash::Choice)> =
             choices.into_iter().map(|c| (c.id(line), c)).collect();
         self.check_states(line, &space, &states, None, false);
+    }
+
+    /// I1 or E1 alone: the metadata of a crash state checks clean.
+    fn meta_invariant(
+        &self,
+        img: &MetaImage,
+        line: usize,
+        state: &str,
+    ) -> Option<crate::verify::Violation> {
+        let (id, first) = match self.model.as_ref().expect("checked") {
+            Model::Clone(m) => (
+                "I1",
+                crate::clone::check::check(
+                    img,
+                    &crate::clone::check::CheckOptions {
+                        region_size: Some(m.region_size()),
+                        target_size: Some(m.size()),
+                        ..Default::default()
+                    },
+                )
+                .report
+                .first_error()
+                .map(|f| f.to_string()),
+            ),
+            Model::Era(m) => (
+                "E1",
+                crate::era::check::check(
+                    img,
+                    &crate::era::check::CheckOptions {
+                        block_size: Some(m.block_size() as u32),
+                        ..Default::default()
+                    },
+                )
+                .report
+                .first_error()
+                .map(|f| f.to_string()),
+            ),
+        };
+        first.map(|f| crate::verify::Violation {
+            id,
+            cp: line,
+            state: state.to_string(),
+            what: format!("metadata invalid: {f}"),
+        })
     }
 
     fn clone_event(&mut self, line: usize, ev: &Event) -> Result<(), ModelError> {

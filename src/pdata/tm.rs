@@ -181,6 +181,9 @@ pub struct TransactionManager<D: BlockDevice> {
     max_dirty: usize,
     order: WriteOrder,
     failed: bool,
+    /// The superblock may be written before the blocks it points at are durable
+    /// (the bug a9d45396f595 fixed; reference models only).
+    unordered_superblock: bool,
     stats: TmStats,
 }
 
@@ -213,6 +216,7 @@ impl<D: BlockDevice> TransactionManager<D> {
             max_dirty: DEFAULT_MAX_DIRTY,
             order: WriteOrder::Ascending,
             failed: false,
+            unordered_superblock: false,
             stats: TmStats::default(),
         }
     }
@@ -532,8 +536,21 @@ impl<D: BlockDevice> TransactionManager<D> {
         self.sm_commit()?;
         let root = self.sm_root();
         self.write_dirty()?;
-        self.flush()?;
+        // dm_tm_pre_commit → dm_bm_flush: the blocks are durable before the
+        // superblock is written. Before a9d45396f595 ("dm transaction manager:
+        // fix corruption due to non-atomic transaction commit") the superblock
+        // could go out without that ordering.
+        if !self.unordered_superblock {
+            self.flush()?;
+        }
         Ok(root)
+    }
+
+    /// Lets the superblock be written before the blocks it points at are
+    /// durable: the kernel bug a9d45396f595 fixed, for the reference models'
+    /// `sb-before-meta-flush` variant. Never set by the tools.
+    pub fn set_unordered_superblock(&mut self, on: bool) {
+        self.unordered_superblock = on;
     }
 
     /// Encodes the bitmaps changed in this transaction and writes every dirty

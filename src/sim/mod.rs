@@ -74,17 +74,48 @@ impl Unit for DataVal {
 /// The metadata device of a simulation, shared between the model's transaction
 /// manager and whoever inspects it. Writes complete at once (dm-bufio waits for
 /// them); a flush is an empty PREFLUSH issued and completed.
+///
+/// With recording on, the device keeps, at every flush it is asked for, the
+/// state just before the flush (what is durable, what is cached): the crash
+/// points inside a commit.
 #[derive(Debug, Clone)]
-pub struct MetaDev(Arc<Mutex<SimDisk<MetaVal>>>);
+pub struct MetaDev(
+    Arc<Mutex<SimDisk<MetaVal>>>,
+    Arc<Mutex<Option<Vec<FlushPoint>>>>,
+);
+
+/// The metadata device just before a flush: its durable content and the writes
+/// in its cache.
+#[derive(Debug, Clone)]
+pub struct FlushPoint {
+    /// Durable blocks.
+    pub durable: ExtentMap<MetaVal>,
+    /// Cached blocks (the newest write of each).
+    pub volatile: ExtentMap<MetaVal>,
+}
 
 impl MetaDev {
     /// A device of `nr_blocks` zeroed blocks.
     pub fn new(nr_blocks: u64, writethrough: bool, clock: Clock) -> Self {
-        MetaDev(Arc::new(Mutex::new(SimDisk::new(
-            nr_blocks,
-            writethrough,
-            clock,
-        ))))
+        MetaDev(
+            Arc::new(Mutex::new(SimDisk::new(nr_blocks, writethrough, clock))),
+            Arc::new(Mutex::new(None)),
+        )
+    }
+
+    /// Starts (or stops) keeping a [`FlushPoint`] at every flush.
+    pub fn record_flush_points(&self, on: bool) {
+        *self.1.lock().unwrap_or_else(|e| e.into_inner()) = on.then(Vec::new);
+    }
+
+    /// The flush points kept since the last call.
+    pub fn take_flush_points(&self) -> Vec<FlushPoint> {
+        self.1
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// The device, locked.
@@ -156,8 +187,16 @@ impl BlockDevice for MetaDev {
             val: None,
             fua: false,
         };
-        self.lock()
-            .submit(io)
+        let mut d = self.lock();
+        if let Some(points) = self.1.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            if !d.volatile().is_empty() {
+                points.push(FlushPoint {
+                    durable: d.durable().clone(),
+                    volatile: d.volatile().clone(),
+                });
+            }
+        }
+        d.submit(io)
             .map(|_| ())
             .map_err(|e| io::Error::other(e.to_string()))
     }
