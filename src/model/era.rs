@@ -11,10 +11,9 @@
 //! mode: deferred bios and digest steps then wait for those statements (rpc
 //! calls, which the kernel runs in the worker too, still run at once).
 
-use std::collections::HashMap;
-
 use crate::model::era_meta::EraMeta;
 use crate::model::oracle::Oracle;
+use crate::model::user::{check_range, UserIos};
 use crate::model::{ModelError, WriteReq};
 use crate::pdata::tm::IntMap;
 use crate::sim::{new_clock, Clock, DataVal, Io, IoKind, MetaDev, MetaImage, Origin, SimDisk};
@@ -97,15 +96,6 @@ struct Bio {
     era_at_map: u32,
 }
 
-#[derive(Debug, Clone)]
-struct UserIo {
-    name: String,
-    is_async: bool,
-    pending: usize,
-    held: Vec<usize>,
-    done: bool,
-}
-
 /// An explicit worker iteration between `worker.mark` and `worker.submit`.
 #[derive(Debug, Clone)]
 struct Marking {
@@ -154,8 +144,7 @@ pub struct EraModel {
     /// Bios not yet completed, by number.
     bios: IntMap<usize, Bio>,
     next_bio: usize,
-    users: Vec<UserIo>,
-    by_name: HashMap<String, usize>,
+    users: UserIos,
     owners: IntMap<u64, usize>,
     deferred: Vec<usize>,
     worker_kicked: bool,
@@ -197,8 +186,7 @@ impl EraModel {
             now,
             bios: IntMap::default(),
             next_bio: 0,
-            users: Vec::new(),
-            by_name: HashMap::new(),
+            users: UserIos::default(),
             owners: IntMap::default(),
             deferred: Vec::new(),
             worker_kicked: false,
@@ -281,7 +269,7 @@ impl EraModel {
 
     /// The name of user I/O number `n`.
     pub fn user_name(&self, n: u32) -> Option<&str> {
-        self.users.get(n as usize).map(|u| u.name.as_str())
+        self.users.name(n)
     }
 
     /// The clock shared by the devices.
@@ -302,20 +290,7 @@ impl EraModel {
     }
 
     fn new_user(&mut self, name: Option<String>, is_async: bool) -> Result<usize, ModelError> {
-        let u = self.users.len();
-        let name = name.unwrap_or_else(|| format!("io{}", u + 1));
-        if self.by_name.contains_key(&name) {
-            return Err(ModelError::Trace(format!("id `{name}` is used twice")));
-        }
-        self.by_name.insert(name.clone(), u);
-        self.users.push(UserIo {
-            name,
-            is_async,
-            pending: 0,
-            held: Vec::new(),
-            done: false,
-        });
-        Ok(u)
+        self.users.add(name, is_async)
     }
 
     fn new_bio(
@@ -350,13 +325,7 @@ impl EraModel {
     }
 
     fn check_range(&self, start: u64, end: u64) -> Result<(), ModelError> {
-        if start >= end || end > self.cfg.size {
-            return Err(ModelError::Trace(format!(
-                "sectors {start}..{end} are not inside the target (0..{})",
-                self.cfg.size
-            )));
-        }
-        Ok(())
+        check_range(start, end, self.cfg.size)
     }
 
     /// A user write (split at era-block boundaries, `max_io_len`).
@@ -470,10 +439,7 @@ impl EraModel {
 
     /// Completes the origin I/O of an `async` user I/O.
     pub fn complete(&mut self, name: &str) -> Result<(), ModelError> {
-        let u = *self
-            .by_name
-            .get(name)
-            .ok_or_else(|| ModelError::Trace(format!("no I/O with id `{name}`")))?;
+        let u = self.users.find(name)?;
         if self.users[u].done {
             return Err(ModelError::NotEnabled(format!(
                 "`{name}` has already completed"
@@ -500,7 +466,7 @@ impl EraModel {
 
     /// True when the user I/O `name` completed.
     pub fn is_done(&self, name: &str) -> Option<bool> {
-        self.by_name.get(name).map(|&u| self.users[u].done)
+        self.users.is_done(name)
     }
 
     /// `era_map`.
@@ -782,7 +748,7 @@ impl EraModel {
                 "suspend during an explicit worker iteration".into(),
             ));
         }
-        for u in &mut self.users {
+        for u in self.users.iter_mut() {
             u.is_async = false;
         }
         if self.cfg.manual_worker && !self.deferred.is_empty() {
@@ -862,7 +828,7 @@ impl EraModel {
         self.deferred.clear();
         self.marking = None;
         self.worker_kicked = false;
-        for u in &mut self.users {
+        for u in self.users.iter_mut() {
             u.done = true;
         }
         self.life = Life::Crashed;

@@ -20,6 +20,7 @@ pub mod era;
 pub mod era_meta;
 pub mod oracle;
 pub mod replay;
+pub mod user;
 
 #[cfg(test)]
 mod tests;

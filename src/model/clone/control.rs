@@ -113,7 +113,7 @@ impl CloneModel {
             ));
         }
         // dm core waits for the user I/O in flight (async I/O completes now).
-        for u in &mut self.users {
+        for u in self.users.iter_mut() {
             u.is_async = false;
         }
         self.settle()?;
@@ -204,7 +204,7 @@ impl CloneModel {
         self.explicit_commit = false;
         self.explicit_dest_flushed = false;
         self.next_waker = None;
-        for u in &mut self.users {
+        for u in self.users.iter_mut() {
             if !u.done {
                 u.done = true;
                 u.error = true;

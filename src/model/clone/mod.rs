@@ -16,10 +16,11 @@ mod control;
 mod map;
 mod worker;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use crate::model::clone_meta::CloneMeta;
 use crate::model::oracle::Oracle;
+use crate::model::user::{check_range, UserIos};
 use crate::model::{ModelError, WriteReq};
 use crate::pdata::tm::IntMap;
 use crate::sim::{new_clock, Clock, DataVal, Io, IoKind, MetaDev, MetaImage, Origin, SimDisk};
@@ -116,19 +117,6 @@ struct Bio {
     data: DataVal,
 }
 
-/// A user I/O: one trace statement, split into bios.
-#[derive(Debug, Clone)]
-struct UserIo {
-    name: String,
-    is_async: bool,
-    /// Bios not yet completed.
-    pending: usize,
-    /// Data bios held back until the leading flush of a PREFLUSH write completes.
-    held: Vec<usize>,
-    done: bool,
-    error: bool,
-}
-
 /// `struct dm_clone_region_hydration`.
 #[derive(Debug, Clone, Default)]
 struct Hydration {
@@ -199,8 +187,7 @@ pub struct CloneModel {
     /// Bios not yet completed, by number.
     bios: IntMap<usize, Bio>,
     next_bio: usize,
-    users: Vec<UserIo>,
-    by_name: HashMap<String, usize>,
+    users: UserIos,
     deferred_bios: Vec<usize>,
     deferred_discards: Vec<usize>,
     deferred_flush_bios: Vec<usize>,
@@ -270,8 +257,7 @@ impl CloneModel {
             owners: IntMap::default(),
             bios: IntMap::default(),
             next_bio: 0,
-            users: Vec::new(),
-            by_name: HashMap::new(),
+            users: UserIos::default(),
             deferred_bios: Vec::new(),
             deferred_discards: Vec::new(),
             deferred_flush_bios: Vec::new(),
@@ -383,26 +369,12 @@ impl CloneModel {
     }
 
     fn new_user(&mut self, name: Option<String>, is_async: bool) -> Result<usize, ModelError> {
-        let u = self.users.len();
-        let name = name.unwrap_or_else(|| format!("io{}", u + 1));
-        if self.by_name.contains_key(&name) {
-            return Err(ModelError::Trace(format!("id `{name}` is used twice")));
-        }
-        self.by_name.insert(name.clone(), u);
-        self.users.push(UserIo {
-            name,
-            is_async,
-            pending: 0,
-            held: Vec::new(),
-            done: false,
-            error: false,
-        });
-        Ok(u)
+        self.users.add(name, is_async)
     }
 
     /// The name of user I/O number `n` (stamps name their writer by number).
     pub fn user_name(&self, n: u32) -> Option<&str> {
-        self.users.get(n as usize).map(|u| u.name.as_str())
+        self.users.name(n)
     }
 
     fn new_bio(&mut self, b: Bio) -> usize {
@@ -414,13 +386,7 @@ impl CloneModel {
     }
 
     fn check_range(&self, start: u64, end: u64) -> Result<(), ModelError> {
-        if start >= end || end > self.cfg.size {
-            return Err(ModelError::Trace(format!(
-                "sectors {start}..{end} are not inside the target (0..{})",
-                self.cfg.size
-            )));
-        }
-        Ok(())
+        check_range(start, end, self.cfg.size)
     }
 
     /// A user write of `start..end` (dm core splits it at region boundaries,
@@ -537,10 +503,7 @@ impl CloneModel {
 
     /// Completes the device I/O of an `async` user I/O.
     pub fn complete(&mut self, name: &str) -> Result<(), ModelError> {
-        let u = *self
-            .by_name
-            .get(name)
-            .ok_or_else(|| ModelError::Trace(format!("no I/O with id `{name}`")))?;
+        let u = self.users.find(name)?;
         if self.users[u].done {
             return Err(ModelError::NotEnabled(format!(
                 "`{name}` has already completed"
@@ -568,6 +531,6 @@ impl CloneModel {
 
     /// True when the user I/O `name` completed.
     pub fn is_done(&self, name: &str) -> Option<bool> {
-        self.by_name.get(name).map(|&u| self.users[u].done)
+        self.users.is_done(name)
     }
 }
