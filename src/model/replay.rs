@@ -149,6 +149,11 @@ pub fn replay_with(trace: &Trace, opts: ReplayOptions) -> Result<ReplayOutcome, 
         r.out.events += 1;
         if r.opts.every_statement && !matches!(s.event, Event::Crash { .. } | Event::Expect(_)) {
             r.explore_point(s.line);
+            if let (Event::Suspend, Some(Model::Clone(m))) = (&s.event, r.model.as_ref()) {
+                if let Some(v) = crate::verify::clone_suspended(m, &m.meta_image(), s.line) {
+                    r.out.violations.push(v);
+                }
+            }
         }
     }
     let model = r.model.ok_or(ReplayError {

@@ -442,3 +442,56 @@ fn era_status_is_an_rpc_and_commits() {
     assert!(s.ends_with(" 1 -"), "{s}");
     assert_eq!(m.commits(), c + 1);
 }
+
+#[test]
+fn invariant_checks_fire_on_hand_made_bad_states() {
+    use crate::sim::{DataVal, Io, IoKind};
+    use crate::verify::{clone_suspended, CloneChecker};
+    // I6: a write to the source.
+    let mut m = clone(1024, 64);
+    m.source
+        .submit(Io {
+            kind: IoKind::Write,
+            start: 0,
+            end: 1,
+            val: Some(DataVal {
+                origin: Origin::Zero,
+                sector: 0,
+            }),
+            fua: false,
+        })
+        .unwrap();
+    let img = m.meta_image();
+    let v = CloneChecker::new(&m).check(&img, 1, "s");
+    assert!(v.iter().any(|x| x.id == "I6"), "{v:?}");
+    // I2: the destination copy of a committed region was lost.
+    let mut m = clone(1024, 64);
+    m.write(w(0, 8, false, None, false)).unwrap();
+    m.flush(None, false).unwrap();
+    // The region's content is replaced by the destination's initial content.
+    m.dest
+        .submit(Io {
+            kind: IoKind::Write,
+            start: 0,
+            end: 64,
+            val: Some(m.dest_base(0)),
+            fua: true,
+        })
+        .unwrap();
+    let img = m.meta_image();
+    let v = CloneChecker::new(&m).check(&img, 2, "s");
+    assert!(
+        v.iter()
+            .any(|x| x.id == "I2" && x.what.contains("lost hydration")),
+        "{v:?}"
+    );
+    // I7: a suspended target whose durable set differs from the in-core one.
+    let mut m = clone(1024, 64);
+    m.suspend().unwrap();
+    let fresh = m.meta_image();
+    let mut m2 = clone(1024, 64);
+    m2.write(w(0, 8, false, None, false)).unwrap();
+    m2.suspend().unwrap();
+    assert!(clone_suspended(&m2, &m2.meta_image(), 3).is_none());
+    assert!(clone_suspended(&m2, &fresh, 3).is_some());
+}

@@ -9,6 +9,9 @@
 //!   states × touched sectors.
 //! * I3 (dm-clone): every sector of an acknowledged-durable write is in a region
 //!   hydrated in the state (otherwise the read goes to the source: data lost).
+//! * I6 (dm-clone): the source device is never written, discarded or flushed.
+//! * I7 (dm-clone, at clean points): after a suspend the durable hydrated set
+//!   equals the in-core one.
 //! * E2 (dm-era): after the kernel's recovery (open, then preresume's resize and
 //!   rollover, run in a copy), `era_invalidate --written-since e` reports every
 //!   block written while the user saw era `e`.
@@ -176,6 +179,16 @@ impl<'m> CloneChecker<'m> {
             Err(e) => return vec![v("I1", format!("metadata unreadable: {e}"))],
         };
         let mut out = Vec::new();
+        let src = self.m.source.stats();
+        if src.writes > 0 || src.flushes > 0 {
+            out.push(v(
+                "I6",
+                format!(
+                    "the source device got {} writes or discards and {} flushes",
+                    src.writes, src.flushes
+                ),
+            ));
+        }
         let rs = self.m.region_size();
         let mut budget = SECTOR_BUDGET;
         'i2: for (a, b) in h.runs() {
@@ -217,6 +230,20 @@ impl<'m> CloneChecker<'m> {
         }
         out
     }
+}
+
+/// I7 at a clean point after `suspend`: the durable hydrated set of `img` equals
+/// the model's in-core set.
+pub fn clone_suspended(m: &CloneModel, img: &MetaImage, cp: usize) -> Option<Violation> {
+    let h = image_hydrated(img).ok()?;
+    let core = m.in_core_hydrated()?;
+    let durable = h.runs();
+    (durable != core).then(|| Violation {
+        id: "I7",
+        cp,
+        state: "suspended".into(),
+        what: format!("after suspend the durable hydrated set is {durable:?}, in core {core:?}"),
+    })
 }
 
 /// Checks dm-era's invariants on crash states of a model at its crash point.
