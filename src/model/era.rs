@@ -489,29 +489,12 @@ impl EraModel {
             self.submitted
                 .push((bio.start / self.cfg.block_size, bio.era_at_map));
         }
-        let io = match bio.kind {
-            BioKind::Flush => Io {
-                kind: IoKind::Flush,
-                start: 0,
-                end: 0,
-                val: None,
-                fua: false,
-            },
-            BioKind::Discard => Io {
-                kind: IoKind::Discard,
-                start: bio.start,
-                end: bio.end,
-                val: Some(bio.data),
-                fua: false,
-            },
-            BioKind::Write => Io {
-                kind: IoKind::Write,
-                start: bio.start,
-                end: bio.end,
-                val: Some(bio.data),
-                fua: bio.fua,
-            },
+        let kind = match bio.kind {
+            BioKind::Flush => IoKind::Flush,
+            BioKind::Discard => IoKind::Discard,
+            BioKind::Write => IoKind::Write,
         };
+        let io = Io::new(kind, bio.start, bio.end, bio.data, bio.fua);
         let s = self.origin.issue(io)?;
         self.owners.insert(s, b);
         Ok(())
@@ -807,21 +790,16 @@ impl EraModel {
 
     /// A power cut.
     pub fn crash(&mut self, mode: &CrashMode) -> Result<(), ModelError> {
-        match mode {
-            CrashMode::Durable | CrashMode::Enumerate => {
-                self.meta_dev.lock().crash_durable();
-                self.origin.crash_durable();
-            }
-            CrashMode::AllLanded => {
-                self.meta_dev.lock().crash_all_landed();
-                self.origin.crash_all_landed();
-            }
-            CrashMode::State(id) => {
-                return Err(ModelError::Trace(format!(
-                    "crash mode=state:{id}: crash-state ids are not supported by this model"
-                )))
-            }
+        if let CrashMode::State(id) = mode {
+            return Err(ModelError::Trace(format!(
+                "crash mode=state:{id}: the replay rebuilds crash states, the model does not"
+            )));
         }
+        crate::sim::power_cut(
+            &self.meta_dev,
+            &mut self.origin,
+            *mode == CrashMode::AllLanded,
+        );
         self.md = None;
         self.owners.clear();
         self.bios.clear();

@@ -53,6 +53,29 @@ pub struct Io<V> {
     pub fua: bool,
 }
 
+impl<V> Io<V> {
+    /// An I/O of `kind`: a flush carries no range or value, only a write can be
+    /// FUA.
+    pub fn new(kind: IoKind, start: u64, end: u64, val: V, fua: bool) -> Self {
+        match kind {
+            IoKind::Flush => Io {
+                kind,
+                start: 0,
+                end: 0,
+                val: None,
+                fua: false,
+            },
+            _ => Io {
+                kind,
+                start,
+                end,
+                val: Some(val),
+                fua: fua && kind == IoKind::Write,
+            },
+        }
+    }
+}
+
 /// A shared sequence clock.
 pub type Clock = Arc<AtomicU64>;
 

@@ -202,6 +202,18 @@ impl BlockDevice for MetaDev {
     }
 }
 
+/// A power cut on a metadata device and a data device: either only what is
+/// durable survives, or every completed write reached the media.
+pub fn power_cut(meta: &MetaDev, data: &mut SimDisk<DataVal>, all_landed: bool) {
+    if all_landed {
+        meta.lock().crash_all_landed();
+        data.crash_all_landed();
+    } else {
+        meta.lock().crash_durable();
+        data.crash_durable();
+    }
+}
+
 /// A frozen metadata image: blocks over a zeroed base. Writes are refused.
 #[derive(Debug, Clone)]
 pub struct MetaImage {

@@ -168,21 +168,16 @@ impl CloneModel {
 
     /// A power cut: the devices keep `mode`'s state; everything in core is lost.
     pub fn crash(&mut self, mode: &CrashMode) -> Result<(), ModelError> {
-        match mode {
-            CrashMode::Durable | CrashMode::Enumerate => {
-                self.meta_dev.lock().crash_durable();
-                self.dest.crash_durable();
-            }
-            CrashMode::AllLanded => {
-                self.meta_dev.lock().crash_all_landed();
-                self.dest.crash_all_landed();
-            }
-            CrashMode::State(id) => {
-                return Err(ModelError::Trace(format!(
-                    "crash mode=state:{id}: crash-state ids are not supported by this model"
-                )))
-            }
+        if let CrashMode::State(id) = mode {
+            return Err(ModelError::Trace(format!(
+                "crash mode=state:{id}: the replay rebuilds crash states, the model does not"
+            )));
         }
+        crate::sim::power_cut(
+            &self.meta_dev,
+            &mut self.dest,
+            *mode == CrashMode::AllLanded,
+        );
         self.reset_in_core();
         self.life = Life::Crashed;
         Ok(())

@@ -45,29 +45,12 @@ impl CloneModel {
     /// Sends bio `b` to the destination device.
     pub(super) fn submit_dest(&mut self, b: usize) -> Result<(), ModelError> {
         let bio = self.bios[&b].clone();
-        let io = match bio.kind {
-            BioKind::Flush => Io {
-                kind: IoKind::Flush,
-                start: 0,
-                end: 0,
-                val: None,
-                fua: false,
-            },
-            BioKind::Discard => Io {
-                kind: IoKind::Discard,
-                start: bio.start,
-                end: bio.end,
-                val: Some(bio.data),
-                fua: false,
-            },
-            BioKind::Write => Io {
-                kind: IoKind::Write,
-                start: bio.start,
-                end: bio.end,
-                val: Some(bio.data),
-                fua: bio.fua,
-            },
+        let kind = match bio.kind {
+            BioKind::Flush => IoKind::Flush,
+            BioKind::Discard => IoKind::Discard,
+            BioKind::Write => IoKind::Write,
         };
+        let io = Io::new(kind, bio.start, bio.end, bio.data, bio.fua);
         let s = self.dest.issue(io)?;
         self.owners.insert(s, Owner::Bio(b));
         Ok(())
