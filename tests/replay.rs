@@ -459,3 +459,21 @@ fn generated_traces_of_two_operations() {
 fn generated_traces_of_three_operations() {
     generator_run(3);
 }
+
+#[test]
+fn e3_sees_the_stale_digest_in_the_metadata_alone() {
+    // E3 compares consecutive durable metadata views only (it needs no origin
+    // data): the buggy digest makes a block disappear from written_since.
+    let p = repo().join("tests/traces/era/neg-stale-digest-cache.dmtrace");
+    let t = dmce::trace::parse(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    let opts = dmce::model::replay::ReplayOptions {
+        every_statement: true,
+        ..Default::default()
+    };
+    let out = dmce::model::replay::replay_with(&t, opts).unwrap();
+    assert!(
+        out.violations.iter().any(|v| v.id == "E3"),
+        "{:?}",
+        out.violations
+    );
+}

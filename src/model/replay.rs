@@ -129,6 +129,7 @@ pub fn replay_with(trace: &Trace, opts: ReplayOptions) -> Result<ReplayOutcome, 
             crash: CrashStats::default(),
         },
         opts,
+        monotone: crate::verify::Monotone::default(),
         manual_worker: trace.stmts.iter().any(|s| {
             matches!(
                 s.event,
@@ -177,6 +178,8 @@ struct Runner {
     out: ReplayOutcome,
     opts: ReplayOptions,
     manual_worker: bool,
+    /// What the last durable view held (I4, E3, E4).
+    monotone: crate::verify::Monotone,
 }
 
 fn extra_u64(c: &Config, key: &str) -> Result<Option<u64>, ModelError> {
@@ -433,12 +436,20 @@ impl Runner {
         let unit = self.opts.crash.atomic_unit;
         let mut views = Vec::new();
         let mut violations = Vec::new();
+        let durable = space.image(
+            &crate::crash::Choice {
+                landed: vec![false; space.pending.len()],
+                torn: None,
+            },
+            unit,
+        );
         match self.model.as_ref().expect("checked") {
             Model::Clone(m) => {
                 let mut chk = crate::verify::CloneChecker::new(m);
                 for (id, c) in states {
                     let img = space.image(c, unit);
                     violations.extend(chk.check(&img, line, id));
+                    violations.extend(self.monotone.clone_state(&img, line, id));
                     if keep {
                         views.push(CrashView {
                             name: id.clone(),
@@ -448,6 +459,7 @@ impl Runner {
                     }
                 }
                 self.out.crash.skipped_sectors += chk.skipped;
+                self.monotone.clone_durable(&durable);
             }
             Model::Era(m) => {
                 let mut chk = crate::verify::EraChecker::new(m);
@@ -462,6 +474,7 @@ impl Runner {
                         });
                     }
                 }
+                violations.extend(self.monotone.era_durable(&durable, line));
             }
         }
         self.out.crash.views += states.len() as u64;

@@ -16,6 +16,10 @@
 //!   rollover, run in a copy), `era_invalidate --written-since e` reports every
 //!   block written while the user saw era `e`.
 
+mod monotone;
+
+pub use monotone::Monotone;
+
 use std::collections::HashMap;
 use std::fmt;
 

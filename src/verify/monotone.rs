@@ -1,0 +1,108 @@
+//! The invariants between crash points (REPLAY.md §2.6): what one durable view
+//! holds, every later state must still hold.
+//!
+//! * I4 (dm-clone): no region is lost: the hydrated set of the durable view at
+//!   one crash point is contained in the hydrated set of every state at a later
+//!   one.
+//! * E3 (dm-era): for consecutive durable views and every threshold era `e`,
+//!   `written_since(v1, e) ⊆ written_since(v2, e)` (what digestion moves from a
+//!   writeset into the era array must not be lost on the way).
+//! * E4 (dm-era): the current era never decreases.
+
+use crate::era::invalidate::{invalidate, InvalidateOptions};
+use crate::era::superblock as esb;
+use crate::model::bits::Bits;
+use crate::sim::MetaImage;
+use crate::verify::{image_hydrated, Violation};
+
+/// What the last durable view held.
+#[derive(Debug, Clone, Default)]
+pub struct Monotone {
+    hydrated: Option<Bits>,
+    era: Option<u32>,
+    /// `written_since` of the last durable view, per threshold era, as runs.
+    since: Vec<Vec<(u64, u64)>>,
+}
+
+impl Monotone {
+    /// I4 on a state `img` of crash point `cp`.
+    pub fn clone_state(&self, img: &MetaImage, cp: usize, state: &str) -> Option<Violation> {
+        let before = self.hydrated.as_ref()?;
+        let now = image_hydrated(img).ok()?;
+        let lost = before
+            .runs()
+            .into_iter()
+            .flat_map(|(a, b)| a..b)
+            .find(|&r| !now.get(r))?;
+        Some(Violation {
+            id: "I4",
+            cp,
+            state: state.to_string(),
+            what: format!(
+                "region {lost} was hydrated in an earlier durable state and is not any more"
+            ),
+        })
+    }
+
+    /// Remembers the durable view of a clone crash point.
+    pub fn clone_durable(&mut self, img: &MetaImage) {
+        if let Ok(h) = image_hydrated(img) {
+            self.hydrated = Some(h);
+        }
+    }
+
+    /// E3 and E4 between the last durable view and `img`, the durable view of
+    /// crash point `cp`; then `img` becomes the last one.
+    pub fn era_durable(&mut self, img: &MetaImage, cp: usize) -> Vec<Violation> {
+        let Ok((sb, _)) = esb::read_at(img, 0) else {
+            return Vec::new();
+        };
+        let v = |id, what| Violation {
+            id,
+            cp,
+            state: "durable".into(),
+            what,
+        };
+        let mut out = Vec::new();
+        if let Some(prev) = self.era {
+            if sb.current_era < prev {
+                out.push(v(
+                    "E4",
+                    format!(
+                        "the current era went back from {prev} to {}",
+                        sb.current_era
+                    ),
+                ));
+            }
+        }
+        let top = sb.current_era.max(self.era.unwrap_or(0)) + 1;
+        let mut since = Vec::new();
+        for e in 0..=top {
+            let Ok(inv) = invalidate(
+                img,
+                InvalidateOptions {
+                    written_since: e,
+                    metadata_snapshot: false,
+                },
+            ) else {
+                return out;
+            };
+            if let Some(prev) = self.since.get(e as usize) {
+                if let Some(b) = prev
+                    .iter()
+                    .flat_map(|&(a, b)| a..b)
+                    .find(|&b| !inv.contains(b))
+                {
+                    out.push(v(
+                        "E3",
+                        format!("block {b} was written since era {e} in the previous durable state and is not any more"),
+                    ));
+                }
+            }
+            since.push(inv.runs().collect());
+        }
+        self.since = since;
+        self.era = Some(sb.current_era);
+        out
+    }
+}
