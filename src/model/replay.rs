@@ -765,7 +765,11 @@ impl Runner {
                 _ => check_on_image(self.target, &m.meta_image(), p),
             },
         };
-        push("live", r);
+        let loaded = match model {
+            Model::Clone(m) => matches!(m.life(), CloneLife::Running | CloneLife::Suspended),
+            Model::Era(m) => matches!(m.life(), EraLife::Running | EraLife::Suspended),
+        };
+        push(if loaded { "live" } else { "image" }, r);
     }
 }
 
