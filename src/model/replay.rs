@@ -460,6 +460,7 @@ impl Runner {
                 }
                 self.out.crash.skipped_sectors += chk.skipped;
                 self.monotone.clone_durable(&durable);
+                violations.extend(self.monotone.superblock(&durable, line));
             }
             Model::Era(m) => {
                 let mut chk = crate::verify::EraChecker::new(m);
@@ -475,6 +476,7 @@ impl Runner {
                     }
                 }
                 violations.extend(self.monotone.era_durable(&durable, line));
+                violations.extend(self.monotone.superblock(&durable, line));
             }
         }
         self.out.crash.views += states.len() as u64;

@@ -8,6 +8,9 @@
 //!   `written_since(v1, e) ⊆ written_since(v2, e)` (what digestion moves from a
 //!   writeset into the era array must not be lost on the way).
 //! * E4 (dm-era): the current era never decreases.
+//! * G3 (both): the superblock's bytes from 512 on never change, so a torn
+//!   superblock write leaves the old or the new first sector over an identical
+//!   tail.
 
 use crate::era::invalidate::{invalidate, InvalidateOptions};
 use crate::era::superblock as esb;
@@ -22,9 +25,34 @@ pub struct Monotone {
     era: Option<u32>,
     /// `written_since` of the last durable view, per threshold era, as runs.
     since: Vec<Vec<(u64, u64)>>,
+    /// Bytes 512.. of the last durable superblock.
+    sb_tail: Option<Vec<u8>>,
 }
 
 impl Monotone {
+    /// G3 between the last durable superblock and the one of `img` (crash point
+    /// `cp`); then `img`'s becomes the last.
+    pub fn superblock(&mut self, img: &MetaImage, cp: usize) -> Option<Violation> {
+        use crate::io::BlockDevice;
+        let mut b = [0u8; crate::io::BLOCK_SIZE];
+        img.read(0, &mut b).ok()?;
+        if b.iter().all(|&x| x == 0) {
+            return None;
+        }
+        let tail = b[512..].to_vec();
+        let before = self.sb_tail.replace(tail.clone())?;
+        let at = before.iter().zip(&tail).position(|(x, y)| x != y)?;
+        Some(Violation {
+            id: "G3",
+            cp,
+            state: "durable".into(),
+            what: format!(
+                "superblock byte {} changed between two commits: a torn superblock write could mix them",
+                512 + at
+            ),
+        })
+    }
+
     /// I4 on a state `img` of crash point `cp`.
     pub fn clone_state(&self, img: &MetaImage, cp: usize, state: &str) -> Option<Violation> {
         let before = self.hydrated.as_ref()?;
@@ -104,5 +132,32 @@ impl Monotone {
         self.since = since;
         self.era = Some(sb.current_era);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{ExtentMap, MetaVal};
+    use std::sync::Arc;
+
+    fn image(sb: [u8; 4096]) -> MetaImage {
+        let mut m = ExtentMap::new();
+        m.insert(0, 1, 1, MetaVal(Arc::new(sb)));
+        MetaImage::new(4, m)
+    }
+
+    #[test]
+    fn g3_fires_when_the_superblock_tail_changes() {
+        let mut mono = Monotone::default();
+        let mut sb = [0u8; 4096];
+        sb[0] = 1;
+        assert!(mono.superblock(&image(sb), 1).is_none());
+        sb[100] = 7; // the first sector may change
+        assert!(mono.superblock(&image(sb), 2).is_none());
+        sb[600] = 9;
+        let v = mono.superblock(&image(sb), 3).expect("tail changed");
+        assert_eq!(v.id, "G3");
+        assert!(v.what.contains("byte 600"));
     }
 }
