@@ -4,6 +4,12 @@
 //! a crash, against the crash state.
 
 use crate::era::invalidate::{invalidate, InvalidateOptions};
+mod expect;
+mod io;
+
+use expect::*;
+use io::*;
+
 use crate::era::superblock as esb;
 use crate::io::BlockDevice;
 use crate::model::clone::{CloneConfig, CloneModel, Life as CloneLife};
@@ -576,30 +582,9 @@ impl Runner {
             unreachable!("clone trace")
         };
         match ev {
-            Event::Write {
-                loc,
-                fua,
-                preflush,
-                data,
-                id,
-                is_async,
-            } => {
-                let (s, e) = clone_sectors(m, loc)?;
-                m.write(WriteReq {
-                    start: s,
-                    end: e,
-                    fua: *fua,
-                    preflush: *preflush,
-                    data: data_origin(data),
-                    id: id.clone(),
-                    is_async: *is_async,
-                })
+            Event::Write { .. } | Event::Discard { .. } | Event::Flush { .. } => {
+                user_io(m.as_mut(), ev)
             }
-            Event::Discard { loc, id, is_async } => {
-                let (s, e) = clone_sectors(m, loc)?;
-                m.discard(s, e, id.clone(), *is_async)
-            }
-            Event::Flush { id, is_async } => m.flush(id.clone(), *is_async),
             Event::Read { loc, expect } => {
                 let (s, e) = clone_sectors(m, loc)?;
                 if let Some(want) = expect {
@@ -645,32 +630,11 @@ impl Runner {
         let Some(Model::Era(m)) = self.model.as_mut() else {
             unreachable!("era trace")
         };
-        let bs = era_block_size(m);
+        let bs = m.block_size();
         match ev {
-            Event::Write {
-                loc,
-                fua,
-                preflush,
-                data,
-                id,
-                is_async,
-            } => {
-                let (s, e) = era_sectors(loc, bs)?;
-                m.write(WriteReq {
-                    start: s,
-                    end: e,
-                    fua: *fua,
-                    preflush: *preflush,
-                    data: data_origin(data),
-                    id: id.clone(),
-                    is_async: *is_async,
-                })
+            Event::Write { .. } | Event::Discard { .. } | Event::Flush { .. } => {
+                user_io(m.as_mut(), ev)
             }
-            Event::Discard { loc, id, is_async } => {
-                let (s, e) = era_sectors(loc, bs)?;
-                m.discard(s, e, id.clone(), *is_async)
-            }
-            Event::Flush { id, is_async } => m.flush(id.clone(), *is_async),
             Event::Read { loc, expect } => {
                 let (s, e) = era_sectors(loc, bs)?;
                 if let Some(want) = expect {
@@ -716,7 +680,7 @@ impl Runner {
 
     /// Checks `p` on the live model, or on every crash state after a crash.
     fn expect(&mut self, line: usize, p: &Predicate) {
-        let what = predicate_text(p);
+        let what = p.to_string();
         let mut push = |state: &str, r: Result<(bool, String), String>| {
             let (ok, found) = r.unwrap_or_else(|e| (false, e));
             self.out.expects.push(ExpectResult {
@@ -772,256 +736,5 @@ impl Runner {
             Model::Era(m) => matches!(m.life(), EraLife::Running | EraLife::Suspended),
         };
         push(if loaded { "live" } else { "image" }, r);
-    }
-}
-
-fn verb_of(e: &Event) -> String {
-    let s = format!("{e:?}");
-    s.split([' ', '(', '{']).next().unwrap_or("").to_lowercase()
-}
-
-fn data_origin(d: &Option<Data>) -> Option<Origin> {
-    match d {
-        None | Some(Data::Stamp) => None,
-        Some(Data::Zero) => Some(Origin::Zero),
-        Some(Data::Byte(b)) => Some(Origin::Byte(*b)),
-    }
-}
-
-fn clone_sectors(m: &CloneModel, loc: &Loc) -> Result<(u64, u64), ModelError> {
-    match *loc {
-        Loc::Sectors(s, e) => Ok((s, e)),
-        Loc::Regions(a, b) => {
-            let rs = m.region_size();
-            Ok((a.saturating_mul(rs), b.saturating_mul(rs).min(m.size())))
-        }
-        Loc::Blocks(..) => Err(ModelError::Trace("block= is for dm-era traces".into())),
-    }
-}
-
-fn era_block_size(m: &EraModel) -> u64 {
-    m.block_size()
-}
-
-fn era_sectors(loc: &Loc, bs: u64) -> Result<(u64, u64), ModelError> {
-    match *loc {
-        Loc::Sectors(s, e) => Ok((s, e)),
-        Loc::Blocks(a, b) => Ok((a.saturating_mul(bs), b.saturating_mul(bs))),
-        Loc::Regions(..) => Err(ModelError::Trace("region= is for dm-clone traces".into())),
-    }
-}
-
-/// The stamp words of `expect read` / `read expect=`.
-fn stamp_name<'a>(v: DataVal, name: impl Fn(u32) -> Option<&'a str>) -> String {
-    match v.origin {
-        Origin::Init(0) => "src".into(),
-        Origin::Init(_) => "dest".into(),
-        Origin::User(n) => name(n).unwrap_or("?").to_string(),
-        Origin::Zero => "zero".into(),
-        Origin::Byte(b) => format!("byte:0x{b:02x}"),
-        Origin::Discarded => "discarded".into(),
-    }
-}
-
-fn clone_read(m: &CloneModel, s: u64, e: u64) -> Vec<String> {
-    (s..e)
-        .map(|x| {
-            let h = m.is_hydrated_in_core(m.region_of(x)).unwrap_or(false);
-            stamp_name(m.read_sector(x, h), |n| m.user_name(n))
-        })
-        .collect()
-}
-
-/// `expect read` on a crash state: hydrated (per the crash image's bitset)
-/// sectors read the destination as the crash left it, others the source.
-fn crash_read(
-    m: &CloneModel,
-    meta: &MetaImage,
-    dest: &ExtentMap<DataVal>,
-    loc: &Loc,
-    want: &[String],
-) -> Result<(bool, String), String> {
-    let (s, e) = clone_sectors(m, loc).map_err(|e| e.to_string())?;
-    let bits = crate::verify::image_hydrated(meta)?;
-    let found: Vec<String> = (s..e)
-        .map(|x| {
-            let v = if bits.get(m.region_of(x)) {
-                dest.get(x)
-                    .map(|(_, v)| v)
-                    .unwrap_or_else(|| m.dest_base(x))
-            } else {
-                m.read_sector(x, false)
-            };
-            stamp_name(v, |n| m.user_name(n))
-        })
-        .collect();
-    Ok((found == want, found.join(",")))
-}
-
-fn predicate_text(p: &Predicate) -> String {
-    let r = |x: &Ranges| {
-        if x.0.is_empty() {
-            return "none".to_string();
-        }
-        x.0.iter()
-            .map(|&(a, b)| {
-                if b == a + 1 {
-                    a.to_string()
-                } else {
-                    format!("{a}..{b}")
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    match p {
-        Predicate::Hydrated(x) => format!("hydrated regions={}", r(x)),
-        Predicate::NotHydrated(x) => format!("not-hydrated regions={}", r(x)),
-        Predicate::Read { data, .. } => format!("read data={}", data.join(",")),
-        Predicate::Era(e) => format!("era={e}"),
-        Predicate::WrittenSince {
-            era,
-            exact,
-            includes,
-        } => {
-            let mut s = format!("written-since era={era}");
-            if let Some(x) = exact {
-                s += &format!(" exact={}", r(x));
-            }
-            if let Some(x) = includes {
-                s += &format!(" includes={}", r(x));
-            }
-            s
-        }
-        Predicate::MetaCheckOk => "meta-check ok".into(),
-        Predicate::Violation(id) => format!("violation id={id}"),
-    }
-}
-
-fn runs_text(runs: &[(u64, u64)]) -> String {
-    if runs.is_empty() {
-        return "none".into();
-    }
-    runs.iter()
-        .map(|&(a, b)| {
-            if b == a + 1 {
-                a.to_string()
-            } else {
-                format!("{a}..{b}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-fn hydrated_check(
-    runs: &[(u64, u64)],
-    want: &Ranges,
-    hydrated: bool,
-    is_h: impl Fn(u64) -> bool,
-) -> (bool, String) {
-    let bad: Vec<u64> = want
-        .iter()
-        .filter(|&r| is_h(r) != hydrated)
-        .take(8)
-        .collect();
-    let found = format!("hydrated {}", runs_text(runs));
-    (
-        bad.is_empty(),
-        if bad.is_empty() {
-            found
-        } else {
-            format!("{found} (regions {bad:?} differ)")
-        },
-    )
-}
-
-fn check_clone_live(m: &CloneModel, p: &Predicate) -> Result<(bool, String), String> {
-    let runs = m.in_core_hydrated().unwrap_or_default();
-    let is_h = |r: u64| m.is_hydrated_in_core(r).unwrap_or(false);
-    match p {
-        Predicate::Hydrated(w) => Ok(hydrated_check(&runs, w, true, is_h)),
-        Predicate::NotHydrated(w) => Ok(hydrated_check(&runs, w, false, is_h)),
-        Predicate::Read { loc, data } => {
-            let (s, e) = clone_sectors(m, loc).map_err(|e| e.to_string())?;
-            let found = clone_read(m, s, e);
-            Ok((&found == data, found.join(",")))
-        }
-        _ => check_on_image(Target::Clone, &m.meta_image(), p),
-    }
-}
-
-fn check_on_image(
-    target: Target,
-    img: &MetaImage,
-    p: &Predicate,
-) -> Result<(bool, String), String> {
-    match (p, target) {
-        (Predicate::MetaCheckOk, Target::Clone) => {
-            let o = crate::clone::check::check(img, &Default::default());
-            Ok(report_verdict(&o.report))
-        }
-        (Predicate::MetaCheckOk, Target::Era) => {
-            let o = crate::era::check::check(img, &Default::default());
-            Ok(report_verdict(&o.report))
-        }
-        (Predicate::Hydrated(w) | Predicate::NotHydrated(w), Target::Clone) => {
-            let bits = crate::verify::image_hydrated(img)?;
-            let runs = bits.runs();
-            Ok(hydrated_check(
-                &runs,
-                w,
-                matches!(p, Predicate::Hydrated(_)),
-                |r| bits.get(r),
-            ))
-        }
-        (Predicate::Era(e), Target::Era) => {
-            let (s, _) = esb::read_at(img, 0).map_err(|e| e.to_string())?;
-            Ok((
-                s.current_era as u64 == *e,
-                format!("era {} (superblock)", s.current_era),
-            ))
-        }
-        (
-            Predicate::WrittenSince {
-                era,
-                exact,
-                includes,
-            },
-            Target::Era,
-        ) => {
-            let inv = invalidate(
-                img,
-                InvalidateOptions {
-                    written_since: (*era).min(u32::MAX as u64) as u32,
-                    metadata_snapshot: false,
-                },
-            )
-            .map_err(|e| e.to_string())?;
-            let runs: Vec<(u64, u64)> = inv.runs().collect();
-            let mut ok = true;
-            if let Some(x) = exact {
-                let mut want: Vec<u64> = x.iter().collect();
-                want.sort_unstable();
-                want.dedup();
-                let got: Vec<u64> = runs.iter().flat_map(|&(a, b)| a..b).collect();
-                ok &= want == got;
-            }
-            if let Some(x) = includes {
-                ok &= x.iter().all(|b| inv.contains(b));
-            }
-            Ok((ok, format!("written since {era}: {}", runs_text(&runs))))
-        }
-        (Predicate::Violation(id), _) => Err(format!(
-            "expect violation id={id} needs crash-state enumeration, which this replay does not run"
-        )),
-        (p, t) => Err(format!("{} is not a {t:?} predicate", predicate_text(p))),
-    }
-}
-
-fn report_verdict(r: &crate::report::Report) -> (bool, String) {
-    match r.first_error() {
-        None => (true, "metadata checks clean".into()),
-        Some(f) => (false, format!("{f}")),
     }
 }
