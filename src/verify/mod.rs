@@ -86,6 +86,8 @@ pub struct CloneChecker<'m> {
     bad: HashMap<u64, Option<DataVal>>,
     /// Sectors not checked for lack of budget.
     pub skipped: u64,
+    /// The hydrated set of the last state checked, when its metadata was valid.
+    pub hydrated: Option<Bits>,
 }
 
 impl<'m> CloneChecker<'m> {
@@ -96,6 +98,7 @@ impl<'m> CloneChecker<'m> {
             m,
             bad: HashMap::new(),
             skipped: 0,
+            hydrated: None,
         }
     }
 
@@ -175,6 +178,7 @@ impl<'m> CloneChecker<'m> {
                 ..Default::default()
             },
         );
+        self.hydrated = None;
         if let Some(f) = c.report.first_error() {
             return vec![v("I1", format!("metadata invalid: {f}"))];
         }
@@ -182,6 +186,7 @@ impl<'m> CloneChecker<'m> {
             Ok(h) => h,
             Err(e) => return vec![v("I1", format!("metadata unreadable: {e}"))],
         };
+        self.hydrated = Some(h.clone());
         let mut out = Vec::new();
         let src = self.m.source.stats();
         if src.writes > 0 || src.flushes > 0 {

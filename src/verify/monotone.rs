@@ -53,10 +53,9 @@ impl Monotone {
         })
     }
 
-    /// I4 on a state `img` of crash point `cp`.
-    pub fn clone_state(&self, img: &MetaImage, cp: usize, state: &str) -> Option<Violation> {
+    /// I4 on a state of crash point `cp` whose hydrated set is `now`.
+    pub fn clone_state(&self, now: &Bits, cp: usize, state: &str) -> Option<Violation> {
         let before = self.hydrated.as_ref()?;
-        let now = image_hydrated(img).ok()?;
         let lost = before
             .runs()
             .into_iter()

@@ -102,7 +102,9 @@ impl Runner {
                 for (id, c) in states {
                     let img = space.image(c, unit);
                     violations.extend(chk.check(&img, line, id));
-                    violations.extend(self.monotone.clone_state(&img, line, id));
+                    if let Some(h) = &chk.hydrated {
+                        violations.extend(self.monotone.clone_state(h, line, id));
+                    }
                     if keep {
                         views.push(CrashView {
                             name: id.clone(),
