@@ -24,6 +24,7 @@ pub mod crash;
 pub mod era;
 pub mod gen;
 pub mod io;
+pub mod logwrites;
 pub mod model;
 pub mod pdata;
 pub mod repair;
