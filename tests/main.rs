@@ -16,6 +16,8 @@ mod kernel_exact;
 mod kernel_fixtures;
 /// Live metadata (a device held by a table) is refused.
 mod live;
+/// dm-log-writes logs: the verifier catches the bugs the models re-introduce.
+mod logwrites;
 /// Warnings and the text of errors.
 mod messages;
 /// Output failures: exit status kept, no panic, no file lost; the version line.

@@ -10,15 +10,18 @@ mod clone_dump;
 mod clone_repair;
 mod clone_replay;
 mod clone_restore;
+mod clone_verify_log;
 mod era_check;
 mod era_dump;
 mod era_invalidate;
 mod era_repair;
 mod era_replay;
 mod era_restore;
+mod era_verify_log;
 mod replay;
 mod restore_util;
 mod util;
+mod verify_log;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -37,12 +40,14 @@ pub const TOOLS: &[(&str, ToolFn)] = &[
     ("clone_repair", clone_repair::run),
     ("clone_replay", clone_replay::run),
     ("clone_restore", clone_restore::run),
+    ("clone_verify_log", clone_verify_log::run),
     ("era_check", era_check::run),
     ("era_dump", era_dump::run),
     ("era_restore", era_restore::run),
     ("era_invalidate", era_invalidate::run),
     ("era_repair", era_repair::run),
     ("era_replay", era_replay::run),
+    ("era_verify_log", era_verify_log::run),
 ];
 
 fn find(name: &str) -> Option<ToolFn> {

@@ -63,6 +63,12 @@ struct Args {
     /// the default with --generate.
     #[arg(long, value_name = "WHERE", value_parser = ["lines", "statements"])]
     crash_points: Option<String>,
+    /// Write into DIR the dm-log-writes logs that log-writes devices under the
+    /// model's devices would hold (meta.log, dest.log or origin.log) and the
+    /// source's or origin's initial image (source.img, origin.img), for the
+    /// *_verify_log tools.
+    #[arg(long, value_name = "DIR", conflicts_with = "generate")]
+    emit_logwrites: Option<PathBuf>,
 }
 
 /// Runs the tool for `target` (`name` is the tool's name).
@@ -136,6 +142,7 @@ pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::R
         }
     }
     opts.crash.seed = trace.header.seed.unwrap_or(a.seed);
+    opts.emit_logs = a.emit_logwrites.is_some();
     let outcome = match replay_with(&trace, opts) {
         Ok(o) => o,
         Err(e) => {
@@ -184,6 +191,17 @@ pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::R
     }
     if let Some(path) = &a.output {
         write_image(path, &outcome.image).map_err(|e| OutputError::file(path, e))?;
+    }
+    if let Some(dir) = &a.emit_logwrites {
+        std::fs::create_dir_all(dir).map_err(|e| OutputError::file(dir, e))?;
+        for (file, bytes) in &outcome.logs {
+            let path = dir.join(file);
+            let mut f = AtomicFile::create(&path).map_err(|e| OutputError::file(&path, e))?;
+            bytes
+                .write_to(f.file())
+                .map_err(|e| OutputError::file(&path, e))?;
+            f.commit().map_err(|e| OutputError::file(&path, e))?;
+        }
     }
     if !a.quiet {
         let c = &outcome.crash;

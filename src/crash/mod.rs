@@ -182,6 +182,16 @@ impl MetaSpace {
         s
     }
 
+    /// The space of a device of `nr_blocks` holding `base` durably, with
+    /// `pending` writes in the order the device would apply them.
+    pub fn new(nr_blocks: u64, base: ExtentMap<MetaVal>, pending: Vec<Pending>) -> Self {
+        MetaSpace {
+            nr_blocks,
+            base,
+            pending,
+        }
+    }
+
     /// The space of a device of `nr_blocks` at a recorded flush point.
     pub fn at_flush(nr_blocks: u64, p: &crate::sim::FlushPoint) -> Self {
         Self::from_maps(nr_blocks, &p.durable, &p.volatile)

@@ -13,13 +13,13 @@ use super::{
 /// Where a log's bytes come from.
 pub trait LogSource {
     /// Its length in bytes.
-    fn len(&self) -> io::Result<u64>;
+    fn size(&self) -> io::Result<u64>;
     /// Fills `buf` from byte `off`; `buf` lies inside the source.
     fn read_exact_at(&self, buf: &mut [u8], off: u64) -> io::Result<()>;
 }
 
 impl LogSource for File {
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         let m = self.metadata()?;
         if m.file_type().is_file() {
             Ok(m.len())
@@ -36,7 +36,7 @@ impl LogSource for File {
 }
 
 impl LogSource for Vec<u8> {
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.len() as u64)
     }
     fn read_exact_at(&self, buf: &mut [u8], off: u64) -> io::Result<()> {
@@ -194,7 +194,7 @@ enum Bad {
 impl<R: LogSource> Log<R> {
     /// Reads the super and every entry of `src`.
     pub fn open(src: R) -> Result<Self, LogError> {
-        let len = src.len()?;
+        let len = src.size()?;
         if len < HEADER as u64 {
             return Err(LogError::Super(format!(
                 "not a dm-log-writes log: {len} bytes, too short for its super"
@@ -285,8 +285,9 @@ impl<R: LogSource> Log<R> {
             ));
         }
         if !self.closed {
-            self.notes
-                .push(format!("the log has no `{END_MARK}` mark: it was not closed"));
+            self.notes.push(format!(
+                "the log has no `{END_MARK}` mark: it was not closed"
+            ));
         }
         Ok(())
     }
@@ -304,9 +305,7 @@ impl<R: LogSource> Log<R> {
             return Err(Bad::End(if pos >= len {
                 "the log ends".into()
             } else {
-                format!(
-                    "its header at byte {pos} is cut off by the end of the log ({len} bytes)"
-                )
+                format!("its header at byte {pos} is cut off by the end of the log ({len} bytes)")
             }));
         }
         self.src
@@ -346,7 +345,11 @@ impl<R: LogSource> Log<R> {
             if nr_sectors == 0 && flags & FLUSH == 0 {
                 return Err(Bad::Malformed(format!(
                     "a {} of 0 sectors",
-                    if flags & DISCARD != 0 { "discard" } else { "write" }
+                    if flags & DISCARD != 0 {
+                        "discard"
+                    } else {
+                        "write"
+                    }
                 )));
             }
             pad_from = HEADER;

@@ -76,7 +76,10 @@ fn marks_of_length_zero_and_maximum() {
     let e = s as usize;
     b[e + 24..e + 32].copy_from_slice(&((max_label(s) + 1) as u64).to_le_bytes());
     let err = Log::open(b).unwrap_err().to_string();
-    assert!(err.starts_with("entry 0 (byte 512): a MARK label of 480 bytes"), "{err}");
+    assert!(
+        err.starts_with("entry 0 (byte 512): a MARK label of 480 bytes"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -89,7 +92,11 @@ fn discard_has_no_payload() {
     assert!(log.entries[0].is_discard());
     assert_eq!(log.entries[0].nr_sectors, 1000);
     assert!(log.payload(&log.entries[0]).unwrap().is_empty());
-    assert_eq!(log.entries[1].pos, 2 * 512, "the next entry follows at once");
+    assert_eq!(
+        log.entries[1].pos,
+        2 * 512,
+        "the next entry follows at once"
+    );
     assert_eq!(log.payload(&log.entries[1]).unwrap(), sectors(1, s, 1));
 }
 
@@ -147,7 +154,10 @@ fn lagging_nr_entries_is_scanned_past() {
     assert_eq!(log.nr_entries, 1);
     assert_eq!(log.entries.len(), 3);
     assert!(!log.closed);
-    assert!(log.notes.iter().any(|n| n.contains("2 more valid ones follow")));
+    assert!(log
+        .notes
+        .iter()
+        .any(|n| n.contains("2 more valid ones follow")));
 }
 
 #[test]
@@ -179,7 +189,10 @@ fn truncated_tail_ends_the_log_with_a_note() {
     assert_eq!(log.nr_entries, 2);
     assert_eq!(log.entries.len(), 1);
     let note = log.notes.join("\n");
-    assert!(note.contains("the super counts 2 entries but the log holds 1"), "{note}");
+    assert!(
+        note.contains("the super counts 2 entries but the log holds 1"),
+        "{note}"
+    );
     assert!(note.contains("needs 2048 bytes of payload"), "{note}");
 }
 
@@ -191,17 +204,25 @@ fn unknown_flag_is_noted_in_counted_entries() {
     b[512 + 16] |= 0x40;
     let log = open(b);
     assert_eq!(log.entries.len(), 2);
-    assert!(log.notes[0].contains("unknown flag bits 0x40 ignored"), "{:?}", log.notes);
+    assert!(
+        log.notes[0].contains("unknown flag bits 0x40 ignored"),
+        "{:?}",
+        log.notes
+    );
 }
 
 #[test]
 fn malformed_supers_are_refused() {
     let good = bytes(writer(512), true);
-    let cases: Vec<(Box<dyn Fn(&mut Vec<u8>)>, &str)> = vec![
+    type Damage = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: Vec<(Damage, &str)> = vec![
         (Box::new(|b| b.truncate(20)), "too short for its super"),
         (Box::new(|b| b[0] ^= 1), "magic is 0x006a736677736873"),
         (Box::new(|b| b[8] = 2), "version 2"),
-        (Box::new(|b| b[24..28].copy_from_slice(&777u32.to_le_bytes())), "sector size is 777"),
+        (
+            Box::new(|b| b[24..28].copy_from_slice(&777u32.to_le_bytes())),
+            "sector size is 777",
+        ),
     ];
     for (f, want) in cases {
         let mut b = good.clone();
@@ -218,17 +239,27 @@ fn malformed_counted_entries_name_the_entry() {
     w.write(0, &sectors(1, 512, 1), 0).unwrap();
     w.flush().unwrap();
     let good = bytes(w, true);
-    let at = |b: &mut Vec<u8>, off: usize, v: u64| b[off..off + 8].copy_from_slice(&v.to_le_bytes());
+    let at =
+        |b: &mut Vec<u8>, off: usize, v: u64| b[off..off + 8].copy_from_slice(&v.to_le_bytes());
     let mut b = good.clone();
     at(&mut b, s + 8, u64::MAX);
     at(&mut b, s, 5);
-    assert!(Log::open(b).unwrap_err().to_string().contains("entry 0 (byte 512): sectors 5+"));
+    assert!(Log::open(b)
+        .unwrap_err()
+        .to_string()
+        .contains("entry 0 (byte 512): sectors 5+"));
     let mut b = good.clone();
     at(&mut b, s + 24, 3);
-    assert!(Log::open(b).unwrap_err().to_string().contains("data_len is 3"));
+    assert!(Log::open(b)
+        .unwrap_err()
+        .to_string()
+        .contains("data_len is 3"));
     let mut b = good.clone();
     at(&mut b, 3 * s + 16, DISCARD);
-    assert!(Log::open(b).unwrap_err().to_string().contains("entry 1 (byte 1536): a discard of 0 sectors"));
+    assert!(Log::open(b)
+        .unwrap_err()
+        .to_string()
+        .contains("entry 1 (byte 1536): a discard of 0 sectors"));
 }
 
 #[test]

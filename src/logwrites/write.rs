@@ -77,7 +77,7 @@ impl<W: Write + Seek> LogWriter<W> {
     /// METADATA, FLUSH for a flush with data).
     pub fn write(&mut self, sector: u64, data: &[u8], flags: u64) -> io::Result<()> {
         let s = self.sector_size as usize;
-        if data.is_empty() || data.len() % s != 0 {
+        if data.is_empty() || !data.len().is_multiple_of(s) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("a logged write is whole {s}-byte sectors"),

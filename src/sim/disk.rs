@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::extent::{ExtentMap, Unit};
+use super::logrec::{LogEvent, LogRec};
 
 /// What an I/O does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +106,8 @@ pub struct SimDisk<V: Unit> {
     /// volatile extents at their issue).
     inflight: BTreeMap<u64, (Io<V>, Vec<Cached<V>>)>,
     stats: DiskStats,
+    /// What a dm-log-writes device under this one would log, when asked.
+    rec: Option<LogRec<V>>,
 }
 
 /// A cached extent a flush covers: `(start, end, completion seq, value)`.
@@ -156,7 +159,64 @@ impl<V: Unit> SimDisk<V> {
             volatile: ExtentMap::new(),
             inflight: BTreeMap::new(),
             stats: DiskStats::default(),
+            rec: None,
         }
+    }
+
+    /// Starts recording what a dm-log-writes device under this one would log,
+    /// as if logging had begun on a zeroed device: what is durable already is
+    /// logged first, then a flush.
+    pub fn record_log(&mut self) {
+        let mut r = LogRec::default();
+        // Everything but unit 0 first, then unit 0 (a superblock is written
+        // last, after a flush, as a format does).
+        let mut first = None;
+        for (start, end, _, v) in self.durable.iter() {
+            let (start, val) = if start == 0 {
+                first = Some(v.clone());
+                (1, v.offset(1))
+            } else {
+                (start, v.clone())
+            };
+            if start < end {
+                r.logged.push(LogEvent::Write {
+                    start,
+                    end,
+                    val,
+                    fua: false,
+                });
+            }
+        }
+        if !r.logged.is_empty() {
+            r.logged.push(LogEvent::Flush);
+        }
+        if let Some(v) = first {
+            r.logged.push(LogEvent::Write {
+                start: 0,
+                end: 1,
+                val: v,
+                fua: false,
+            });
+            r.logged.push(LogEvent::Flush);
+        }
+        self.rec = Some(r);
+    }
+
+    /// Sends a mark to the recorded log.
+    pub fn log_mark(&mut self, label: &str) {
+        if let Some(r) = &mut self.rec {
+            r.logged.push(LogEvent::Mark(label.to_string()));
+        }
+    }
+
+    /// The recorded log; `close` ends it as `dmsetup remove` does, otherwise
+    /// as a power cut leaves it.
+    pub fn take_log(&mut self, close: bool) -> Option<Vec<LogEvent<V>>> {
+        let mut r = self.rec.take()?;
+        if close {
+            r.close();
+        }
+        Some(r.logged)
     }
 
     fn tick(&self) -> u64 {
@@ -186,6 +246,9 @@ impl<V: Unit> SimDisk<V> {
             Vec::new()
         };
         let seq = self.tick();
+        if let (Some(r), IoKind::Flush) = (&mut self.rec, io.kind) {
+            r.flush_issued(seq);
+        }
         self.inflight.insert(seq, (io, cover));
         Ok(seq)
     }
@@ -224,6 +287,9 @@ impl<V: Unit> SimDisk<V> {
                     self.durable.insert_if_newer(s, e, c, v);
                     self.volatile.remove_seq(s, e, c);
                 }
+                if let Some(r) = &mut self.rec {
+                    r.flush_completed(seq);
+                }
             }
             IoKind::Write | IoKind::Discard => self.land(io, cseq),
         }
@@ -233,6 +299,21 @@ impl<V: Unit> SimDisk<V> {
     /// A write or discard completes as `cseq`.
     fn land(&mut self, io: Io<V>, cseq: u64) {
         let v = io.val.expect("writes carry a value");
+        if let Some(r) = &mut self.rec {
+            let ev = match io.kind {
+                IoKind::Discard => LogEvent::Discard {
+                    start: io.start,
+                    end: io.end,
+                },
+                _ => LogEvent::Write {
+                    start: io.start,
+                    end: io.end,
+                    val: v.clone(),
+                    fua: io.fua,
+                },
+            };
+            r.completed(ev, io.fua);
+        }
         if io.fua || self.writethrough {
             self.durable.insert(io.start, io.end, cseq, v.clone());
         } else {
@@ -252,6 +333,10 @@ impl<V: Unit> SimDisk<V> {
             IoKind::Flush => {
                 for (s, e, c, v) in std::mem::take(&mut self.volatile).into_extents() {
                     self.durable.insert_if_newer(s, e, c, v);
+                }
+                if let Some(r) = &mut self.rec {
+                    r.flush_issued(cseq);
+                    r.flush_completed(cseq);
                 }
             }
             IoKind::Write | IoKind::Discard => self.land(io, cseq),
@@ -300,6 +385,9 @@ impl<V: Unit> SimDisk<V> {
     /// A power cut that keeps only what is durable: the cache and everything in
     /// flight are lost.
     pub fn crash_durable(&mut self) {
+        if let Some(r) = &mut self.rec {
+            r.crash();
+        }
         self.volatile = ExtentMap::new();
         self.inflight.clear();
         self.landed = self.durable.clone();
@@ -307,6 +395,9 @@ impl<V: Unit> SimDisk<V> {
 
     /// A power cut after which every completed write reached the media.
     pub fn crash_all_landed(&mut self) {
+        if let Some(r) = &mut self.rec {
+            r.crash();
+        }
         self.volatile = ExtentMap::new();
         self.inflight.clear();
         self.durable = self.landed.clone();

@@ -11,9 +11,11 @@
 
 mod disk;
 mod extent;
+mod logrec;
 
 pub use disk::{Clock, DiskError, DiskStats, Io, IoKind, SimDisk};
 pub use extent::{ExtentMap, Unit};
+pub use logrec::{LogEvent, LogRec};
 
 use std::io;
 use std::sync::atomic::AtomicU64;

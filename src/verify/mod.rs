@@ -16,6 +16,7 @@
 //!   rollover, run in a copy), `era_invalidate --written-since e` reports every
 //!   block written while the user saw era `e`.
 
+pub mod log;
 mod monotone;
 
 pub use monotone::Monotone;
@@ -255,6 +256,29 @@ pub fn clone_suspended(m: &CloneModel, img: &MetaImage, cp: usize) -> Option<Vio
     })
 }
 
+/// The kernel's recovery of the dm-era metadata `img`, in a copy:
+/// `metadata_open`, then preresume's resize to `nr_blocks`, commit, rollover
+/// and commit (`era_ctr`, `era_preresume`).
+pub fn era_recover(
+    img: &MetaImage,
+    block_size: u32,
+    nr_blocks: u64,
+    start_era: u32,
+    variant: crate::trace::Variant,
+) -> Result<MetaImage, String> {
+    let dev = MetaDev::new(img.nr_blocks(), true, new_clock());
+    for (b, blk) in img.blocks() {
+        dev.write(b, blk).map_err(|e| e.to_string())?;
+    }
+    let mut md =
+        EraMeta::open(dev.clone(), block_size, start_era, variant).map_err(|e| e.to_string())?;
+    md.resize(nr_blocks).map_err(|e| e.to_string())?;
+    md.commit().map_err(|e| e.to_string())?;
+    md.rollover().map_err(|e| e.to_string())?;
+    md.commit().map_err(|e| e.to_string())?;
+    Ok(dev.durable_image())
+}
+
 /// Checks dm-era's invariants on crash states of a model at its crash point.
 pub struct EraChecker<'m> {
     m: &'m EraModel,
@@ -266,27 +290,16 @@ impl<'m> EraChecker<'m> {
         EraChecker { m }
     }
 
-    /// The kernel's recovery of `img` in a copy: `metadata_open`, then
-    /// preresume's resize, commit, rollover and commit.
+    /// The kernel's recovery of `img` in a copy.
     fn recover(&self, img: &MetaImage) -> Result<MetaImage, String> {
-        let dev = MetaDev::new(img.nr_blocks(), true, new_clock());
-        for (b, blk) in img.blocks() {
-            dev.write(b, blk).map_err(|e| e.to_string())?;
-        }
         let cfg = self.m.config();
-        let mut md = EraMeta::open(
-            dev.clone(),
+        era_recover(
+            img,
             cfg.block_size as u32,
+            cfg.size.div_ceil(cfg.block_size),
             cfg.start_era.wrapping_sub(1),
             self.m.variant(),
         )
-        .map_err(|e| e.to_string())?;
-        let nr = cfg.size.div_ceil(cfg.block_size);
-        md.resize(nr).map_err(|e| e.to_string())?;
-        md.commit().map_err(|e| e.to_string())?;
-        md.rollover().map_err(|e| e.to_string())?;
-        md.commit().map_err(|e| e.to_string())?;
-        Ok(dev.durable_image())
     }
 
     /// E1 and E2 on the state `img` (id `state`) of crash point `cp`.

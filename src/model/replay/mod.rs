@@ -5,6 +5,7 @@
 
 use crate::era::invalidate::{invalidate, InvalidateOptions};
 mod crash;
+pub mod emit;
 mod expect;
 mod io;
 
@@ -59,6 +60,13 @@ pub struct ReplayOutcome {
     pub violations: Vec<crate::verify::Violation>,
     /// The crash-state exploration.
     pub crash: CrashStats,
+    /// With [`ReplayOptions::keep_commits`]: the durable image once formatted,
+    /// then after every statement that committed, with the statement's line.
+    pub commit_images: Vec<(usize, MetaImage)>,
+    /// With [`ReplayOptions::emit_logs`]: the dm-log-writes logs of the
+    /// devices and the initial image of the source (dm-clone) or origin
+    /// (dm-era), by file name.
+    pub logs: Vec<(String, emit::Emitted)>,
 }
 
 /// How a replay explores crash states.
@@ -68,6 +76,12 @@ pub struct ReplayOptions {
     pub crash: crate::crash::Options,
     /// Also a crash point after every statement (not only at `crash` lines).
     pub every_statement: bool,
+    /// Keep the durable metadata image after formatting and after every
+    /// statement that committed ([`ReplayOutcome::commit_images`]).
+    pub keep_commits: bool,
+    /// Record what dm-log-writes devices under the target's devices would log
+    /// ([`ReplayOutcome::logs`]).
+    pub emit_logs: bool,
 }
 
 /// Figures of the crash-state exploration.
@@ -134,9 +148,12 @@ pub fn replay_with(trace: &Trace, opts: ReplayOptions) -> Result<ReplayOutcome, 
             in_core_at_crash: None,
             violations: Vec::new(),
             crash: CrashStats::default(),
+            commit_images: Vec::new(),
+            logs: Vec::new(),
         },
         opts,
         monotone: crate::verify::Monotone::default(),
+        top: None,
         manual_worker: trace.stmts.iter().any(|s| {
             matches!(
                 s.event,
@@ -149,12 +166,29 @@ pub fn replay_with(trace: &Trace, opts: ReplayOptions) -> Result<ReplayOutcome, 
                 && matches!(s.event, Event::CommitMeta | Event::CommitSuper))
         }),
     };
+    let mut commits = None;
     for s in &trace.stmts {
         r.step(s).map_err(|error| ReplayError {
             line: s.line,
             error,
         })?;
         r.out.events += 1;
+        if r.opts.emit_logs && matches!(s.event, Event::Config(_)) {
+            r.start_logs();
+        }
+        if r.opts.keep_commits {
+            let now = match r.model.as_ref() {
+                Some(Model::Clone(m)) => Some((m.commits(), m.meta_image())),
+                Some(Model::Era(m)) => Some((m.commits(), m.meta_image())),
+                None => None,
+            };
+            if let Some((n, img)) = now {
+                if commits != Some(n) {
+                    commits = Some(n);
+                    r.out.commit_images.push((s.line, img));
+                }
+            }
+        }
         if r.opts.every_statement && !matches!(s.event, Event::Crash { .. } | Event::Expect(_)) {
             r.explore_point(s.line);
             if let (Event::Suspend, Some(Model::Clone(m))) = (&s.event, r.model.as_ref()) {
@@ -174,6 +208,24 @@ pub fn replay_with(trace: &Trace, opts: ReplayOptions) -> Result<ReplayOutcome, 
     };
     r.out.image = image;
     r.out.commits = commits;
+    if r.opts.emit_logs {
+        let removed = trace
+            .stmts
+            .iter()
+            .rev()
+            .find(|s| !matches!(s.event, Event::Expect(_) | Event::Mark { .. }))
+            .is_some_and(|s| matches!(s.event, Event::Remove));
+        let mut model = model;
+        let top = r.top.take().unwrap_or_default();
+        r.out.logs = match &mut model {
+            Model::Clone(m) => emit::clone_logs(m, top, removed),
+            Model::Era(m) => emit::era_logs(m, top, removed),
+        }
+        .map_err(|e| ReplayError {
+            line: 0,
+            error: ModelError::Trace(format!("writing the logs: {e}")),
+        })?;
+    }
     Ok(r.out)
 }
 
@@ -187,6 +239,8 @@ struct Runner {
     manual_worker: bool,
     /// What the last durable view held (I4, E3, E4).
     monotone: crate::verify::Monotone,
+    /// With `emit_logs`: what a log-writes device on top of the target logs.
+    top: Option<crate::sim::LogRec<DataVal>>,
 }
 
 fn extra_u64(c: &Config, key: &str) -> Result<Option<u64>, ModelError> {
@@ -236,7 +290,12 @@ impl Runner {
                 self.expect(s.line, p);
                 Ok(())
             }
-            (Event::Mark { .. }, _) => Ok(()),
+            (Event::Mark { label }, _) => {
+                if self.opts.emit_logs {
+                    self.mark_logs(label);
+                }
+                Ok(())
+            }
             (Event::Tick { ms }, _) => {
                 let now = self.now();
                 self.advance(now + ms.unwrap_or(1000))
@@ -251,11 +310,15 @@ impl Runner {
             }
             (ev, Target::Clone) => {
                 self.implicit_recover(ev)?;
-                self.clone_event(s.line, ev)
+                self.clone_event(s.line, ev)?;
+                self.top_record(ev);
+                Ok(())
             }
             (ev, Target::Era) => {
                 self.implicit_recover(ev)?;
-                self.era_event(s.line, ev)
+                self.era_event(s.line, ev)?;
+                self.top_record(ev);
+                Ok(())
             }
         }
     }

@@ -1,0 +1,7 @@
+//! `clone_verify_log`: verify dm-clone's kernel from dm-log-writes logs.
+
+use std::ffi::OsString;
+
+pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
+    super::verify_log::run_clone(args)
+}

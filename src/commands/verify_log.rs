@@ -1,0 +1,216 @@
+//! `clone_verify_log` and `era_verify_log`: verify a real kernel from the
+//! dm-log-writes logs of its devices.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser};
+
+use super::util::{print_clap_error, say, set_quiet, OutputError};
+use crate::crash::Options;
+use crate::logwrites::Log;
+use crate::verify::log::{self as vlog, data::Image, LogViolation, Summary, Target, VerifyError};
+
+/// Exit status of an unreadable log or input.
+pub const EXIT_UNREADABLE: i32 = 2;
+
+/// Options both tools share.
+#[derive(Args, Debug)]
+struct Common {
+    /// What to verify: `meta` (the metadata log alone: every durable point and
+    /// the crash states of the epoch before it), `crash` (a capture cut by a
+    /// power failure: every log replayed whole), `conformance` (the reference
+    /// model replays the user log; its committed images are compared with the
+    /// kernel's).
+    #[arg(long, value_name = "MODE", value_parser = ["meta", "crash", "conformance"])]
+    mode: String,
+    /// The dm-log-writes log of the metadata device.
+    #[arg(long, value_name = "FILE")]
+    meta_log: PathBuf,
+    /// The metadata device's content when logging began (default: zeroes).
+    #[arg(long, value_name = "IMG")]
+    meta_base: Option<PathBuf>,
+    /// The dm-log-writes log of a log-writes device on top of the target (the
+    /// user's I/O).
+    #[arg(long, value_name = "FILE")]
+    user_log: Option<PathBuf>,
+    /// Crash-state tiers per epoch in `meta` mode: 0 (durable, all landed,
+    /// newest superblock only), 1 (+ drop-one/keep-one), 2 (+ subsets), 3 (+
+    /// torn block writes).
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=3))]
+    tier: u8,
+    /// Random subsets tried by tier 2 when more than 12 writes are pending.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    samples: usize,
+    /// Seed of those samples.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    seed: u64,
+    /// Print nothing at all, errors included; the exit status is the verdict.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+/// Verify dm-clone's kernel from dm-log-writes logs of its devices.
+#[derive(Parser, Debug)]
+struct CloneArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The dm-log-writes log of the destination device (crash mode).
+    #[arg(long, value_name = "FILE", requires = "source")]
+    dest_log: Option<PathBuf>,
+    /// The source device's content (crash mode).
+    #[arg(long, value_name = "IMG", requires = "dest_log")]
+    source: Option<PathBuf>,
+}
+
+/// Verify dm-era's kernel from dm-log-writes logs of its devices.
+#[derive(Parser, Debug)]
+struct EraArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The dm-log-writes log of the origin device (crash mode).
+    #[arg(long, value_name = "FILE", requires = "origin")]
+    origin_log: Option<PathBuf>,
+    /// The origin device's content when logging began (crash mode).
+    #[arg(long, value_name = "IMG", requires = "origin_log")]
+    origin: Option<PathBuf>,
+}
+
+fn parse<P: Parser>(name: &'static str, args: Vec<OsString>) -> Result<P, i32> {
+    let cmd = P::command().name(name).version(env!("CARGO_PKG_VERSION"));
+    let m = cmd.try_get_matches_from(args).map_err(print_clap_error)?;
+    <P as clap::FromArgMatches>::from_arg_matches(&m).map_err(print_clap_error)
+}
+
+/// `clone_verify_log`.
+pub fn run_clone(args: Vec<OsString>) -> anyhow::Result<i32> {
+    let name = "clone_verify_log";
+    let a: CloneArgs = match parse(name, args) {
+        Ok(a) => a,
+        Err(c) => return Ok(c),
+    };
+    let data = a.dest_log.zip(a.source);
+    run(name, Target::Clone, &a.common, data)
+}
+
+/// `era_verify_log`.
+pub fn run_era(args: Vec<OsString>) -> anyhow::Result<i32> {
+    let name = "era_verify_log";
+    let a: EraArgs = match parse(name, args) {
+        Ok(a) => a,
+        Err(c) => return Ok(c),
+    };
+    let data = a.origin_log.zip(a.origin);
+    run(name, Target::Era, &a.common, data)
+}
+
+fn open_log(path: &Path) -> Result<Log<File>, VerifyError> {
+    let name = path.display().to_string();
+    let f = File::open(path).map_err(|e| VerifyError::Input(format!("{name}: {e}")))?;
+    Log::open(f).map_err(vlog::log_err(&name))
+}
+
+fn run(
+    name: &str,
+    target: Target,
+    c: &Common,
+    data: Option<(PathBuf, PathBuf)>,
+) -> anyhow::Result<i32> {
+    set_quiet(c.quiet);
+    let mut out = std::io::stdout().lock();
+    let mut failed: Option<std::io::Error> = None;
+    let mut print = |v: LogViolation| {
+        if !c.quiet && failed.is_none() {
+            if let Err(e) = writeln!(out, "{name}: {v}") {
+                failed = Some(e);
+            }
+        }
+    };
+    let result = verify(name, target, c, data, &mut print);
+    if let Some(e) = failed {
+        return Err(OutputError::stdout(e).into());
+    }
+    let sum = match result {
+        Ok(s) => s,
+        Err(e) => {
+            say(&format!("{name}: {e}"));
+            return Ok(EXIT_UNREADABLE);
+        }
+    };
+    for w in &sum.warnings {
+        say(&format!("{name}: warning: {w}"));
+    }
+    if !c.quiet {
+        writeln!(out, "{name}: {} mode: {sum}", c.mode).map_err(OutputError::stdout)?;
+        out.flush().map_err(OutputError::stdout)?;
+    }
+    Ok(if sum.violations > 0 {
+        1
+    } else {
+        super::EXIT_OK
+    })
+}
+
+fn verify(
+    name: &str,
+    target: Target,
+    c: &Common,
+    data: Option<(PathBuf, PathBuf)>,
+    out: &mut dyn FnMut(LogViolation),
+) -> Result<Summary, VerifyError> {
+    let meta = open_log(&c.meta_log)?;
+    let (base_blocks, base) = match &c.meta_base {
+        Some(p) => {
+            let (n, m) = vlog::read_base(p)?;
+            (Some(n), m)
+        }
+        None => (None, Default::default()),
+    };
+    let nr = vlog::meta_nr_blocks(&meta, base_blocks);
+    meta.check_bounds(nr * crate::io::BLOCK_SIZE as u64)
+        .map_err(vlog::log_err(&c.meta_log.display().to_string()))?;
+    let io = |e: std::io::Error| VerifyError::Input(format!("{}: {e}", c.meta_log.display()));
+    let opts = Options {
+        tier: c.tier,
+        samples: c.samples,
+        seed: c.seed,
+        atomic_unit: meta.sector_size as usize,
+    };
+    let user = c.user_log.as_deref().map(open_log).transpose()?;
+    match c.mode.as_str() {
+        "meta" => vlog::meta::verify(target, &meta, nr, base, opts, out).map_err(io),
+        "crash" => {
+            let (dlog, img) = data.ok_or_else(|| {
+                VerifyError::Input(format!(
+                    "{name}: crash mode needs {}",
+                    match target {
+                        Target::Clone => "--dest-log FILE --source IMG",
+                        Target::Era => "--origin-log FILE --origin IMG",
+                    }
+                ))
+            })?;
+            let dlog = open_log(&dlog)?;
+            let img = Image::open(&img)?;
+            let st = vlog::MetaState::new(nr, base);
+            vlog::crash::verify(
+                target,
+                vlog::crash::CrashInputs {
+                    meta: (&meta, st),
+                    data: &dlog,
+                    image: &img,
+                    user: user.as_ref(),
+                },
+                out,
+            )
+        }
+        _ => {
+            let user = user.ok_or_else(|| {
+                VerifyError::Input(format!("{name}: conformance mode needs --user-log FILE"))
+            })?;
+            let st = vlog::MetaState::new(nr, base);
+            vlog::conformance::verify(target, &meta, st, &user, out)
+        }
+    }
+}

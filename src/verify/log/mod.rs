@@ -1,0 +1,259 @@
+//! Verifying real kernels from dm-log-writes logs (REPLAY.md §2.7).
+//!
+//! * [`meta`]: the metadata log alone. At every FLUSH and FUA entry the durable
+//!   prefix is checked (I1 / E1), the crash states of the epoch ending there are
+//!   enumerated and checked, and the single-device rules hold between durable
+//!   views (G1–G4, I4, E3, E4).
+//! * [`crash`]: every log of a capture cut by a power failure, replayed whole
+//!   (a legal crash state: a log holds only what flushes made durable), checked
+//!   with I1–I3 (dm-clone) or E1–E2 (dm-era).
+//! * [`conformance`]: the user-level log becomes a dmtrace; the reference model
+//!   replays it with its commits where the kernel's metadata log has them, and
+//!   every committed image is compared with the kernel's.
+
+pub mod conformance;
+pub mod crash;
+pub mod data;
+pub mod meta;
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::io::{Block, BLOCK_SIZE};
+use crate::logwrites::{Entry, Log, LogError, LogSource};
+use crate::sim::{ExtentMap, MetaImage, MetaVal};
+
+pub use super::Violation;
+
+/// Which target's metadata a log holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// dm-clone.
+    Clone,
+    /// dm-era.
+    Era,
+}
+
+impl Target {
+    /// The metadata invariant's id.
+    pub fn meta_id(self) -> &'static str {
+        match self {
+            Target::Clone => "I1",
+            Target::Era => "E1",
+        }
+    }
+}
+
+/// A violation found in a log, printed with the entry it was found at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogViolation(pub Violation);
+
+impl fmt::Display for LogViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = &self.0;
+        write!(f, "{} at entry {}", v.id, v.cp)?;
+        if !v.state.is_empty() {
+            write!(f, ", crash state {}", v.state)?;
+        }
+        write!(f, ": {}", v.what)
+    }
+}
+
+/// What a verification went through.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Entries read, per log.
+    pub entries: Vec<(String, usize)>,
+    /// Durable points checked (FLUSH and FUA entries of the metadata log).
+    pub flush_points: usize,
+    /// Superblock writes (commits) in the metadata log.
+    pub commits: usize,
+    /// Crash states checked.
+    pub states: usize,
+    /// Violations found.
+    pub violations: usize,
+    /// Committed images compared (conformance): logically equal, byte-identical.
+    pub compared: Option<(usize, usize, usize)>,
+    /// Warnings (a log not closed, a lagging count, ambiguity).
+    pub warnings: Vec<String>,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let logs: Vec<String> = self
+            .entries
+            .iter()
+            .map(|(n, c)| format!("{n} {c}"))
+            .collect();
+        write!(
+            f,
+            "entries: {}; flush points checked: {}; commits: {}; crash states explored: {}",
+            logs.join(", "),
+            self.flush_points,
+            self.commits,
+            self.states
+        )?;
+        if let Some((n, logical, bytes)) = self.compared {
+            write!(
+                f,
+                "; committed images compared: {n}, logically equal: {logical}, byte-identical: {bytes}"
+            )?;
+        }
+        write!(f, "; violations: {}", self.violations)
+    }
+}
+
+/// Why a verification could not run.
+#[derive(Debug)]
+pub enum VerifyError {
+    /// A log is unreadable.
+    Log {
+        /// Which log.
+        name: String,
+        /// Why.
+        err: LogError,
+    },
+    /// Something else: a base image, a source image, an inconsistent capture.
+    Input(String),
+}
+
+impl fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VerifyError::Log { name, err } => write!(f, "{name}: {err}"),
+            VerifyError::Input(s) => write!(f, "{s}"),
+        }
+    }
+}
+
+impl std::error::Error for VerifyError {}
+
+/// Wraps a log error with the log's name.
+pub fn log_err(name: &str) -> impl Fn(LogError) -> VerifyError + '_ {
+    move |err| VerifyError::Log {
+        name: name.to_string(),
+        err,
+    }
+}
+
+/// The metadata device as a log rebuilds it, entry by entry, in 4 KiB blocks.
+#[derive(Debug, Clone)]
+pub struct MetaState {
+    /// Current content of every block written or in the base.
+    pub blocks: ExtentMap<MetaVal>,
+    /// Size of the device in blocks.
+    pub nr_blocks: u64,
+}
+
+impl MetaState {
+    /// A device of `nr_blocks` holding `base`.
+    pub fn new(nr_blocks: u64, base: ExtentMap<MetaVal>) -> Self {
+        MetaState {
+            blocks: base,
+            nr_blocks,
+        }
+    }
+
+    /// The content of `b` (zeroes if never written).
+    pub fn block(&self, b: u64) -> Arc<Block> {
+        match self.blocks.get(b) {
+            Some((_, v)) => v.0,
+            None => Arc::new([0u8; BLOCK_SIZE]),
+        }
+    }
+
+    /// An image of the current content.
+    pub fn image(&self) -> MetaImage {
+        MetaImage::new(self.nr_blocks, self.blocks.clone())
+    }
+
+    /// Applies write entry `e` (payload `data`, sector size `s`) and returns the
+    /// blocks it changed with their new content.
+    pub fn apply(&mut self, e: &Entry, data: &[u8], s: u64) -> Vec<(u64, Arc<Block>)> {
+        let bs = BLOCK_SIZE as u64;
+        let start = e.sector * s;
+        let end = start + data.len() as u64;
+        let mut out = Vec::new();
+        let mut b = start / bs;
+        while b * bs < end {
+            let lo = start.max(b * bs);
+            let hi = end.min((b + 1) * bs);
+            let mut blk = if lo == b * bs && hi == (b + 1) * bs {
+                [0u8; BLOCK_SIZE]
+            } else {
+                *self.block(b)
+            };
+            blk[(lo - b * bs) as usize..(hi - b * bs) as usize]
+                .copy_from_slice(&data[(lo - start) as usize..(hi - start) as usize]);
+            let blk = Arc::new(blk);
+            self.blocks.insert(b, b + 1, e.index, MetaVal(blk.clone()));
+            out.push((b, blk));
+            b += 1;
+        }
+        out
+    }
+
+    /// Applies a discard: the blocks read back as zeroes.
+    pub fn discard(&mut self, e: &Entry, s: u64) -> Vec<(u64, Arc<Block>)> {
+        let zero = vec![0u8; (e.nr_sectors * s) as usize];
+        self.apply(e, &zero, s)
+    }
+}
+
+/// The metadata device's size in blocks for a log: the base's, or the largest
+/// the log's writes and superblocks (the space map's `nr_blocks`) imply.
+pub fn meta_nr_blocks<R: LogSource>(log: &Log<R>, base_blocks: Option<u64>) -> u64 {
+    let s = log.sector_size as u64;
+    let bs = BLOCK_SIZE as u64;
+    let mut n = base_blocks.unwrap_or(0);
+    for e in &log.entries {
+        if e.nr_sectors == 0 || e.is_mark() {
+            continue;
+        }
+        n = n.max((e.sector + e.nr_sectors).saturating_mul(s).div_ceil(bs));
+        if base_blocks.is_none() && e.sector == 0 && e.is_write() && e.nr_sectors * s >= bs {
+            if let Ok(p) = log.payload(e) {
+                let mut b = [0u8; BLOCK_SIZE];
+                b.copy_from_slice(&p[..BLOCK_SIZE]);
+                let sm = crate::pdata::space_map::SmRoot::decode(&b);
+                // A sane space map only: a damaged superblock must not make the
+                // device absurdly large.
+                if sm.nr_blocks <= 1 << 32 {
+                    n = n.max(sm.nr_blocks);
+                }
+            }
+        }
+    }
+    n.max(1)
+}
+
+/// Reads a base image (a metadata device's content before logging began).
+pub fn read_base(path: &std::path::Path) -> Result<(u64, ExtentMap<MetaVal>), VerifyError> {
+    use std::io::Read;
+    let err = |e: std::io::Error| VerifyError::Input(format!("{}: {e}", path.display()));
+    let mut f = std::fs::File::open(path).map_err(err)?;
+    let mut map = ExtentMap::new();
+    let mut b = 0u64;
+    loop {
+        let mut blk = [0u8; BLOCK_SIZE];
+        let mut got = 0;
+        while got < BLOCK_SIZE {
+            let n = f.read(&mut blk[got..]).map_err(err)?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        if got == 0 {
+            break;
+        }
+        if blk.iter().any(|&x| x != 0) {
+            map.insert(b, b + 1, 0, MetaVal(Arc::new(blk)));
+        }
+        b += 1;
+        if got < BLOCK_SIZE {
+            break;
+        }
+    }
+    Ok((b, map))
+}
