@@ -617,7 +617,7 @@ def write_readme(outroot):
     descs = []
     for cj in sorted(glob.glob(os.path.join(outroot, "*", "case.json"))):
         c = json.load(open(cj))
-        line = f"* `{c['case']}`: {c['description']}"
+        line = f"* `{c['case']}`: {c['description'].rstrip('.')}."
         if c.get("lost_hydration_check"):
             ch = c["lost_hydration_check"]
             line += (f" Lost-hydration check on the logs: the committed superblock (meta entry "
