@@ -7,6 +7,10 @@
          writes, checkpoint, remove -> `dmce era_dump` must show the new writes in that era
          and the old eras unchanged.
   reject: geometry mismatches and a corrupted superblock must be refused by the kernel.
+  logwrites: the kernel lab's dm-log-writes captures (scenarios/logwrites/*.scn), made
+         fresh, each verified with `dmce clone_verify_log|era_verify_log`: meta mode on every
+         case, crash mode on the power-cut cases, conformance on every case; the expected
+         exits come from the scenarios' `expect` lines (default 0).
   replay: tests/traces/kernel/<case>.dmtrace -> `dmce clone_replay|era_replay` -> the image
          the reference model leaves -> kernel load: clone: the kernel's hydrated set must be
          the fixture's truth and `dmce clone_dump`'s; era: status era after resume =
@@ -23,7 +27,11 @@ Tool commands (each a shell-words command line, the arguments are appended):
   DMCE_ERA_CHECK       default "$DMCE_BIN era_check"       e.g. /usr/sbin/era_check
   DMCE_CLONE_REPLAY    default "$DMCE_BIN clone_replay"    (called with TRACE -o IMG)
   DMCE_ERA_REPLAY      default "$DMCE_BIN era_replay"      (called with TRACE -o IMG)
-A missing tool makes the cases that need it FAIL (never skipped).
+  DMCE_CLONE_VERIFY_LOG default "$DMCE_BIN clone_verify_log"
+  DMCE_ERA_VERIFY_LOG  default "$DMCE_BIN era_verify_log"
+A missing tool makes the cases that need it FAIL (never skipped), except the verifiers of
+the logwrites group: while `dmce` does not know them, those cases still capture (a bad
+capture FAILs) and then SKIP with the reason.
 """
 import argparse
 import os
@@ -65,6 +73,10 @@ def run_tool(cmd, args, timeout=300):
 
 
 class Failure(Exception):
+    pass
+
+
+class Skip(Exception):
     pass
 
 
@@ -481,6 +493,94 @@ def replay_cases():
     return out
 
 
+# ------------------------------------------------------------------ logwrites
+
+_verify_avail = {}
+
+
+def verify_tool(kind):
+    return tool("DMCE_CLONE_VERIFY_LOG" if kind == "clone" else "DMCE_ERA_VERIFY_LOG", f"{kind}_verify_log")
+
+
+def verify_unavailable(kind):
+    """None when `<kind>_verify_log` can be run, else why not (cached)."""
+    if kind not in _verify_avail:
+        cmd = verify_tool(kind)
+        why = None
+        if tool_missing(cmd):
+            why = f"{cmd[0]} does not exist or is not executable"
+        else:
+            try:
+                r = subprocess.run(cmd + ["--help"], capture_output=True, text=True, timeout=60)
+                if r.returncode != 0:
+                    msg = (r.stderr or r.stdout).strip().splitlines()
+                    why = f"`{' '.join(cmd)} --help` exited {r.returncode}: {msg[0] if msg else ''}"
+            except (OSError, subprocess.TimeoutExpired) as e:
+                why = f"`{' '.join(cmd)} --help`: {e}"
+        _verify_avail[kind] = why and f"{kind}_verify_log not available ({why})"
+    return _verify_avail[kind]
+
+
+def gunzip_to(src, dst):
+    import gzip
+    with gzip.open(src, "rb") as fi, open(dst, "wb") as fo:
+        shutil.copyfileobj(fi, fo, 1 << 20)
+    return dst
+
+
+def verify_args(case, d, mode):
+    """command-line arguments of `<target>_verify_log` for one mode (files uncompressed)."""
+    f = case["files"]
+    data = "dest" if case["target"] == "clone" else "origin"
+    args = ["--mode", mode, "--meta-log", os.path.join(d, "meta.log")]
+    if mode == "crash":
+        img = "--source" if case["target"] == "clone" else "--origin"
+        args += [f"--{data}-log", os.path.join(d, f"{data}.log"), img, os.path.join(d, f["image"][:-3])]
+    elif mode == "conformance":
+        args += ["--user-log", os.path.join(d, "top.log")]
+    return args
+
+
+def run_logwrites_case(scn, work):
+    import logwrites
+    name = os.path.basename(scn)[:-4]
+    outroot = os.path.join(work, "kernel-logs")
+    case = logwrites.capture(scn, outroot, work=os.path.join(work, f"lw-{name}"))
+    if case["problems"]:
+        raise Failure("capture: " + "; ".join(case["problems"][:3]))
+    lg = case["logs"]
+    fig = ", ".join(f"{n} {lg[n]['entries']} entries/{lg[n]['flush_entries']} flush"
+                    for n in lg) + (", power cut" if case["power_cut"] else "")
+    why = verify_unavailable(case["target"])
+    if why:
+        raise Skip(f"captured ({fig}); verification skipped: {why}")
+    d = os.path.join(outroot, case["case"])
+    for fname in os.listdir(d):
+        if fname.endswith(".gz"):
+            gunzip_to(os.path.join(d, fname), os.path.join(d, fname[:-3]))
+    cmd = verify_tool(case["target"])
+    got = []
+    for mode, exp in case["expect"].items():
+        args = verify_args(case, d, mode)
+        try:
+            r = subprocess.run(cmd + args, capture_output=True, text=True, timeout=600)
+        except subprocess.TimeoutExpired:
+            raise Failure(f"{mode}: `{' '.join(cmd + args)}` timed out")
+        out = (r.stdout + r.stderr).strip().splitlines()
+        tail = " | ".join(out[-3:])
+        if r.returncode != exp["exit"]:
+            raise Failure(f"{mode}: exit {r.returncode}, expected {exp['exit']}: {tail}")
+        if exp.get("id") and not any(exp["id"] in line for line in out):
+            raise Failure(f"{mode}: exit {r.returncode} as expected but no line names {exp['id']}: {tail}")
+        got.append(f"{mode} {r.returncode}" + (f" ({exp['id']})" if exp.get("id") else ""))
+    return f"{fig}; " + ", ".join(got)
+
+
+def logwrites_cases():
+    import logwrites
+    return [(os.path.basename(f)[:-4], f) for f in logwrites.scenario_files()]
+
+
 # ------------------------------------------------------------------ main
 
 def main():
@@ -519,6 +619,13 @@ def main():
             Failure(f"no traces in {os.path.relpath(TRACE_DIR, lab.REPO)} (tests/kernel/scn2trace makes them)"))))
     for case, trace in rcases:
         cases.append(("replay", f"replay-{case}", lambda c=case, tr=trace: run_replay_case(c, tr, work)))
+    for case, scn in logwrites_cases():
+        cases.append(("logwrites", f"logwrites-{case}", lambda f=scn: run_logwrites_case(f, work)))
+    if any(k == "logwrites" and (not a.only or re.search(a.only, n)) for k, n, _ in cases):
+        for kind in ("clone", "era"):
+            why = verify_unavailable(kind)
+            if why:
+                print(f"run-all: NOTE: {why} -- the logwrites cases will capture, then SKIP", flush=True)
     if any(k == "replay" and n != "replay-traces-current" and (not a.only or re.search(a.only, n)) for k, n, _ in cases):
         for kind in ("clone", "era"):
             why = replay_unavailable(kind)
@@ -533,6 +640,8 @@ def main():
             verdict = "PASS"
         except Failure as e:
             verdict, detail = "FAIL", str(e)
+        except Skip as e:
+            verdict, detail = "SKIP", str(e)
         except Exception as e:  # a bug in the harness is a failure too
             verdict, detail = "FAIL", f"{type(e).__name__}: {e}"
         dt = time.time() - t
@@ -545,8 +654,9 @@ def main():
     for name, verdict, dt, _ in results:
         print(f"{name:34} {verdict:6} {dt:6.1f}s")
     print("-" * 50)
-    nfail = sum(v != "PASS" for _, v, _, _ in results)
-    print(f"{len(results) - nfail} passed, {nfail} failed; setup {t_setup:.1f}s; total {total:.1f}s")
+    nfail = sum(v == "FAIL" for _, v, _, _ in results)
+    nskip = sum(v == "SKIP" for _, v, _, _ in results)
+    print(f"{len(results) - nfail - nskip} passed, {nfail} failed, {nskip} skipped; setup {t_setup:.1f}s; total {total:.1f}s")
     if not a.keep:
         shutil.rmtree(work, ignore_errors=True)
     else:

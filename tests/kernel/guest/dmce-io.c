@@ -3,6 +3,7 @@
  *
  *   dmce-io write   DEV SECTOR COUNT TAG   O_DIRECT write of COUNT sectors at SECTOR;
  *                                          every sector holds "TAG@<sector>" padded
+ *   dmce-io fuawrite DEV SECTOR COUNT TAG  the same with O_DSYNC: every write bio has REQ_FUA
  *   dmce-io discard DEV SECTOR COUNT       BLKDISCARD of the byte range
  *   dmce-io flush   DEV                    fsync (empty REQ_PREFLUSH bio)
  *   dmce-io sample  DEV SECTOR COUNT STEP  prints the stamp of every STEP-th sector
@@ -55,9 +56,10 @@ static void stamp(char *sec, const char *tag, unsigned long long s)
 		memcpy(sec + i, sec, n);
 }
 
-static int do_write(const char *dev, unsigned long long s0, unsigned long long cnt, const char *tag)
+static int do_write(const char *dev, unsigned long long s0, unsigned long long cnt, const char *tag,
+		    int fua)
 {
-	int fd = open_dev(dev, O_WRONLY | O_DIRECT);
+	int fd = open_dev(dev, O_WRONLY | O_DIRECT | (fua ? O_DSYNC : 0));
 	char *buf;
 	if (posix_memalign((void **)&buf, 4096, CHUNK_SECTORS * SECTOR))
 		return 1;
@@ -123,7 +125,9 @@ static int do_sample(const char *dev, unsigned long long s0, unsigned long long 
 int main(int argc, char **argv)
 {
 	if (argc >= 6 && !strcmp(argv[1], "write"))
-		return do_write(argv[2], num(argv[3]), num(argv[4]), argv[5]);
+		return do_write(argv[2], num(argv[3]), num(argv[4]), argv[5], 0);
+	if (argc >= 6 && !strcmp(argv[1], "fuawrite"))
+		return do_write(argv[2], num(argv[3]), num(argv[4]), argv[5], 1);
 	if (argc >= 5 && !strcmp(argv[1], "discard"))
 		return do_discard(argv[2], num(argv[3]), num(argv[4]));
 	if (argc >= 3 && !strcmp(argv[1], "flush"))
@@ -138,6 +142,6 @@ int main(int argc, char **argv)
 		printf("%llu\n", b / SECTOR);
 		return 0;
 	}
-	fprintf(stderr, "usage: dmce-io write|discard|flush|sample|size ...\n");
+	fprintf(stderr, "usage: dmce-io write|fuawrite|discard|flush|sample|size ...\n");
 	return 2;
 }
