@@ -198,10 +198,36 @@ impl BlockDevice for MetaDev {
                 });
             }
         }
+        let commit = d.volatile().get(0).is_some();
         d.submit(io)
             .map(|_| ())
-            .map_err(|e| io::Error::other(e.to_string()))
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        if commit {
+            COMMITS.with(|c| {
+                if let Some(v) = c.borrow_mut().as_mut() {
+                    v.push(MetaImage::new(d.nr_units(), d.durable().clone()));
+                }
+            });
+        }
+        Ok(())
     }
+}
+
+thread_local! {
+    static COMMITS: std::cell::RefCell<Option<Vec<MetaImage>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Starts keeping, on this thread, the durable image of every metadata device
+/// after each flush that made a superblock write durable (every commit, the
+/// ones a model makes while it is being created included).
+pub fn record_commits() {
+    COMMITS.with(|c| *c.borrow_mut() = Some(Vec::new()));
+}
+
+/// Stops keeping commits and returns those kept since [`record_commits`].
+pub fn take_commits() -> Vec<MetaImage> {
+    COMMITS.with(|c| c.borrow_mut().take().unwrap_or_default())
 }
 
 /// A power cut on a metadata device and a data device: either only what is

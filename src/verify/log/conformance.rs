@@ -42,7 +42,10 @@ use crate::sim::MetaImage;
 fn kernel_commits<R: LogSource>(
     log: &Log<R>,
     st: &mut MetaState,
-) -> std::io::Result<(Vec<(u64, MetaImage)>, HashMap<(String, usize), MetaImage>)> {
+) -> std::io::Result<(
+    Vec<(u64, MetaImage)>,
+    HashMap<(String, usize), (u64, MetaImage)>,
+)> {
     let s = log.sector_size as u64;
     let mut out = Vec::new();
     let mut marks = HashMap::new();
@@ -50,7 +53,7 @@ fn kernel_commits<R: LogSource>(
     for e in &log.entries {
         if let Some(l) = &e.label {
             let n = seen.entry(l.clone()).or_default();
-            marks.insert((l.clone(), *n), st.image());
+            marks.insert((l.clone(), *n), (e.index, st.image()));
             *n += 1;
         } else if e.is_discard() {
             st.discard(e, s);
@@ -100,8 +103,9 @@ fn bytes(img: &MetaImage) -> u64 {
     h.finish()
 }
 
-/// The first block where two images differ.
-fn first_difference(a: &MetaImage, b: &MetaImage) -> Option<u64> {
+/// Where two images differ: the first block and its first differing byte, and
+/// how many blocks differ.
+fn first_difference(a: &MetaImage, b: &MetaImage) -> Option<(u64, usize, usize)> {
     let map = |img: &MetaImage| -> HashMap<u64, [u8; BLOCK_SIZE]> {
         img.blocks()
             .filter(|(_, blk)| blk.iter().any(|&x| x != 0))
@@ -112,7 +116,22 @@ fn first_difference(a: &MetaImage, b: &MetaImage) -> Option<u64> {
     let mut keys: Vec<u64> = ma.keys().chain(mb.keys()).copied().collect();
     keys.sort_unstable();
     keys.dedup();
-    keys.into_iter().find(|k| ma.get(k) != mb.get(k))
+    let zero = [0u8; BLOCK_SIZE];
+    let differ: Vec<u64> = keys
+        .into_iter()
+        .filter(|k| ma.get(k) != mb.get(k))
+        .collect();
+    let &first = differ.first()?;
+    let (x, y) = (
+        ma.get(&first).unwrap_or(&zero),
+        mb.get(&first).unwrap_or(&zero),
+    );
+    let byte = x
+        .iter()
+        .zip(y.iter())
+        .position(|(p, q)| p != q)
+        .unwrap_or(0);
+    Some((first, byte, differ.len()))
 }
 
 /// The geometry of the kernel's last valid superblock, as a `config` line.
@@ -187,8 +206,18 @@ pub struct Extra<'a> {
     pub before_mark: &'a dyn Fn(&str, usize) -> Vec<String>,
     /// Lines after every user I/O and every mark.
     pub after_each: &'a [&'a str],
+    /// Lines after the mark of this label and occurrence.
+    pub after_mark: &'a dyn Fn(&str, usize) -> Vec<String>,
     /// Lines at the end (before `remove`).
     pub at_end: Vec<String>,
+    /// Split writes and discards at these boundaries (dm-clone's region size:
+    /// the kernel splits bios there), each piece an I/O of its own.
+    pub split: Option<u64>,
+    /// Move each FUA write after the other writes of its epoch (up to the next
+    /// flush or mark): a FUA write is logged at its completion, before older
+    /// writes that the next flush logs, so the log's order may not be the
+    /// order of issue.
+    pub defer_fua: bool,
 }
 
 /// The user log as a dmtrace, with `extra` lines.
@@ -208,38 +237,85 @@ pub fn to_trace<R: LogSource>(
         }
     );
     let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut deferred: Vec<String> = Vec::new();
+    let emit = |t: &mut String, line: &str| {
+        let _ = writeln!(t, "{line}");
+        for l in extra.after_each {
+            let _ = writeln!(t, "{l}");
+        }
+    };
+    // The pieces of an I/O at `sector`+`n` (in 512-byte sectors).
+    let pieces = |sector: u64, n: u64| -> Vec<(u64, u64)> {
+        match extra.split {
+            Some(rs) if rs > 0 => {
+                let mut v = Vec::new();
+                let mut a = sector;
+                while a < sector + n {
+                    let b = ((a / rs + 1) * rs).min(sector + n);
+                    v.push((a, b - a));
+                    a = b;
+                }
+                v
+            }
+            _ => vec![(sector, n)],
+        }
+    };
     for e in &user.entries {
-        let at = format!("at={}+{}", e.sector * per, e.nr_sectors * per);
+        let (start, n) = (e.sector * per, e.nr_sectors * per);
+        if e.is_mark() || e.is_flush() {
+            for l in deferred.drain(..) {
+                emit(&mut t, &l);
+            }
+        }
         if let Some(l) = &e.label {
             if l == END_MARK {
                 continue;
             }
-            if let Some(m) = l.strip_prefix("msg:").and_then(|m| message(target, m)) {
+            // The message the mark announces and what the kernel had done by
+            // the time the mark was sent (hydration runs until then: before
+            // a message that stops it, after one that starts it).
+            let msg = l.strip_prefix("msg:").and_then(|m| message(target, m));
+            let starts = l == "msg:enable_hydration";
+            if let (Some(m), true) = (&msg, starts) {
                 let _ = writeln!(t, "{m}");
             }
-            let n = seen.entry(l.clone()).or_default();
-            for line in (extra.before_mark)(l, *n) {
+            let k = seen.entry(l.clone()).or_default();
+            for line in (extra.before_mark)(l, *k) {
                 let _ = writeln!(t, "{line}");
             }
-            *n += 1;
-            let _ = writeln!(t, "mark label={}", word(l));
+            *k += 1;
+            if let (Some(m), false) = (&msg, starts) {
+                let _ = writeln!(t, "{m}");
+            }
+            emit(&mut t, &format!("mark label={}", word(l)));
+            for line in (extra.after_mark)(l, *k - 1) {
+                let _ = writeln!(t, "{line}");
+            }
         } else if e.is_discard() {
-            let _ = writeln!(t, "discard {at}");
+            for (a, m) in pieces(start, n) {
+                emit(&mut t, &format!("discard at={a}+{m}"));
+            }
         } else if e.is_write() {
-            let mut line = format!("write {at}");
-            if e.is_fua() {
-                line.push_str(" fua");
-            }
             if e.is_flush() {
-                line.push_str(" preflush");
+                emit(&mut t, "flush");
             }
-            let _ = writeln!(t, "{line}");
+            for (a, m) in pieces(start, n) {
+                let mut line = format!("write at={a}+{m}");
+                if e.is_fua() {
+                    line.push_str(" fua");
+                }
+                if e.is_fua() && extra.defer_fua {
+                    deferred.push(line);
+                } else {
+                    emit(&mut t, &line);
+                }
+            }
         } else {
-            let _ = writeln!(t, "flush");
+            emit(&mut t, "flush");
         }
-        for line in extra.after_each {
-            let _ = writeln!(t, "{line}");
-        }
+    }
+    for l in deferred.drain(..) {
+        emit(&mut t, &l);
     }
     for line in &extra.at_end {
         let _ = writeln!(t, "{line}");
@@ -286,7 +362,14 @@ pub fn verify<R: LogSource>(
     let nr_blocks = st.nr_blocks;
     let (kernel, marks) =
         kernel_commits(meta, &mut st).map_err(|e| VerifyError::Input(e.to_string()))?;
-    let hydration = target == Target::Clone && background_hydration(&kernel, user);
+    // Background hydration on from the start: regions no user I/O touched are
+    // hydrated, and no message enabled it later.
+    let enabled_later = user
+        .entries
+        .iter()
+        .any(|e| e.label.as_deref() == Some("msg:enable_hydration"));
+    let hydration =
+        target == Target::Clone && !enabled_later && background_hydration(&kernel, user);
     let cfg = config(target, &kernel, nr_blocks, hydration).ok_or_else(|| {
         VerifyError::Input("the metadata log holds no valid superblock: nothing to compare".into())
     })?;
@@ -307,11 +390,15 @@ pub fn verify<R: LogSource>(
         c.dedup();
         c
     };
+    let hydrating = hydration || enabled_later;
     let at_mark = |l: &str, n: usize, fine: bool| -> Vec<String> {
-        if !hydration {
+        if !hydrating {
             return Vec::new();
         }
-        let Some(h) = marks.get(&(l.to_string(), n)).and_then(hydrated) else {
+        let Some(h) = marks
+            .get(&(l.to_string(), n))
+            .and_then(|(_, i)| hydrated(i))
+        else {
             return Vec::new();
         };
         let mut lines = Vec::new();
@@ -325,9 +412,71 @@ pub fn verify<R: LogSource>(
         lines
     };
     let final_h = kernel.last().and_then(|(_, i)| hydrated(i)).unwrap_or(0);
+    let rs = kernel
+        .iter()
+        .find_map(|(_, img)| csb::read(img).ok().map(|(sb, _)| sb.region_size));
     let mut models = Vec::new();
-    for fine in [false, true] {
-        let before = |l: &str, n: usize| at_mark(l, n, fine);
+    let mut texts = Vec::new();
+    // Passes: as the kernel runs the trace; the same with a status (which
+    // commits) at every mark, as captures that record the target's status at
+    // each mark do; a commit (dm-era: a status) after every I/O; the same with
+    // FUA writes moved after their epoch's other writes. The first two are
+    // compared byte for byte.
+    // The user log's marks in order, each with the next one.
+    let mut order: Vec<(String, usize)> = Vec::new();
+    {
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for l in user.entries.iter().filter_map(|e| e.label.as_deref()) {
+            let n = seen.entry(l).or_default();
+            order.push((l.to_string(), *n));
+            *n += 1;
+        }
+    }
+    let h_at = |key: &(String, usize)| marks.get(key).and_then(|(_, i)| hydrated(i));
+    // Hydration that ran early in a window, before its user I/O: the counts
+    // the kernel committed between this mark and the next, right after it.
+    let early = |l: &str, n: usize| -> Vec<String> {
+        let Some(i) = order.iter().position(|(x, k)| x == l && *k == n) else {
+            return Vec::new();
+        };
+        let (Some(lo), Some(hi)) = (
+            h_at(&order[i]),
+            order.get(i + 1).and_then(&h_at).or(Some(final_h)),
+        ) else {
+            return Vec::new();
+        };
+        let mut v = Vec::new();
+        for &c in counts.iter().filter(|&&c| c > lo && c < hi) {
+            v.push(format!("wait hydrated={c}"));
+            v.push("commit".into());
+        }
+        v
+    };
+    let passes = [
+        (false, false, false, false),
+        (false, false, true, false),
+        (true, false, false, false),
+        (true, true, false, false),
+        (true, false, false, true),
+    ];
+    for (fine, defer_fua, status, early_waits) in passes {
+        if early_waits && !hydrating {
+            continue;
+        }
+        let after_mark = |l: &str, n: usize| {
+            if early_waits && l != "msg:disable_hydration" {
+                early(l, n)
+            } else {
+                Vec::new()
+            }
+        };
+        let before = |l: &str, n: usize| {
+            let mut v = at_mark(l, n, fine);
+            if status && l != "activated" {
+                v.push("status".into());
+            }
+            v
+        };
         let after: &[&str] = match (fine, target) {
             (false, _) => &[],
             (true, Target::Clone) => &["commit"],
@@ -346,39 +495,98 @@ pub fn verify<R: LogSource>(
         }
         let extra = Extra {
             before_mark: &before,
+            after_mark: &after_mark,
             after_each: after,
             at_end,
+            split: if fine && target == Target::Clone {
+                rs
+            } else {
+                None
+            },
+            defer_fua,
         };
         let text = to_trace(target, user, &cfg, remove, &extra);
-        let trace = crate::trace::parse(&text).map_err(|e| {
-            VerifyError::Input(format!("the user log makes a malformed trace: line {e}"))
-        })?;
-        let opts = ReplayOptions {
-            keep_commits: true,
-            ..Default::default()
+        // The first pass must run; an extra pass the model refuses (a wait
+        // while hydration is off) only explains less.
+        let (images, internal) = match run_model(&text) {
+            Ok(x) => x,
+            Err(e) if !models.is_empty() => {
+                sum.warnings
+                    .push(format!("an extra replay pass was skipped: {e}"));
+                (Vec::new(), Vec::new())
+            }
+            Err(e) => return Err(e),
         };
-        let o = replay_with(&trace, opts).map_err(|e| {
-            VerifyError::Input(format!(
-                "the model cannot replay the user log: trace line {e}"
-            ))
-        })?;
-        models.push(o.commit_images);
+        let mut all = images.clone();
+        all.extend(internal.into_iter().map(|img| (0, img)));
+        models.push(all);
+        texts.push((text, images));
+    }
+    // A capture cut by a power failure: the user log lacks the writes no flush
+    // covered before the cut, so the kernel's commits after the last mark both
+    // logs hold cannot be explained from it.
+    let mut kernel = kernel;
+    if !remove {
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        let mut last = None;
+        for e in &user.entries {
+            if let Some(l) = &e.label {
+                let n = seen.entry(l.as_str()).or_default();
+                if let Some((i, _)) = marks.get(&(l.clone(), *n)) {
+                    last = Some((*i, l.clone()));
+                }
+                *n += 1;
+            }
+        }
+        let cut = last.as_ref().map_or(0, |(i, _)| *i);
+        let after = kernel.iter().filter(|(i, _)| *i > cut).count();
+        if after > 0 {
+            sum.warnings.push(format!(
+                "the capture ended in a power cut: {after} kernel commits after the last mark both logs hold ({}) are not compared",
+                last.map_or("none".to_string(), |(_, l)| format!("`{l}`"))
+            ));
+            kernel.retain(|(i, _)| *i <= cut);
+        }
+    }
+    // The kernel's commits placed in the model: the fine pass with only those
+    // of its added commits kept where the kernel committed the same metadata.
+    for (fine_text, fine_images) in &texts[2..] {
+        let placed = placed_trace(target, fine_text, fine_images, &kernel);
+        let Ok((images, internal)) = run_model(&placed) else {
+            continue;
+        };
+        models[0].extend(images);
+        models[0].extend(internal.into_iter().map(|img| (0, img)));
     }
     let mut by_bytes: HashMap<u64, usize> = HashMap::new();
     let mut by_logic: HashMap<u64, &MetaImage> = HashMap::new();
-    for (i, (_, img)) in models[0].iter().enumerate() {
+    for (i, (_, img)) in models[..2].iter().flatten().enumerate() {
         by_bytes.entry(bytes(img)).or_insert(i);
         if let Some(l) = logical(target, img) {
             by_logic.entry(l).or_insert(img);
         }
     }
     let mut fine: HashMap<u64, ()> = HashMap::new();
-    for (_, img) in &models[1] {
+    for (_, img) in models[2..].iter().flatten() {
         if let Some(l) = logical(target, img) {
             fine.insert(l, ());
         }
     }
-    let (mut same_logic, mut same_bytes) = (0, 0);
+    let (mut same_logic, mut same_bytes, mut between_count) = (0, 0, 0);
+    // dm-clone with background hydration: the hydrated sets the model
+    // committed, pass by pass, in order.
+    let sets: Vec<Vec<crate::model::bits::Bits>> = if hydrating {
+        texts
+            .iter()
+            .map(|(_, imgs)| {
+                imgs.iter()
+                    .filter_map(|(_, img)| crate::verify::image_hydrated(img).ok())
+                    .collect()
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     for (k, (entry, img)) in kernel.iter().enumerate() {
         if by_bytes.contains_key(&bytes(img)) {
             same_bytes += 1;
@@ -393,12 +601,17 @@ pub fn verify<R: LogSource>(
         };
         if let Some(m) = by_logic.get(&l) {
             same_logic += 1;
-            let b = first_difference(img, m).unwrap_or(0);
+            let (b, at, n) = first_difference(img, m).unwrap_or((0, 0, 0));
             sum.warnings.push(format!(
-                "kernel commit {k} (entry {entry}): the model commits the same metadata, laid out differently: first differing block {b}"
+                "kernel commit {k} (entry {entry}): the model commits the same metadata, laid out differently: {n} blocks differ, the first is block {b} at byte {at}"
             ));
         } else if fine.contains_key(&l) {
             same_logic += 1;
+        } else if hydrating && between(img, &sets) {
+            between_count += 1;
+            sum.warnings.push(format!(
+                "kernel commit {k} (entry {entry}): its hydrated set lies between two states of the model (background hydration's copies complete at other moments in the model)"
+            ));
         } else {
             sum.violations += 1;
             out(LogViolation(Violation {
@@ -410,5 +623,89 @@ pub fn verify<R: LogSource>(
         }
     }
     sum.compared = Some((kernel.len(), same_logic, same_bytes));
+    if between_count > 0 {
+        sum.warnings.push(format!(
+            "{between_count} kernel commits were compared only as lying between two model states"
+        ));
+    }
     Ok(sum)
+}
+
+/// True when the hydrated set of `img` lies between two consecutive sets the
+/// model committed in one pass: it contains the first and is contained in the
+/// second.
+fn between(img: &MetaImage, passes: &[Vec<crate::model::bits::Bits>]) -> bool {
+    let Ok(k) = crate::verify::image_hydrated(img) else {
+        return false;
+    };
+    let kr: Vec<u64> = k.runs().iter().flat_map(|&(a, b)| a..b).collect();
+    let sub =
+        |a: &crate::model::bits::Bits| a.runs().iter().flat_map(|&(x, y)| x..y).all(|r| k.get(r));
+    let sup = |b: &crate::model::bits::Bits| kr.iter().all(|&r| b.get(r));
+    passes
+        .iter()
+        .any(|p| p.windows(2).any(|w| sub(&w[0]) && sup(&w[1])))
+}
+
+/// Replays a trace made from the user log; the committed images with the line
+/// that committed, and every commit the model made (those while the target was
+/// created included).
+#[allow(clippy::type_complexity)]
+fn run_model(text: &str) -> Result<(Vec<(usize, MetaImage)>, Vec<MetaImage>), VerifyError> {
+    let trace = crate::trace::parse(text).map_err(|e| {
+        VerifyError::Input(format!("the user log makes a malformed trace: line {e}"))
+    })?;
+    let opts = ReplayOptions {
+        keep_commits: true,
+        ..Default::default()
+    };
+    crate::sim::record_commits();
+    let o = replay_with(&trace, opts);
+    let internal = crate::sim::take_commits();
+    let o = o.map_err(|e| {
+        VerifyError::Input(format!(
+            "the model cannot replay the user log: trace line {e}"
+        ))
+    })?;
+    Ok((o.commit_images, internal))
+}
+
+/// The fine trace `text` (a commit, or for dm-era a status, after every I/O)
+/// with only the added commits kept that the kernel's commits match, in order:
+/// for each kernel commit, the first later point of the fine replay whose
+/// metadata is the same.
+fn placed_trace(
+    target: Target,
+    text: &str,
+    images: &[(usize, MetaImage)],
+    kernel: &[(u64, MetaImage)],
+) -> String {
+    let added = match target {
+        Target::Clone => "commit",
+        Target::Era => "status",
+    };
+    let fp: Vec<(usize, Option<u64>)> = images
+        .iter()
+        .map(|(line, img)| (*line, logical(target, img)))
+        .collect();
+    let mut keep = std::collections::HashSet::new();
+    let mut from = 0;
+    for (_, k) in kernel {
+        let Some(l) = logical(target, k) else {
+            continue;
+        };
+        if let Some(i) = (from..fp.len()).find(|&i| fp[i].1 == Some(l)) {
+            keep.insert(fp[i].0);
+            from = i + 1;
+        }
+    }
+    let mut out = String::new();
+    for (n, line) in text.lines().enumerate() {
+        if line == added && !keep.contains(&(n + 1)) {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
