@@ -29,9 +29,7 @@ Tool commands (each a shell-words command line, the arguments are appended):
   DMCE_ERA_REPLAY      default "$DMCE_BIN era_replay"      (called with TRACE -o IMG)
   DMCE_CLONE_VERIFY_LOG default "$DMCE_BIN clone_verify_log"
   DMCE_ERA_VERIFY_LOG  default "$DMCE_BIN era_verify_log"
-A missing tool makes the cases that need it FAIL (never skipped), except the verifiers of
-the logwrites group: while `dmce` does not know them, those cases still capture (a bad
-capture FAILs) and then SKIP with the reason.
+A missing tool makes the cases that need it FAIL (never skipped).
 """
 import argparse
 import os
@@ -553,7 +551,7 @@ def run_logwrites_case(scn, work):
                     for n in lg) + (", power cut" if case["power_cut"] else "")
     why = verify_unavailable(case["target"])
     if why:
-        raise Skip(f"captured ({fig}); verification skipped: {why}")
+        raise Failure(f"captured ({fig}); cannot verify: {why}")
     d = os.path.join(outroot, case["case"])
     for fname in os.listdir(d):
         if fname.endswith(".gz"):
