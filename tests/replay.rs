@@ -477,3 +477,36 @@ fn e3_sees_the_stale_digest_in_the_metadata_alone() {
         out.violations
     );
 }
+
+#[test]
+fn g1_sees_a_superblock_written_before_its_blocks_are_flushed() {
+    // G1 looks at the order of the writes a flush covers: the buggy commit
+    // writes the superblock in the same epoch as the nodes it references; the
+    // fixed one flushes them first.
+    for (name, fires) in [
+        ("neg-sb-before-meta-flush.dmtrace", true),
+        ("neg-sb-before-meta-flush.fixed.dmtrace", false),
+    ] {
+        let p = repo().join("tests/traces/clone").join(name);
+        let t = dmce::trace::parse(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        let opts = dmce::model::replay::ReplayOptions {
+            every_statement: true,
+            ..Default::default()
+        };
+        let out = dmce::model::replay::replay_with(&t, opts).unwrap();
+        let g: Vec<_> = out
+            .violations
+            .iter()
+            .filter(|v| v.id.starts_with('G'))
+            .collect();
+        assert_eq!(
+            g.iter().any(|v| v.id == "G1"),
+            fires,
+            "{name}: {:?}",
+            out.violations
+        );
+        if !fires {
+            assert!(g.is_empty(), "{name}: {g:?}");
+        }
+    }
+}

@@ -18,6 +18,7 @@
 
 pub mod log;
 mod monotone;
+pub mod ordering;
 
 pub use monotone::Monotone;
 

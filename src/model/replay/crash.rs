@@ -158,7 +158,28 @@ impl Runner {
         // data devices and the oracle are known only at statement boundaries,
         // so these points check the metadata invariants I1/E1).
         let nr = meta_dev.lock().nr_units();
+        let target = match model {
+            Model::Clone(_) => crate::verify::log::Target::Clone,
+            Model::Era(_) => crate::verify::log::Target::Era,
+        };
         for (k, p) in meta_dev.take_flush_points().iter().enumerate() {
+            // G1 and G2: the order of the writes this flush covers.
+            let written: Vec<u64> = p.volatile.iter().flat_map(|(a, b, _, _)| a..b).collect();
+            let mut landed = p.durable.clone();
+            for (a, b, seq, v) in p.volatile.iter() {
+                landed.insert(a, b, seq, v.clone());
+            }
+            let durable = MetaImage::new(nr, p.durable.clone());
+            let landed = MetaImage::new(nr, landed);
+            for (id, what) in crate::verify::ordering::at_flush(target, &durable, &written, &landed)
+            {
+                self.out.violations.push(crate::verify::Violation {
+                    id,
+                    cp: line,
+                    state: format!("flush{}", k + 1),
+                    what,
+                });
+            }
             let space = crate::crash::MetaSpace::at_flush(nr, p);
             let (choices, total) = space.enumerate(&self.opts.crash);
             self.out.crash.points += 1;

@@ -25,22 +25,9 @@ use crate::io::{BlockDevice, BLOCK_SIZE};
 use crate::logwrites::{Entry, Log, LogSource};
 use crate::pdata::refs::Role;
 use crate::sim::{ExtentMap, MetaImage, MetaVal};
+use crate::verify::ordering::{reachable, role_name};
 use crate::verify::{image_hydrated, Monotone, Violation};
 use std::collections::HashMap;
-
-/// Blocks reachable from an image's superblock(s), with their roles; `None`
-/// when the image holds no valid metadata.
-fn reachable(target: Target, img: &MetaImage) -> Option<HashMap<u64, Role>> {
-    let refs = match target {
-        Target::Clone => {
-            crate::clone::check::check(img, &crate::clone::check::CheckOptions::default()).refs
-        }
-        Target::Era => {
-            crate::era::check::check(img, &crate::era::check::CheckOptions::default()).refs
-        }
-    }?;
-    Some(refs.blocks().into_iter().map(|(b, _, r)| (b, r)).collect())
-}
 
 /// The first error the project's checker finds in `img`.
 pub fn meta_error(target: Target, img: &dyn BlockDevice) -> Option<String> {
@@ -59,17 +46,6 @@ pub fn meta_error(target: Target, img: &dyn BlockDevice) -> Option<String> {
 fn formatted(img: &MetaImage) -> bool {
     let mut b = [0u8; BLOCK_SIZE];
     img.read(0, &mut b).is_ok() && b.iter().any(|&x| x != 0)
-}
-
-fn role_name(r: Role) -> String {
-    match r {
-        Role::Superblock => "a superblock".into(),
-        Role::SmIndex => "the space map's index".into(),
-        Role::SmBitmap => "a space-map bitmap".into(),
-        Role::RefCountNode => "a ref-count tree node".into(),
-        Role::TreeNode(v) => format!("a B-tree node ({v}-byte values)"),
-        Role::ArrayBlock(v) => format!("an array block ({v}-byte values)"),
-    }
 }
 
 /// The verifier's state between entries.
