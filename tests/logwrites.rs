@@ -339,3 +339,31 @@ fn kernel_captures_verify_in_every_mode() {
         }
     }
 }
+
+#[test]
+fn era_conformance_needs_no_checkpoint_labels() {
+    // Captures made by others may label the mark after a checkpoint as they
+    // like: the checkpoints are then inferred from the kernel's eras.
+    let d = TestDir::new("kernel-logs-relabel");
+    kernel_logs(&d);
+    let dir = d.path("era-checkpoints-snap");
+    for f in ["meta.log", "top.log"] {
+        let path = dir.join(f);
+        let mut b = std::fs::read(&path).unwrap();
+        let log = dmce::logwrites::Log::open(b.clone()).unwrap();
+        let mut n = 0;
+        for e in &log.entries {
+            if e.label.as_deref() == Some("msg:checkpoint") {
+                let at = e.pos as usize + 32;
+                b[at..at + 14].copy_from_slice(b"phase-ended-ok");
+                n += 1;
+            }
+        }
+        assert!(n >= 2, "{f}: {n} checkpoint marks");
+        std::fs::write(&path, b).unwrap();
+    }
+    let (code, out) = run_mode("era", "conformance", &dir);
+    assert_eq!(code, 0, "{out}");
+    let (n, logical, bytes) = compared(&out);
+    assert_eq!((logical, bytes), (n, n), "{out}");
+}

@@ -452,6 +452,35 @@ pub fn verify<R: LogSource>(
         }
         v
     };
+    // dm-era checkpoints a capture did not announce with a `msg:checkpoint`
+    // mark: the kernel's era grew between two marks by more than the marks
+    // explain.
+    let era_at = |key: &(String, usize)| {
+        marks
+            .get(key)
+            .and_then(|(_, i)| esb::read_at(i, 0).ok())
+            .map(|(sb, _)| sb.current_era)
+    };
+    let unannounced = |l: &str, n: usize| -> Vec<String> {
+        if target != Target::Era {
+            return Vec::new();
+        }
+        let Some(i) = order.iter().position(|(x, k)| x == l && *k == n) else {
+            return Vec::new();
+        };
+        let (Some(now), Some(before)) = (
+            era_at(&order[i]),
+            i.checked_sub(1).and_then(|j| era_at(&order[j])),
+        ) else {
+            return Vec::new();
+        };
+        let explained = u32::from(matches!(
+            l,
+            "msg:checkpoint" | "msg:resume" | "msg:take_metadata_snap"
+        ));
+        let extra = now.saturating_sub(before).saturating_sub(explained);
+        vec!["checkpoint".to_string(); extra as usize]
+    };
     let passes = [
         (false, false, false, false),
         (false, false, true, false),
@@ -471,7 +500,8 @@ pub fn verify<R: LogSource>(
             }
         };
         let before = |l: &str, n: usize| {
-            let mut v = at_mark(l, n, fine);
+            let mut v = unannounced(l, n);
+            v.extend(at_mark(l, n, fine));
             if status && l != "activated" {
                 v.push("status".into());
             }
