@@ -20,36 +20,6 @@ fn emit(target: &str, trace: &Path, dir: &Path) {
     assert!(o.status.code().is_some(), "{}", trace.display());
 }
 
-/// Runs `*_verify_log --mode MODE` on the logs in `dir`; exit status and stdout.
-fn verify(target: &str, mode: &str, dir: &Path) -> (i32, String) {
-    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
-    let mut args = vec![
-        "--mode".to_string(),
-        mode.into(),
-        "--meta-log".into(),
-        p("meta.log"),
-    ];
-    if mode == "crash" {
-        let (l, i) = if target == "clone" {
-            ("dest", "source")
-        } else {
-            ("origin", "origin")
-        };
-        args.extend([
-            format!("--{l}-log"),
-            p(&format!("{l}.log")),
-            format!("--{i}"),
-            p(&format!("{i}.img")),
-        ]);
-    }
-    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-    let o = run_tool(&format!("{target}_verify_log"), &args);
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-    )
-}
-
 /// (target, negative trace, mode, invariant its buggy logs must show)
 const CAUGHT: &[(&str, &str, &str, &str)] = &[
     ("clone", "neg-commit-before-dest-flush", "crash", "I2"),
@@ -75,7 +45,7 @@ fn emitted_logs_of_buggy_variants_are_caught_and_fixed_ones_pass() {
             if !dir.exists() {
                 emit(target, &trace, &dir);
             }
-            let (code, out) = verify(target, mode, &dir);
+            let (code, out) = run_mode(target, mode, &dir);
             if buggy {
                 assert_eq!(code, 1, "{name} {mode}: the checker lost power\n{out}");
                 assert!(
@@ -108,7 +78,7 @@ fn every_fixed_negative_trace_verifies_clean_in_both_modes() {
             let out = d.path(&name);
             emit(target, &p, &out);
             for mode in ["meta", "crash"] {
-                let (code, text) = verify(target, mode, &out);
+                let (code, text) = run_mode(target, mode, &out);
                 assert_eq!(code, 0, "{name} {mode}\n{text}");
                 assert!(
                     text.contains(&format!("{mode} mode: entries: metadata log")),
@@ -199,6 +169,8 @@ fn kernel_logs(d: &TestDir) -> Vec<String> {
     cases
 }
 
+/// Runs `*_verify_log --mode MODE` on the logs in `dir` (crash mode with the
+/// user log); exit status and output.
 fn run_mode(target: &str, mode: &str, dir: &Path) -> (i32, String) {
     let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
     let mut args = vec![

@@ -316,11 +316,10 @@ def replay_tool(kind):
     return tool("DMCE_CLONE_REPLAY" if kind == "clone" else "DMCE_ERA_REPLAY", f"{kind}_replay")
 
 
-def replay_unavailable(kind):
-    """None when `<kind>_replay` can be run, else why not (cached)."""
-    if kind in _replay_avail:
-        return _replay_avail[kind]
-    cmd = replay_tool(kind)
+def tool_unavailable(cmd, name, cache):
+    """None when the tool `cmd` can be run (its --help works), else why not (cached by name)."""
+    if name in cache:
+        return cache[name]
     why = None
     if tool_missing(cmd):
         why = f"{cmd[0]} does not exist or is not executable"
@@ -332,8 +331,13 @@ def replay_unavailable(kind):
                 why = f"`{' '.join(cmd)} --help` exited {r.returncode}: {msg[0] if msg else ''}"
         except (OSError, subprocess.TimeoutExpired) as e:
             why = f"`{' '.join(cmd)} --help`: {e}"
-    _replay_avail[kind] = why and f"{kind}_replay not available ({why})"
-    return _replay_avail[kind]
+    cache[name] = why and f"{name} not available ({why})"
+    return cache[name]
+
+
+def replay_unavailable(kind):
+    """None when `<kind>_replay` can be run, else why not (cached)."""
+    return tool_unavailable(replay_tool(kind), f"{kind}_replay", _replay_avail)
 
 
 def trace_info(path):
@@ -502,21 +506,7 @@ def verify_tool(kind):
 
 def verify_unavailable(kind):
     """None when `<kind>_verify_log` can be run, else why not (cached)."""
-    if kind not in _verify_avail:
-        cmd = verify_tool(kind)
-        why = None
-        if tool_missing(cmd):
-            why = f"{cmd[0]} does not exist or is not executable"
-        else:
-            try:
-                r = subprocess.run(cmd + ["--help"], capture_output=True, text=True, timeout=60)
-                if r.returncode != 0:
-                    msg = (r.stderr or r.stdout).strip().splitlines()
-                    why = f"`{' '.join(cmd)} --help` exited {r.returncode}: {msg[0] if msg else ''}"
-            except (OSError, subprocess.TimeoutExpired) as e:
-                why = f"`{' '.join(cmd)} --help`: {e}"
-        _verify_avail[kind] = why and f"{kind}_verify_log not available ({why})"
-    return _verify_avail[kind]
+    return tool_unavailable(verify_tool(kind), f"{kind}_verify_log", _verify_avail)
 
 
 def gunzip_to(src, dst):
