@@ -89,8 +89,14 @@ pub fn verify<R: LogSource>(
     let (marks, first_era) = replay_meta(meta_log, &mut st).map_err(io)?;
     let img = st.image();
     let last = meta_log.entries.last().map_or(0, |e| e.index);
+    let s = meta_log.sector_size as u64;
     let mut sum = Summary {
         states: 1,
+        commits: meta_log
+            .entries
+            .iter()
+            .filter(|e| e.is_write() && e.sector * s < crate::io::BLOCK_SIZE as u64)
+            .count(),
         ..Default::default()
     };
     sum.entries
