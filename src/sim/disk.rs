@@ -21,11 +21,11 @@
 //! sequence numbers come from a clock shared by every device of a simulation, so
 //! events on different devices are ordered.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::extent::{ExtentMap, Unit};
+use super::inflight::InFlight;
 
 /// What an I/O does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +103,7 @@ pub struct SimDisk<V: Unit> {
     volatile: ExtentMap<V>,
     /// Issued, not completed, by issue seq (flushes with their cover: the
     /// volatile extents at their issue).
-    inflight: BTreeMap<u64, (Io<V>, Vec<Cached<V>>)>,
+    inflight: InFlight<(Io<V>, Vec<Cached<V>>)>,
     stats: DiskStats,
 }
 
@@ -154,7 +154,7 @@ impl<V: Unit> SimDisk<V> {
             durable: ExtentMap::new(),
             landed: ExtentMap::new(),
             volatile: ExtentMap::new(),
-            inflight: BTreeMap::new(),
+            inflight: InFlight::default(),
             stats: DiskStats::default(),
         }
     }
@@ -186,7 +186,7 @@ impl<V: Unit> SimDisk<V> {
             Vec::new()
         };
         let seq = self.tick();
-        self.inflight.insert(seq, (io, cover));
+        self.inflight.push(seq, (io, cover));
         Ok(seq)
     }
 
@@ -214,7 +214,7 @@ impl<V: Unit> SimDisk<V> {
     pub fn complete(&mut self, seq: u64) -> Result<u64, DiskError> {
         let (io, cover) = self
             .inflight
-            .remove(&seq)
+            .remove(seq)
             .ok_or(DiskError::NotInFlight(seq))?;
         let cseq = self.tick();
         match io.kind {
@@ -287,14 +287,14 @@ impl<V: Unit> SimDisk<V> {
 
     /// I/Os in flight, by issue seq.
     pub fn inflight(&self) -> impl Iterator<Item = (u64, &Io<V>)> + '_ {
-        self.inflight.iter().map(|(&s, (io, _))| (s, io))
+        self.inflight.iter().map(|(s, (io, _))| (s, io))
     }
 
     /// True when a write in flight overlaps `start..end`.
     pub fn inflight_overlaps(&self, start: u64, end: u64) -> bool {
         self.inflight
-            .values()
-            .any(|(io, _)| io.kind != IoKind::Flush && io.start < end && start < io.end)
+            .iter()
+            .any(|(_, (io, _))| io.kind != IoKind::Flush && io.start < end && start < io.end)
     }
 
     /// A power cut that keeps only what is durable: the cache and everything in

@@ -11,6 +11,7 @@
 
 mod disk;
 mod extent;
+mod inflight;
 
 pub use disk::{Clock, DiskError, DiskStats, Io, IoKind, SimDisk};
 pub use extent::{ExtentMap, Unit};
