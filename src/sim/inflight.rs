@@ -1,4 +1,4 @@
-//! The I/Os in flight on a device, by issue seq.
+//! I/Os in flight, by issue seq (on a device, or in a model that owns them).
 //!
 //! Issue seqs only grow, so entries are appended in order and found by binary
 //! search; a completed entry leaves a hole that is dropped once it reaches the
@@ -34,7 +34,11 @@ impl<T> InFlight<T> {
 
     /// Takes the entry of `seq` out.
     pub fn remove(&mut self, seq: u64) -> Option<T> {
-        let i = self.slots.binary_search_by_key(&seq, |&(s, _)| s).ok()?;
+        let i = match self.slots.front() {
+            // Mostly completed in issue order.
+            Some(&(s, _)) if s == seq => 0,
+            _ => self.slots.binary_search_by_key(&seq, |&(s, _)| s).ok()?,
+        };
         let v = self.slots[i].1.take()?;
         self.live -= 1;
         while self.slots.front().is_some_and(|(_, v)| v.is_none()) {

@@ -15,6 +15,7 @@ mod inflight;
 
 pub use disk::{Clock, DiskError, DiskStats, Io, IoKind, SimDisk};
 pub use extent::{ExtentMap, Unit};
+pub use inflight::InFlight;
 
 use std::io;
 use std::sync::atomic::AtomicU64;

@@ -234,13 +234,13 @@ impl CloneModel {
                 .owners
                 .iter()
                 .filter(|(_, o)| match o {
-                    Owner::Bio(b) => !self.users[self.bios[b].user].is_async,
+                    Owner::Bio(b) => !self.users[self.bios[&b].user].is_async,
                     Owner::Copy(j) => self
                         .copies
                         .get(j)
                         .is_some_and(|c| !c.manual && c.due.is_none_or(|d| d <= self.now)),
                 })
-                .map(|(&s, _)| s)
+                .map(|(s, _)| s)
                 .collect();
             if ready.is_empty() {
                 if self.worker_kicked && self.life == Life::Running {
