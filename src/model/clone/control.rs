@@ -329,7 +329,7 @@ impl CloneModel {
             .owners
             .iter()
             .find(|(_, o)| {
-                matches!(o, Owner::Copy(j) if self.copies.get(&j).is_some_and(|c| c.head <= region && region < c.head + c.nr))
+                matches!(o, Owner::Copy(j) if self.copies.get(j).is_some_and(|c| c.head <= region && region < c.head + c.nr))
             })
             .map(|(s, _)| s)
             .ok_or_else(|| {

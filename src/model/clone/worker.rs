@@ -234,7 +234,7 @@ impl CloneModel {
                 .owners
                 .iter()
                 .filter(|(_, o)| match o {
-                    Owner::Bio(b) => !self.users[self.bios[&b].user].is_async,
+                    Owner::Bio(b) => !self.users[self.bios[b].user].is_async,
                     Owner::Copy(j) => self
                         .copies
                         .get(j)
