@@ -18,6 +18,7 @@
 //!   canonical printer.
 //! * [`commands`]: the command-line tools, one multi-call binary.
 
+pub mod block_alloc;
 pub mod clone;
 pub mod commands;
 pub mod crash;

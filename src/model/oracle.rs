@@ -45,6 +45,10 @@ pub struct Oracle {
     ops: Vec<Option<UserOp>>,
     /// Flushes in flight: user number → tick of issue.
     flushes: Vec<(usize, u64)>,
+    /// The writes and discards not yet acknowledged durable (a superset: some
+    /// may have been acknowledged by their FUA completion since), so that a
+    /// flush looks only at those.
+    unacked: Vec<usize>,
     tick: u64,
 }
 
@@ -63,6 +67,7 @@ impl Oracle {
 
     /// User write `u` of `start..end` with payload `origin` was submitted.
     pub fn write(&mut self, u: usize, start: u64, end: u64, origin: Origin, fua: bool) {
+        self.unacked.push(u);
         *self.slot(u) = Some(UserOp {
             start,
             end,
@@ -76,6 +81,7 @@ impl Oracle {
 
     /// User discard `u` was submitted.
     pub fn discard(&mut self, u: usize, start: u64, end: u64) {
+        self.unacked.push(u);
         *self.slot(u) = Some(UserOp {
             start,
             end,
@@ -107,11 +113,16 @@ impl Oracle {
         while i < self.flushes.len() {
             if self.flushes[i].0 == u {
                 let (_, issued) = self.flushes.remove(i);
-                for op in self.ops.iter_mut().flatten() {
+                let ops = &mut self.ops;
+                self.unacked.retain(|&w| {
+                    let Some(op) = ops[w].as_mut() else {
+                        return false;
+                    };
                     if op.completed.is_some_and(|c| c < issued) && op.acked.is_none() {
                         op.acked = Some(t);
                     }
-                }
+                    op.acked.is_none()
+                });
             } else {
                 i += 1;
             }

@@ -21,11 +21,11 @@
 //! sequence numbers come from a clock shared by every device of a simulation, so
 //! events on different devices are ordered.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::extent::{ExtentMap, Unit};
+use super::inflight::InFlight;
 use super::logrec::{LogEvent, LogRec};
 
 /// What an I/O does.
@@ -104,7 +104,7 @@ pub struct SimDisk<V: Unit> {
     volatile: ExtentMap<V>,
     /// Issued, not completed, by issue seq (flushes with their cover: the
     /// volatile extents at their issue).
-    inflight: BTreeMap<u64, (Io<V>, Vec<Cached<V>>)>,
+    inflight: InFlight<(Io<V>, Vec<Cached<V>>)>,
     stats: DiskStats,
     /// What a dm-log-writes device under this one would log, when asked.
     rec: Option<LogRec<V>>,
@@ -157,7 +157,7 @@ impl<V: Unit> SimDisk<V> {
             durable: ExtentMap::new(),
             landed: ExtentMap::new(),
             volatile: ExtentMap::new(),
-            inflight: BTreeMap::new(),
+            inflight: InFlight::default(),
             stats: DiskStats::default(),
             rec: None,
         }
@@ -249,7 +249,7 @@ impl<V: Unit> SimDisk<V> {
         if let (Some(r), IoKind::Flush) = (&mut self.rec, io.kind) {
             r.flush_issued(seq);
         }
-        self.inflight.insert(seq, (io, cover));
+        self.inflight.push(seq, (io, cover));
         Ok(seq)
     }
 
@@ -277,7 +277,7 @@ impl<V: Unit> SimDisk<V> {
     pub fn complete(&mut self, seq: u64) -> Result<u64, DiskError> {
         let (io, cover) = self
             .inflight
-            .remove(&seq)
+            .remove(seq)
             .ok_or(DiskError::NotInFlight(seq))?;
         let cseq = self.tick();
         match io.kind {
@@ -372,14 +372,14 @@ impl<V: Unit> SimDisk<V> {
 
     /// I/Os in flight, by issue seq.
     pub fn inflight(&self) -> impl Iterator<Item = (u64, &Io<V>)> + '_ {
-        self.inflight.iter().map(|(&s, (io, _))| (s, io))
+        self.inflight.iter().map(|(s, (io, _))| (s, io))
     }
 
     /// True when a write in flight overlaps `start..end`.
     pub fn inflight_overlaps(&self, start: u64, end: u64) -> bool {
         self.inflight
-            .values()
-            .any(|(io, _)| io.kind != IoKind::Flush && io.start < end && start < io.end)
+            .iter()
+            .any(|(_, (io, _))| io.kind != IoKind::Flush && io.start < end && start < io.end)
     }
 
     /// A power cut that keeps only what is durable: the cache and everything in

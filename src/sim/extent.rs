@@ -108,6 +108,13 @@ impl<V: Unit> ExtentMap<V> {
     /// Writes `v` over the parts of `start..end` whose current value completed
     /// before `seq` (a coherent cache never puts older data over newer).
     pub fn insert_if_newer(&mut self, start: u64, end: u64, seq: u64, v: V) {
+        // The common case of exactly one older extent over the range.
+        if let Some(slot) = self.map.get_mut(&start) {
+            if slot.0 == end && slot.1 <= seq {
+                *slot = (end, seq, v);
+                return;
+            }
+        }
         if !self.spans(start, end).any(|(_, _, s)| s > seq) {
             self.insert(start, end, seq, v);
             return;

@@ -11,10 +11,12 @@
 
 mod disk;
 mod extent;
+mod inflight;
 mod logrec;
 
 pub use disk::{Clock, DiskError, DiskStats, Io, IoKind, SimDisk};
 pub use extent::{ExtentMap, Unit};
+pub use inflight::InFlight;
 pub use logrec::{LogEvent, LogRec};
 
 use std::io;

@@ -331,7 +331,7 @@ impl CloneModel {
             .find(|(_, o)| {
                 matches!(o, Owner::Copy(j) if self.copies.get(j).is_some_and(|c| c.head <= region && region < c.head + c.nr))
             })
-            .map(|(&s, _)| s)
+            .map(|(s, _)| s)
             .ok_or_else(|| {
                 ModelError::NotEnabled(format!("hydrate.done of region {region} without a copy in flight"))
             })?;

@@ -52,7 +52,7 @@ impl CloneModel {
         };
         let io = Io::new(kind, bio.start, bio.end, bio.data, bio.fua);
         let s = self.dest.issue(io)?;
-        self.owners.insert(s, Owner::Bio(b));
+        self.owners.push(s, Owner::Bio(b));
         Ok(())
     }
 
@@ -195,14 +195,14 @@ impl CloneModel {
                 due,
             },
         );
-        self.owners.insert(s, Owner::Copy(j));
+        self.owners.push(s, Owner::Copy(j));
         Ok(())
     }
 
     /// A destination I/O completed.
     pub(super) fn complete_dest(&mut self, seq: u64) -> Result<(), ModelError> {
         self.dest.complete(seq)?;
-        match self.owners.remove(&seq) {
+        match self.owners.remove(seq) {
             Some(Owner::Bio(b)) => {
                 if let Some((&r, _)) = self
                     .hydrations

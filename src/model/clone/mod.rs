@@ -23,7 +23,9 @@ use crate::model::oracle::Oracle;
 use crate::model::user::{check_range, UserIos};
 use crate::model::{ModelError, WriteReq};
 use crate::pdata::tm::IntMap;
-use crate::sim::{new_clock, Clock, DataVal, Io, IoKind, MetaDev, MetaImage, Origin, SimDisk};
+use crate::sim::{
+    new_clock, Clock, DataVal, InFlight, Io, IoKind, MetaDev, MetaImage, Origin, SimDisk,
+};
 use crate::trace::{CloneMsg, CrashMode, Init, Variant, WaitFor};
 
 /// Device numbers used in stamps.
@@ -183,7 +185,7 @@ pub struct CloneModel {
     ios_in_flight: u64,
     copies: BTreeMap<usize, CopyJob>,
     next_copy: usize,
-    owners: IntMap<u64, Owner>,
+    owners: InFlight<Owner>,
     /// Bios not yet completed, by number.
     bios: IntMap<usize, Bio>,
     next_bio: usize,
@@ -254,7 +256,7 @@ impl CloneModel {
             ios_in_flight: 0,
             copies: BTreeMap::new(),
             next_copy: 0,
-            owners: IntMap::default(),
+            owners: InFlight::default(),
             bios: IntMap::default(),
             next_bio: 0,
             users: UserIos::default(),
@@ -513,7 +515,7 @@ impl CloneModel {
             .owners
             .iter()
             .filter(|(_, o)| matches!(o, Owner::Bio(b) if self.bios[b].user == u))
-            .map(|(&s, _)| s)
+            .map(|(s, _)| s)
             .collect();
         if mine.is_empty() {
             return Err(ModelError::NotEnabled(format!(

@@ -240,7 +240,7 @@ impl CloneModel {
                         .get(j)
                         .is_some_and(|c| !c.manual && c.due.is_none_or(|d| d <= self.now)),
                 })
-                .map(|(&s, _)| s)
+                .map(|(s, _)| s)
                 .collect();
             if ready.is_empty() {
                 if self.worker_kicked && self.life == Life::Running {

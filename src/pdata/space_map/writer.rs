@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use crate::io::Block;
+use crate::pdata::le64;
 use crate::pdata::space_map::{IndexEntry, ENTRIES_PER_BITMAP};
 
 /// Why a space-map operation failed.
@@ -302,19 +303,20 @@ impl SpaceMap {
         let end = (base + ENTRIES_PER_BITMAP).min(self.nr_blocks);
         let counts = &self.small[base as usize..end as usize];
         // 32 entries per little-endian word, entry j at bits 2j (high bit of the
-        // value) and 2j + 1 (low bit): see `set_bitmap_entry`.
-        for (w, chunk) in counts.chunks(32).enumerate() {
-            let mut word = 0u64;
-            for (q, bytes) in chunk.chunks(8).enumerate() {
-                let mut b8 = [0u8; 8];
-                b8[..bytes.len()].copy_from_slice(bytes);
-                let x = u64::from_le_bytes(b8);
-                if x != 0 {
-                    word |= pack8(x) << (16 * q);
+        // value) and 2j + 1 (low bit): see `set_bitmap_entry`. Eight counts make
+        // a quarter of a word.
+        for (q, bytes) in counts.chunks(8).enumerate() {
+            let x = match <[u8; 8]>::try_from(bytes) {
+                Ok(b8) => u64::from_le_bytes(b8),
+                Err(_) => {
+                    let mut b8 = [0u8; 8];
+                    b8[..bytes.len()].copy_from_slice(bytes);
+                    u64::from_le_bytes(b8)
                 }
-            }
-            if word != 0 {
-                let o = 16 + 8 * w;
+            };
+            if x != 0 {
+                let o = 16 + 8 * (q / 4);
+                let word = le64(blk, o) | pack8(x) << (16 * (q % 4));
                 blk[o..o + 8].copy_from_slice(&word.to_le_bytes());
             }
         }
