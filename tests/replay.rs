@@ -510,3 +510,20 @@ fn g1_sees_a_superblock_written_before_its_blocks_are_flushed() {
         }
     }
 }
+
+#[test]
+fn i7_fires_when_a_completed_flush_left_a_hydrated_region_volatile() {
+    let image_after = |text: &str| {
+        let t = dmce::trace::parse(text).unwrap();
+        dmce::model::replay::replay(&t).unwrap().image
+    };
+    let head = "dmtrace 1 clone\nconfig size=64 region=8 hydration=off\nwrite at=1+1\n";
+    // Region 0 is hydrated in core by the partial write; without a flush the
+    // durable metadata does not hold it, after one it does.
+    let unflushed = image_after(head);
+    let v = dmce::verify::clone_flushed(&unflushed, &[(0, 1)], 4).expect("I7 fires");
+    assert_eq!(v.id, "I7");
+    assert!(v.what.contains("region 0"), "{v}");
+    let flushed = image_after(&format!("{head}flush\n"));
+    assert!(dmce::verify::clone_flushed(&flushed, &[(0, 1)], 4).is_none());
+}

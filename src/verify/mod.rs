@@ -257,6 +257,25 @@ pub fn clone_suspended(m: &CloneModel, img: &MetaImage, cp: usize) -> Option<Vio
     })
 }
 
+/// I7 after a user flush completed: the durable hydrated set of `img` holds
+/// every region that was hydrated in core when the flush was issued (`before`,
+/// as runs).
+pub fn clone_flushed(img: &MetaImage, before: &[(u64, u64)], cp: usize) -> Option<Violation> {
+    let h = image_hydrated(img).ok()?;
+    let r = before
+        .iter()
+        .flat_map(|&(a, b)| a..b)
+        .find(|&r| !h.get(r))?;
+    Some(Violation {
+        id: "I7",
+        cp,
+        state: "flushed".into(),
+        what: format!(
+            "region {r} was hydrated in core when the flush was issued, and after the flush completed it is not in the durable metadata"
+        ),
+    })
+}
+
 /// The kernel's recovery of the dm-era metadata `img`, in a copy:
 /// `metadata_open`, then preresume's resize to `nr_blocks`, commit, rollover
 /// and commit (`era_ctr`, `era_preresume`).

@@ -168,11 +168,26 @@ pub fn replay_with(trace: &Trace, opts: ReplayOptions) -> Result<ReplayOutcome, 
     };
     let mut commits = None;
     for s in &trace.stmts {
+        // I7: what a synchronous user flush finds in core, it makes durable.
+        let flushing = match (&s.event, r.model.as_ref()) {
+            (
+                Event::Flush {
+                    is_async: false, ..
+                },
+                Some(Model::Clone(m)),
+            ) if r.opts.every_statement && m.life() == CloneLife::Running => m.in_core_hydrated(),
+            _ => None,
+        };
         r.step(s).map_err(|error| ReplayError {
             line: s.line,
             error,
         })?;
         r.out.events += 1;
+        if let (Some(before), Some(Model::Clone(m))) = (flushing, r.model.as_ref()) {
+            if let Some(v) = crate::verify::clone_flushed(&m.meta_image(), &before, s.line) {
+                r.out.violations.push(v);
+            }
+        }
         if r.opts.emit_logs && matches!(s.event, Event::Config(_)) {
             r.start_logs();
         }
