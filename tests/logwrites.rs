@@ -339,3 +339,73 @@ fn era_conformance_needs_no_checkpoint_labels() {
     let (n, logical, bytes) = compared(&out);
     assert_eq!((logical, bytes), (n, n), "{out}");
 }
+
+#[test]
+fn a_log_that_starts_on_a_formatted_device_needs_its_base() {
+    // The kernel log of clone-partial-flush split at its first quiescent mark:
+    // what came before becomes the base image, what follows a new log.
+    use dmce::logwrites::{Log, LogWriter, FLUSH, FUA};
+    let d = TestDir::new("kernel-logs-base");
+    kernel_logs(&d);
+    let src = d.path("clone-partial-flush").join("meta.log");
+    let log = Log::open(std::fs::read(&src).unwrap()).unwrap();
+    let s = log.sector_size as usize;
+    let cut = log
+        .entries
+        .iter()
+        .position(|e| e.label.as_deref() == Some("q1"))
+        .expect("a q1 mark");
+    let mut base = vec![0u8; 4 << 20];
+    let mut rest = LogWriter::new(std::io::Cursor::new(Vec::new()), log.sector_size).unwrap();
+    for (i, e) in log.entries.iter().enumerate() {
+        let data = log.payload(e).unwrap();
+        if i < cut {
+            if e.is_write() {
+                let at = e.sector as usize * s;
+                base[at..at + data.len()].copy_from_slice(&data);
+            }
+            continue;
+        }
+        if let Some(l) = &e.label {
+            if l != dmce::logwrites::END_MARK {
+                rest.mark(l).unwrap();
+            }
+        } else if e.is_discard() {
+            rest.discard(e.sector, e.nr_sectors).unwrap();
+        } else if e.is_write() {
+            rest.write(e.sector, &data, e.flags & (FUA | FLUSH))
+                .unwrap();
+        } else {
+            rest.flush().unwrap();
+        }
+    }
+    let dir = d.path("split");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("base.img"), &base).unwrap();
+    std::fs::write(dir.join("meta.log"), rest.close().unwrap().into_inner()).unwrap();
+    let meta = dir.join("meta.log");
+    let meta = meta.to_str().unwrap();
+    let base_path = dir.join("base.img");
+    let with = run_tool(
+        "clone_verify_log",
+        &[
+            "--mode",
+            "meta",
+            "--meta-log",
+            meta,
+            "--meta-base",
+            base_path.to_str().unwrap(),
+        ],
+    );
+    let out = String::from_utf8_lossy(&with.stdout);
+    assert_eq!(with.status.code(), Some(0), "{out}");
+    assert!(out.contains("violations: 0"), "{out}");
+    // Without the base the first commit's blocks are missing.
+    let without = run_tool("clone_verify_log", &["--mode", "meta", "--meta-log", meta]);
+    assert_eq!(
+        without.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&without.stdout)
+    );
+}

@@ -200,8 +200,9 @@ impl MetaState {
     }
 }
 
-/// The metadata device's size in blocks for a log: the base's, or the largest
-/// the log's writes and superblocks (the space map's `nr_blocks`) imply.
+/// The metadata device's size in blocks for a log: the largest of the base's
+/// and what the log's writes and superblocks (the space map's `nr_blocks`)
+/// imply.
 pub fn meta_nr_blocks<R: LogSource>(log: &Log<R>, base_blocks: Option<u64>) -> u64 {
     let s = log.sector_size as u64;
     let bs = BLOCK_SIZE as u64;
@@ -211,7 +212,7 @@ pub fn meta_nr_blocks<R: LogSource>(log: &Log<R>, base_blocks: Option<u64>) -> u
             continue;
         }
         n = n.max((e.sector + e.nr_sectors).saturating_mul(s).div_ceil(bs));
-        if base_blocks.is_none() && e.sector == 0 && e.is_write() && e.nr_sectors * s >= bs {
+        if e.sector == 0 && e.is_write() && e.nr_sectors * s >= bs {
             if let Ok(p) = log.payload(e) {
                 let mut b = [0u8; BLOCK_SIZE];
                 b.copy_from_slice(&p[..BLOCK_SIZE]);
