@@ -256,7 +256,7 @@ fn closed_stdout_pipe_fails_quietly() {
 
 #[test]
 fn every_tool_has_a_man_page_naming_each_option() {
-    for (t, _) in dmce::commands::TOOLS {
+    for t in dmce::commands::TOOLS.iter().map(|t| t.name) {
         let page = std::fs::read_to_string(repo().join("man").join(format!("{t}.8")))
             .unwrap_or_else(|e| panic!("man/{t}.8: {e}"));
         let help = stdout(&run_tool(t, &["--help"]));
