@@ -81,7 +81,7 @@ pub fn find(name: &str) -> Option<&'static Tool> {
 fn usage() -> String {
     let names: Vec<&str> = TOOLS.iter().map(|t| t.name).collect();
     format!(
-        "usage: dmce <tool> [ARGS...]   (or call the binary through a link named after the tool)\n       dmce --completions bash|zsh|fish [TOOL]   (shell completions, for one tool or all)\ntools: {}",
+        "usage: dmce <tool> [ARGS...]   (or call the binary through a link named after the tool)\n       dmce --completions bash|zsh|fish [TOOL]   (shell completions, for one tool or all)\n       dmce --help | --version\ntools: {}",
         names.join(", ")
     )
 }
