@@ -256,7 +256,7 @@ fn closed_stdout_pipe_fails_quietly() {
 
 #[test]
 fn every_tool_has_a_man_page_naming_each_option() {
-    for (t, _) in dmce::commands::TOOLS {
+    for t in dmce::commands::TOOLS.iter().map(|t| t.name) {
         let page = std::fs::read_to_string(repo().join("man").join(format!("{t}.8")))
             .unwrap_or_else(|e| panic!("man/{t}.8: {e}"));
         let help = stdout(&run_tool(t, &["--help"]));
@@ -319,4 +319,123 @@ fn era_invalidate_and_snapshot_options() {
     let o = run_tool("clone_dump", &["--repair", &clone_img()]);
     assert_eq!(o.stdout, plain);
     assert!(o.stderr.is_empty());
+}
+
+/// The options (without `--`) a text names: `--name` in `--help`, `\-\-name` in troff.
+fn long_options(text: &str, troff: bool) -> std::collections::BTreeSet<String> {
+    let dash = if troff { "\\-" } else { "-" };
+    let prefix = format!("{dash}{dash}");
+    let mut found = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find(&prefix) {
+        rest = &rest[i + prefix.len()..];
+        let mut name = String::new();
+        let mut s = rest;
+        loop {
+            if let Some(c) = s.chars().next().filter(|c| c.is_ascii_alphanumeric()) {
+                name.push(c);
+                s = &s[1..];
+            } else if let Some(t) = s
+                .strip_prefix(dash)
+                .filter(|t| t.chars().next().is_some_and(|c| c.is_ascii_alphanumeric()))
+            {
+                name.push('-');
+                s = t;
+            } else {
+                break;
+            }
+        }
+        if !name.is_empty() {
+            found.insert(name);
+        }
+    }
+    found
+}
+
+/// The text of the sections of a man page called `names`.
+fn man_sections(page: &str, names: &[&str]) -> String {
+    page.split("\n.SH ")
+        .skip(1)
+        .filter(|s| names.contains(&s.lines().next().unwrap_or("").trim_matches('"')))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn man_page(name: &str) -> String {
+    std::fs::read_to_string(repo().join("man").join(format!("{name}.8")))
+        .unwrap_or_else(|e| panic!("man/{name}.8: {e}"))
+}
+
+#[test]
+fn every_option_a_man_page_documents_is_in_help() {
+    let pages = dmce::commands::TOOLS
+        .iter()
+        .map(|t| (t.name, run_tool(t.name, &["--help"])))
+        .chain([("dmce", Command::new(bin()).arg("--help").output().unwrap())]);
+    for (name, help) in pages {
+        assert_eq!(help.status.code(), Some(0), "{name} --help");
+        let help = long_options(&stdout(&help), false);
+        let documented = long_options(
+            &man_sections(&man_page(name), &["SYNOPSIS", "OPTIONS"]),
+            true,
+        );
+        assert!(!documented.is_empty(), "man/{name}.8 documents no option");
+        for o in documented {
+            assert!(
+                help.contains(&o),
+                "man/{name}.8 documents --{o}, which {name} --help does not have"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_man_page_sees_also_its_targets_tools_and_dmce() {
+    let names: Vec<&str> = dmce::commands::TOOLS.iter().map(|t| t.name).collect();
+    let see_also = |page: &str| man_sections(page, &["SEE ALSO"]);
+    for t in &names {
+        let refs = see_also(&man_page(t));
+        let target = t.split('_').next().unwrap();
+        let want = names
+            .iter()
+            .filter(|n| *n != t && n.split('_').next() == Some(target))
+            .chain(&["dmce"]);
+        for n in want {
+            assert!(
+                refs.contains(&format!(".BR {n} (8)")),
+                "man/{t}.8: SEE ALSO does not name {n}(8)"
+            );
+        }
+    }
+    let dmce = man_page("dmce");
+    let refs = see_also(&dmce);
+    let tools = man_sections(&dmce, &["TOOLS"]);
+    for n in &names {
+        assert!(
+            refs.contains(&format!(".BR {n} (8)")),
+            "man/dmce.8: SEE ALSO does not name {n}(8)"
+        );
+        assert!(
+            tools.contains(&format!(".B {n}\n")),
+            "man/dmce.8: TOOLS does not list {n}"
+        );
+    }
+}
+
+/// `make install` takes the tool list from `man/`: a page per tool and dmce.8.
+#[test]
+fn the_man_pages_are_the_tools_and_dmce() {
+    let mut pages: Vec<String> = std::fs::read_dir(repo().join("man"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    pages.sort();
+    let mut want: Vec<String> = dmce::commands::TOOLS
+        .iter()
+        .map(|t| t.name)
+        .chain(["dmce"])
+        .map(|n| format!("{n}.8"))
+        .collect();
+    want.sort();
+    assert_eq!(pages, want);
 }

@@ -10,6 +10,8 @@ mod damage;
 mod golden;
 /// Hostile input: random mutations with fixed-up checksums never panic.
 mod hostile;
+/// Shell completions, and make install / uninstall.
+mod install;
 /// Byte-exact replays of kernel operation sequences against kernel-made images.
 mod kernel_exact;
 /// Every fixture the kernel lab made: checks clean, dumps to its ground truth.

@@ -34,6 +34,11 @@ struct Args {
     #[arg(long = "allow-live")]
     allow_live: bool,
 }
+/// The command-line definition (for `--help` and shell completions).
+pub fn command() -> clap::Command {
+    <Args as clap::CommandFactory>::command()
+}
+
 pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
     let a: Args = match parse(args) {
         Ok(a) => a,

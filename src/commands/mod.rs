@@ -3,7 +3,8 @@
 //!
 //! The binary is multi-call: the tool is chosen by the basename of `argv[0]` (a
 //! symlink named `clone_check`) or, failing that, by the first argument
-//! (`dmce clone_check IMG`).
+//! (`dmce clone_check IMG`). `dmce --completions SHELL [TOOL]` prints shell
+//! completions generated from the tools' clap definitions (`completions.rs`).
 
 mod clone_check;
 mod clone_dump;
@@ -11,6 +12,7 @@ mod clone_repair;
 mod clone_replay;
 mod clone_restore;
 mod clone_verify_log;
+mod completions;
 mod era_check;
 mod era_dump;
 mod era_invalidate;
@@ -33,31 +35,53 @@ pub const EXIT_FAILURE: i32 = 1;
 
 type ToolFn = fn(Vec<OsString>) -> anyhow::Result<i32>;
 
+/// One tool of the multi-call binary.
+pub struct Tool {
+    /// Its name: the link name or first argument that selects it.
+    pub name: &'static str,
+    /// Runs it on its arguments (`argv[0]` first) and gives the exit status.
+    pub run: ToolFn,
+    /// Its command-line definition, the one `run` parses with: for `--help`
+    /// text and shell completions.
+    pub command: fn() -> clap::Command,
+}
+
+macro_rules! tool {
+    ($m:ident) => {
+        Tool {
+            name: stringify!($m),
+            run: $m::run,
+            command: $m::command,
+        }
+    };
+}
+
 /// Every tool, by name.
-pub const TOOLS: &[(&str, ToolFn)] = &[
-    ("clone_check", clone_check::run),
-    ("clone_dump", clone_dump::run),
-    ("clone_repair", clone_repair::run),
-    ("clone_replay", clone_replay::run),
-    ("clone_restore", clone_restore::run),
-    ("clone_verify_log", clone_verify_log::run),
-    ("era_check", era_check::run),
-    ("era_dump", era_dump::run),
-    ("era_restore", era_restore::run),
-    ("era_invalidate", era_invalidate::run),
-    ("era_repair", era_repair::run),
-    ("era_replay", era_replay::run),
-    ("era_verify_log", era_verify_log::run),
+pub const TOOLS: &[Tool] = &[
+    tool!(clone_check),
+    tool!(clone_dump),
+    tool!(clone_repair),
+    tool!(clone_replay),
+    tool!(clone_restore),
+    tool!(clone_verify_log),
+    tool!(era_check),
+    tool!(era_dump),
+    tool!(era_restore),
+    tool!(era_invalidate),
+    tool!(era_repair),
+    tool!(era_replay),
+    tool!(era_verify_log),
 ];
 
-fn find(name: &str) -> Option<ToolFn> {
-    TOOLS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+/// The tool called `name`.
+pub fn find(name: &str) -> Option<&'static Tool> {
+    TOOLS.iter().find(|t| t.name == name)
 }
 
 fn usage() -> String {
-    let names: Vec<&str> = TOOLS.iter().map(|(n, _)| *n).collect();
+    let names: Vec<&str> = TOOLS.iter().map(|t| t.name).collect();
     format!(
-        "usage: dmce <tool> [ARGS...]   (or call the binary through a link named after the tool)\ntools: {}",
+        "usage: dmce <tool> [ARGS...]   (or call the binary through a link named after the tool)\n       dmce --completions bash|zsh|fish [TOOL]   (shell completions, for one tool or all)\n       dmce --help | --version\ntools: {}",
         names.join(", ")
     )
 }
@@ -67,6 +91,15 @@ fn print_stdout(text: &str) -> bool {
     use std::io::Write;
     let mut o = std::io::stdout().lock();
     writeln!(o, "{text}").and_then(|_| o.flush()).is_ok()
+}
+
+/// The exit status of an output that was (`true`) or could not be written.
+fn status(written: bool) -> i32 {
+    if written {
+        EXIT_OK
+    } else {
+        EXIT_FAILURE
+    }
 }
 
 /// Runs the tool named by `args` and returns the process exit status.
@@ -85,41 +118,32 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
                 .into_owned()
         })
         .unwrap_or_default();
-    let (name, tool_args) = match find(&argv0) {
-        Some(_) => (argv0, args),
-        None => match args.get(1).map(|a| a.to_string_lossy().into_owned()) {
-            Some(n) if find(&n).is_some() => (n, args[1..].to_vec()),
-            Some(n) if n == "--help" || n == "-h" => {
-                return if print_stdout(&usage()) {
-                    EXIT_OK
-                } else {
-                    EXIT_FAILURE
-                };
-            }
-            Some(n) if n == "--version" || n == "-V" => {
-                return if print_stdout(env!("CARGO_PKG_VERSION")) {
-                    EXIT_OK
-                } else {
-                    EXIT_FAILURE
-                };
-            }
+    let first = args.get(1).map(|a| a.to_string_lossy().into_owned());
+    let (tool, tool_args) = if let Some(t) = find(&argv0) {
+        (t, args)
+    } else if let Some(t) = first.as_deref().and_then(find) {
+        (t, args[1..].to_vec())
+    } else {
+        return match first.as_deref() {
+            Some("--help" | "-h") => status(print_stdout(&usage())),
+            Some("--version" | "-V") => status(print_stdout(env!("CARGO_PKG_VERSION"))),
+            Some("--completions") => completions::run(&args[2..]),
             Some(n) => {
                 util::say(&format!("dmce: unknown tool '{n}'\n{}", usage()));
-                return EXIT_FAILURE;
+                EXIT_FAILURE
             }
             None => {
                 util::say(&usage());
-                return EXIT_FAILURE;
+                EXIT_FAILURE
             }
-        },
+        };
     };
-    let f = find(&name).expect("tool name checked above");
     util::set_quiet(false);
-    match f(tool_args) {
+    match (tool.run)(tool_args) {
         Ok(code) => code,
         Err(e) => {
             if !util::is_broken_pipe(&e) {
-                util::say(&format!("{name}: {}", util::render(&e)));
+                util::say(&format!("{}: {}", tool.name, util::render(&e)));
             }
             EXIT_FAILURE
         }

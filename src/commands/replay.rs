@@ -71,12 +71,16 @@ struct Args {
     emit_logwrites: Option<PathBuf>,
 }
 
+/// The command line of the tool named `name`.
+pub fn command(name: &'static str) -> clap::Command {
+    <Args as clap::CommandFactory>::command()
+        .name(name)
+        .version(env!("CARGO_PKG_VERSION"))
+}
+
 /// Runs the tool for `target` (`name` is the tool's name).
 pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::Result<i32> {
-    let cmd = <Args as clap::CommandFactory>::command()
-        .name(name)
-        .version(env!("CARGO_PKG_VERSION"));
-    let a: Args = match parse_with(cmd, args) {
+    let a: Args = match parse_with(command(name), args) {
         Ok(a) => a,
         Err(code) => return Ok(code),
     };

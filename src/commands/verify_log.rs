@@ -78,8 +78,21 @@ struct EraArgs {
     origin: Option<PathBuf>,
 }
 
-fn parse<P: Parser>(name: &'static str, args: Vec<OsString>) -> Result<P, i32> {
-    let cmd = P::command().name(name).version(env!("CARGO_PKG_VERSION"));
+fn command<P: Parser>(name: &'static str) -> clap::Command {
+    P::command().name(name).version(env!("CARGO_PKG_VERSION"))
+}
+
+/// The command line of `clone_verify_log`.
+pub fn clone_command() -> clap::Command {
+    command::<CloneArgs>("clone_verify_log")
+}
+
+/// The command line of `era_verify_log`.
+pub fn era_command() -> clap::Command {
+    command::<EraArgs>("era_verify_log")
+}
+
+fn parse<P: Parser>(cmd: clap::Command, args: Vec<OsString>) -> Result<P, i32> {
     let m = cmd.try_get_matches_from(args).map_err(print_clap_error)?;
     <P as clap::FromArgMatches>::from_arg_matches(&m).map_err(print_clap_error)
 }
@@ -87,7 +100,7 @@ fn parse<P: Parser>(name: &'static str, args: Vec<OsString>) -> Result<P, i32> {
 /// `clone_verify_log`.
 pub fn run_clone(args: Vec<OsString>) -> anyhow::Result<i32> {
     let name = "clone_verify_log";
-    let a: CloneArgs = match parse(name, args) {
+    let a: CloneArgs = match parse(clone_command(), args) {
         Ok(a) => a,
         Err(c) => return Ok(c),
     };
@@ -98,7 +111,7 @@ pub fn run_clone(args: Vec<OsString>) -> anyhow::Result<i32> {
 /// `era_verify_log`.
 pub fn run_era(args: Vec<OsString>) -> anyhow::Result<i32> {
     let name = "era_verify_log";
-    let a: EraArgs = match parse(name, args) {
+    let a: EraArgs = match parse(era_command(), args) {
         Ok(a) => a,
         Err(c) => return Ok(c),
     };
