@@ -182,9 +182,7 @@ fn verify(
         None => (None, Default::default()),
     };
     let nr = vlog::meta_nr_blocks(&meta, base_blocks);
-    meta.check_bounds(nr * crate::io::BLOCK_SIZE as u64)
-        .map_err(vlog::log_err(&c.meta_log.display().to_string()))?;
-    let io = |e: std::io::Error| VerifyError::Input(format!("{}: {e}", c.meta_log.display()));
+    vlog::check_meta_log(&meta, nr, &c.meta_log.display().to_string())?;
     let opts = Options {
         tier: c.tier,
         samples: c.samples,
@@ -193,7 +191,7 @@ fn verify(
     };
     let user = c.user_log.as_deref().map(open_log).transpose()?;
     match c.mode.as_str() {
-        "meta" => vlog::meta::verify(target, &meta, nr, base, opts, out).map_err(io),
+        "meta" => vlog::meta::verify(target, &meta, nr, base, opts, out),
         "crash" => {
             let (dlog, img) = data.ok_or_else(|| {
                 VerifyError::Input(format!(

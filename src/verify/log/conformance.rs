@@ -261,7 +261,10 @@ pub fn to_trace<R: LogSource>(
         }
     };
     for e in &user.entries {
-        let (start, n) = (e.sector * per, e.nr_sectors * per);
+        let (start, n) = (
+            e.sector.saturating_mul(per),
+            e.nr_sectors.saturating_mul(per),
+        );
         if e.is_mark() || e.is_flush() {
             for l in deferred.drain(..) {
                 emit(&mut t, &l);
@@ -292,9 +295,9 @@ pub fn to_trace<R: LogSource>(
                 let _ = writeln!(t, "{line}");
             }
         } else if e.is_discard() {
-            for (a, m) in pieces(start, n) {
-                emit(&mut t, &format!("discard at={a}+{m}"));
-            }
+            // Whole: a discard carries no payload, so its length is not
+            // bounded by the log's size.
+            emit(&mut t, &format!("discard at={start}+{n}"));
         } else if e.is_write() {
             if e.is_flush() {
                 emit(&mut t, "flush");
@@ -340,7 +343,14 @@ fn background_hydration<R: LogSource>(kernel: &[(u64, MetaImage)], user: &Log<R>
     let mut touched = std::collections::HashSet::new();
     for e in &user.entries {
         if e.nr_sectors > 0 && !e.is_mark() {
-            for r in e.sector * per / rs..((e.sector + e.nr_sectors) * per).div_ceil(rs) {
+            let nr = sb.target_size.div_ceil(rs);
+            let a = e.sector.saturating_mul(per) / rs;
+            let b = e
+                .sector
+                .saturating_add(e.nr_sectors)
+                .saturating_mul(per)
+                .div_ceil(rs);
+            for r in a.min(nr)..b.min(nr) {
                 touched.insert(r);
             }
         }
@@ -360,6 +370,7 @@ pub fn verify<R: LogSource>(
     out: &mut dyn FnMut(LogViolation),
 ) -> Result<Summary, VerifyError> {
     let nr_blocks = st.nr_blocks;
+    super::check_meta_log(meta, nr_blocks, "metadata log")?;
     let (kernel, marks) =
         kernel_commits(meta, &mut st).map_err(|e| VerifyError::Input(e.to_string()))?;
     // Background hydration on from the start: regions no user I/O touched are

@@ -86,6 +86,7 @@ pub fn verify<R: LogSource>(
 ) -> Result<Summary, VerifyError> {
     let io = |e: std::io::Error| VerifyError::Input(e.to_string());
     let (meta_log, mut st) = inp.meta;
+    super::check_meta_log(meta_log, st.nr_blocks, "metadata log")?;
     let (marks, first_era) = replay_meta(meta_log, &mut st).map_err(io)?;
     let img = st.image();
     let last = meta_log.entries.last().map_or(0, |e| e.index);
@@ -164,15 +165,14 @@ fn clone(
             source.sectors()
         )));
     }
-    let user_discarded =
-        |s: u64| user.is_some_and(|u| u.all.get(&s).is_some_and(|vs| vs.contains(&Val::Discarded)));
+    let user_discarded = |s: u64| user.is_some_and(|u| u.ever_discarded(s));
     let mut lost = 0usize;
     let mut hydrated_regions = 0u64;
     for (a, b) in h.runs() {
         for r in a..b {
             hydrated_regions += 1;
             for s in r * rs..((r + 1) * rs).min(size) {
-                let what = match dest.last.get(&s) {
+                let what = match dest.last(s) {
                     Some(Val::Discarded) => None,
                     None if user_discarded(s) => None,
                     None => Some(
@@ -210,32 +210,27 @@ fn clone(
         ));
     }
     let Some(u) = user else { return Ok(()) };
-    let mut sectors: Vec<(&u64, &Val)> = u.acked.iter().collect();
-    sectors.sort_unstable_by_key(|(s, _)| **s);
-    for (&s, val) in sectors {
+    for (s, x) in u.acked() {
         if s >= size {
             continue;
         }
         let r = s / rs;
         let what = if !h.get(r) {
-            match val {
-                Val::Discarded => None,
-                Val::Data(_) => Some(format!(
-                    "region {r} is not hydrated: reads go to the source"
-                )),
-            }
+            Some(format!(
+                "region {r} is not hydrated: reads go to the source"
+            ))
         } else {
-            match (val, dest.last.get(&s)) {
-                (Val::Discarded, _) => None,
-                (Val::Data(x), Some(Val::Data(y))) if x == y => None,
-                // A later write of the user stream that the log could not
-                // see (not flushed before the cut) may have replaced it.
-                (Val::Data(_), Some(Val::Data(y)))
-                    if u.all.get(&s).is_some_and(|vs| vs.contains(&Val::Data(*y))) =>
-                {
-                    None
+            match dest.last(s) {
+                Some(Val::Data(y)) if y == x || u.wrote(s, y) => None,
+                Some(Val::Discarded) => None,
+                None => Some("the destination log never wrote the sector".to_string()),
+                Some(Val::Data(y)) if y == source.hash(s)? => {
+                    Some("the destination holds the source's content".to_string())
                 }
-                (Val::Data(_), _) => Some("the destination does not hold it".to_string()),
+                // Another value: a later write the user log did not see (not
+                // flushed before the cut); only the order between devices
+                // could tell.
+                Some(Val::Data(_)) => None,
             }
         };
         if let Some(w) = what {

@@ -11,6 +11,7 @@ use std::path::Path;
 
 use super::VerifyError;
 use crate::logwrites::{Log, LogSource};
+use crate::sim::{ExtentMap, Unit};
 
 /// The unit everything here is counted in.
 pub const SECTOR: u64 = 512;
@@ -31,65 +32,142 @@ pub enum Val {
     Discarded,
 }
 
-/// One device after its whole log: the last value of every sector it wrote.
+/// A discarded range's mark (discards are kept as ranges: a discard carries no
+/// payload, so its length is not bounded by the log's size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Disc;
+
+impl Unit for Disc {
+    fn offset(&self, _n: u64) -> Self {
+        Disc
+    }
+}
+
+/// One device after its whole log.
 #[derive(Debug, Default)]
 pub struct DataLog {
-    /// Per sector: the value the log left.
-    pub last: HashMap<u64, Val>,
-    /// Per sector: every value written (for the user stream).
-    pub all: HashMap<u64, Vec<Val>>,
-    /// Per sector of the user stream: written or discarded before the last
-    /// durable point of the log (a flush or FUA entry after it).
-    pub acked: HashMap<u64, Val>,
+    /// Per sector written: the entry of its last write and the data's hash.
+    writes: HashMap<u64, (u64, u64)>,
+    /// Discarded ranges, by the entry of the last discard.
+    discards: ExtentMap<Disc>,
+    /// Per sector (user stream): every hash written.
+    all: HashMap<u64, Vec<u64>>,
+    /// Per sector (user stream): the last write acknowledged durable (a flush
+    /// or FUA entry after it), with its entry.
+    acked_writes: HashMap<u64, (u64, u64)>,
+    /// Acknowledged discards (user stream).
+    acked_discards: ExtentMap<Disc>,
     /// The marks, in order.
     pub marks: Vec<String>,
 }
 
+/// A range of 512-byte sectors of entry `e`, or an error when it overflows.
+fn sectors(e: &crate::logwrites::Entry, per: u64) -> std::io::Result<(u64, u64)> {
+    let first = e.sector.checked_mul(per);
+    let end = e
+        .sector
+        .checked_add(e.nr_sectors)
+        .and_then(|x| x.checked_mul(per));
+    match (first, end) {
+        (Some(a), Some(b)) => Ok((a, b)),
+        _ => Err(std::io::Error::other(format!(
+            "{e}: sectors past the end of any device"
+        ))),
+    }
+}
+
 impl DataLog {
-    /// Replays `log` whole; `keep_all` keeps every value of every sector.
+    /// Replays `log` whole; `keep_all` keeps every value of every sector and
+    /// what was acknowledged (for the user stream).
     pub fn replay<R: LogSource>(log: &Log<R>, keep_all: bool) -> std::io::Result<Self> {
-        let s = log.sector_size as u64;
-        let per = s / SECTOR;
+        let per = log.sector_size as u64 / SECTOR;
         let mut d = DataLog::default();
-        // Writes since the last flush: acknowledged once a FLUSH follows.
-        let mut unflushed: Vec<(u64, Val)> = Vec::new();
+        // Since the last flush: writes and discards a FLUSH will acknowledge.
+        let mut unflushed_w: Vec<(u64, u64, u64)> = Vec::new();
+        let mut unflushed_d: Vec<(u64, u64, u64)> = Vec::new();
         for e in &log.entries {
-            if e.is_mark() {
-                if let Some(l) = &e.label {
-                    d.marks.push(l.clone());
-                }
+            if let Some(l) = &e.label {
+                d.marks.push(l.clone());
                 continue;
             }
-            if e.is_flush() {
-                for (sec, v) in unflushed.drain(..) {
-                    d.acked.insert(sec, v);
+            if e.is_flush() && keep_all {
+                for (sec, seq, h) in unflushed_w.drain(..) {
+                    d.acked_writes.insert(sec, (seq, h));
+                }
+                for (a, b, seq) in unflushed_d.drain(..) {
+                    d.acked_discards.insert(a, b, seq, Disc);
                 }
             }
-            let first = e.sector * per;
-            let n = e.nr_sectors * per;
-            let mut put = |d: &mut DataLog, sec: u64, v: Val| {
-                d.last.insert(sec, v);
-                if keep_all {
-                    d.all.entry(sec).or_default().push(v);
-                    if e.is_fua() {
-                        d.acked.insert(sec, v);
-                    } else {
-                        unflushed.push((sec, v));
-                    }
-                }
-            };
+            let (first, end) = sectors(e, per)?;
             if e.is_discard() {
-                for sec in first..first + n {
-                    put(&mut d, sec, Val::Discarded);
+                d.discards.insert(first, end, e.index, Disc);
+                if keep_all {
+                    if e.is_fua() {
+                        d.acked_discards.insert(first, end, e.index, Disc);
+                    } else {
+                        unflushed_d.push((first, end, e.index));
+                    }
                 }
             } else if e.is_write() {
                 let data = log.payload(e)?;
                 for (i, chunk) in data.chunks(SECTOR as usize).enumerate() {
-                    put(&mut d, first + i as u64, Val::Data(sector_hash(chunk)));
+                    let sec = first + i as u64;
+                    let h = sector_hash(chunk);
+                    d.writes.insert(sec, (e.index, h));
+                    if keep_all {
+                        d.all.entry(sec).or_default().push(h);
+                        if e.is_fua() {
+                            d.acked_writes.insert(sec, (e.index, h));
+                        } else {
+                            unflushed_w.push((sec, e.index, h));
+                        }
+                    }
                 }
             }
         }
         Ok(d)
+    }
+
+    /// What the log left in sector `s` (`None`: never written nor discarded).
+    pub fn last(&self, s: u64) -> Option<Val> {
+        let w = self.writes.get(&s).copied();
+        let dsc = self.discards.get(s).map(|(seq, _)| seq);
+        match (w, dsc) {
+            (Some((ws, h)), Some(ds)) if ws > ds => Some(Val::Data(h)),
+            (Some((ws, h)), None) => {
+                let _ = ws;
+                Some(Val::Data(h))
+            }
+            (_, Some(_)) => Some(Val::Discarded),
+            (None, None) => None,
+        }
+    }
+
+    /// Sector `s` was discarded at some point of the log.
+    pub fn ever_discarded(&self, s: u64) -> bool {
+        self.discards.get(s).is_some()
+    }
+
+    /// The user stream wrote data hashed `h` to sector `s`.
+    pub fn wrote(&self, s: u64, h: u64) -> bool {
+        self.all.get(&s).is_some_and(|v| v.contains(&h))
+    }
+
+    /// The acknowledged user writes still standing (no acknowledged discard
+    /// after them), by sector: sector and data hash.
+    pub fn acked(&self) -> Vec<(u64, u64)> {
+        let mut v: Vec<(u64, u64)> = self
+            .acked_writes
+            .iter()
+            .filter(|(&s, &(seq, _))| {
+                self.acked_discards
+                    .get(s)
+                    .is_none_or(|(dseq, _)| dseq < seq)
+            })
+            .map(|(&s, &(_, h))| (s, h))
+            .collect();
+        v.sort_unstable();
+        v
     }
 }
 

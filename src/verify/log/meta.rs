@@ -241,7 +241,9 @@ pub fn verify<R: LogSource>(
     base: ExtentMap<MetaVal>,
     opts: Options,
     out: &mut dyn FnMut(LogViolation),
-) -> std::io::Result<Summary> {
+) -> Result<Summary, super::VerifyError> {
+    super::check_meta_log(log, nr_blocks, "metadata log")?;
+    let io = |e: std::io::Error| super::VerifyError::Input(format!("metadata log: {e}"));
     let s = log.sector_size as u64;
     let mut w = Walk {
         target,
@@ -273,7 +275,7 @@ pub fn verify<R: LogSource>(
             }));
             continue;
         }
-        let data = log.payload(e)?;
+        let data = log.payload(e).map_err(io)?;
         if e.is_flush() {
             // The flush covers what was logged before it; a payload it carries
             // is written after the flush, into the next epoch.

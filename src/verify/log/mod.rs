@@ -193,10 +193,26 @@ impl MetaState {
         out
     }
 
-    /// Applies a discard: the blocks read back as zeroes.
+    /// Applies a discard: the blocks read back as zeroes (partly covered
+    /// blocks are zeroed in the covered part).
     pub fn discard(&mut self, e: &Entry, s: u64) -> Vec<(u64, Arc<Block>)> {
-        let zero = vec![0u8; (e.nr_sectors * s) as usize];
-        self.apply(e, &zero, s)
+        let bs = BLOCK_SIZE as u64;
+        let (start, end) = (e.sector * s, (e.sector + e.nr_sectors) * s);
+        let mut out = Vec::new();
+        let zero = Arc::new([0u8; BLOCK_SIZE]);
+        for b in start / bs..end.div_ceil(bs) {
+            let (lo, hi) = (start.max(b * bs), end.min((b + 1) * bs));
+            let blk = if lo == b * bs && hi == (b + 1) * bs {
+                zero.clone()
+            } else {
+                let mut blk = *self.block(b);
+                blk[(lo - b * bs) as usize..(hi - b * bs) as usize].fill(0);
+                Arc::new(blk)
+            };
+            self.blocks.insert(b, b + 1, e.index, MetaVal(blk.clone()));
+            out.push((b, blk));
+        }
+        out
     }
 }
 
@@ -211,7 +227,11 @@ pub fn meta_nr_blocks<R: LogSource>(log: &Log<R>, base_blocks: Option<u64>) -> u
         if e.nr_sectors == 0 || e.is_mark() {
             continue;
         }
-        n = n.max((e.sector + e.nr_sectors).saturating_mul(s).div_ceil(bs));
+        n = n.max(
+            (e.sector.saturating_add(e.nr_sectors))
+                .saturating_mul(s)
+                .div_ceil(bs),
+        );
         if e.sector == 0 && e.is_write() && e.nr_sectors * s >= bs {
             if let Ok(p) = log.payload(e) {
                 let mut b = [0u8; BLOCK_SIZE];
@@ -226,6 +246,26 @@ pub fn meta_nr_blocks<R: LogSource>(log: &Log<R>, base_blocks: Option<u64>) -> u
         }
     }
     n.max(1)
+}
+
+/// The largest metadata device the targets accept: 16 GiB of 4 KiB blocks
+/// (`DM_CLONE_METADATA_MAX_SECTORS`, dm-era's space map limit).
+pub const MAX_META_BLOCKS: u64 = 1 << 22;
+
+/// Checks that every entry of a metadata log lies on a device of `nr_blocks`
+/// blocks, and that the device is no larger than a metadata device can be.
+pub fn check_meta_log<R: LogSource>(
+    log: &Log<R>,
+    nr_blocks: u64,
+    name: &str,
+) -> Result<(), VerifyError> {
+    if nr_blocks > MAX_META_BLOCKS {
+        return Err(VerifyError::Input(format!(
+            "{name}: the log writes {nr_blocks} metadata blocks, past the largest metadata device ({MAX_META_BLOCKS} blocks of 4 KiB)"
+        )));
+    }
+    log.check_bounds(nr_blocks * BLOCK_SIZE as u64)
+        .map_err(log_err(name))
 }
 
 /// Reads a base image (a metadata device's content before logging began).
