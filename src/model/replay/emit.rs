@@ -33,9 +33,15 @@ pub fn render(v: DataVal) -> [u8; 512] {
     b
 }
 
-fn meta_log(events: Vec<LogEvent<MetaVal>>) -> io::Result<Vec<u8>> {
+/// The log of `events` on a device whose units are `per` sectors long; `unit`
+/// appends a unit's bytes, `flags` are added to every write.
+fn log_of<V: Unit>(
+    events: Vec<LogEvent<V>>,
+    per: u64,
+    flags: u64,
+    unit: impl Fn(&V, &mut Vec<u8>),
+) -> io::Result<Vec<u8>> {
     let mut w = LogWriter::new(Cursor::new(Vec::new()), SECTOR)?;
-    let per = crate::io::BLOCK_SIZE as u64 / SECTOR as u64;
     for ev in events {
         match ev {
             LogEvent::Write {
@@ -44,10 +50,11 @@ fn meta_log(events: Vec<LogEvent<MetaVal>>) -> io::Result<Vec<u8>> {
                 val,
                 fua,
             } => {
-                for b in start..end {
-                    let flags = METADATA | if fua { FUA } else { 0 };
-                    w.write(b * per, &val.offset(b - start).0[..], flags)?;
+                let mut data = Vec::new();
+                for u in 0..end - start {
+                    unit(&val.offset(u), &mut data);
                 }
+                w.write(start * per, &data, flags | if fua { FUA } else { 0 })?;
             }
             LogEvent::Discard { start, end } => w.discard(start * per, (end - start) * per)?,
             LogEvent::Flush => w.flush()?,
@@ -57,28 +64,15 @@ fn meta_log(events: Vec<LogEvent<MetaVal>>) -> io::Result<Vec<u8>> {
     Ok(w.cut()?.into_inner())
 }
 
+fn meta_log(events: Vec<LogEvent<MetaVal>>) -> io::Result<Vec<u8>> {
+    let per = crate::io::BLOCK_SIZE as u64 / SECTOR as u64;
+    log_of(events, per, METADATA, |v, out| {
+        out.extend_from_slice(&v.0[..])
+    })
+}
+
 fn data_log(events: Vec<LogEvent<DataVal>>) -> io::Result<Vec<u8>> {
-    let mut w = LogWriter::new(Cursor::new(Vec::new()), SECTOR)?;
-    for ev in events {
-        match ev {
-            LogEvent::Write {
-                start,
-                end,
-                val,
-                fua,
-            } => {
-                let mut data = Vec::with_capacity(((end - start) * 512) as usize);
-                for s in 0..end - start {
-                    data.extend_from_slice(&render(val.offset(s)));
-                }
-                w.write(start, &data, if fua { FUA } else { 0 })?;
-            }
-            LogEvent::Discard { start, end } => w.discard(start, end - start)?,
-            LogEvent::Flush => w.flush()?,
-            LogEvent::Mark(l) => w.mark(&l)?,
-        }
-    }
-    Ok(w.cut()?.into_inner())
+    log_of(events, 1, 0, |v, out| out.extend_from_slice(&render(*v)))
 }
 
 /// A file the emitter produces.
