@@ -409,3 +409,37 @@ fn a_log_that_starts_on_a_formatted_device_needs_its_base() {
         String::from_utf8_lossy(&without.stdout)
     );
 }
+
+#[test]
+fn the_model_conforms_to_itself_on_every_lab_trace() {
+    // The logs the model emits for every kernel-lab trace, verified against
+    // the model: the conversion of the user log, the messages its marks
+    // announce and the placement of commits reproduce every committed image
+    // byte for byte.
+    let d = TestDir::new("logwrites-self");
+    let dir = repo().join("tests/traces/kernel");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().and_then(|x| x.to_str()) != Some("dmtrace") {
+            continue;
+        }
+        let name = p.file_stem().unwrap().to_str().unwrap().to_string();
+        if name.ends_with("-millions") {
+            continue; // the same paths, only larger
+        }
+        let target = if name.starts_with("era") {
+            "era"
+        } else {
+            "clone"
+        };
+        let out = d.path(&name);
+        emit(target, &p, &out);
+        let (code, text) = run_mode(target, "conformance", &out);
+        assert_eq!(code, 0, "{name}\n{text}");
+        let (k, logical, bytes) = compared(&text);
+        assert!(k > 0 && logical == k && bytes == k, "{name}\n{text}");
+        n += 1;
+    }
+    assert!(n >= 12, "{n} traces");
+}
