@@ -18,47 +18,36 @@ pub(super) trait UserIoTarget {
     fn sectors(&self, loc: &Loc) -> Result<(u64, u64), ModelError>;
 }
 
-impl UserIoTarget for CloneModel {
-    fn write_req(&mut self, w: WriteReq) -> Result<(), ModelError> {
-        self.write(w)
-    }
-    fn discard_range(
-        &mut self,
-        start: u64,
-        end: u64,
-        id: Option<String>,
-        is_async: bool,
-    ) -> Result<(), ModelError> {
-        self.discard(start, end, id, is_async)
-    }
-    fn flush_user(&mut self, id: Option<String>, is_async: bool) -> Result<(), ModelError> {
-        self.flush(id, is_async)
-    }
-    fn sectors(&self, loc: &Loc) -> Result<(u64, u64), ModelError> {
-        clone_sectors(self, loc)
-    }
+/// Both models take user I/O through methods of the same names; they differ
+/// only in how a location becomes sectors.
+macro_rules! user_io_target {
+    ($model:ty, $sectors:expr) => {
+        impl UserIoTarget for $model {
+            fn write_req(&mut self, w: WriteReq) -> Result<(), ModelError> {
+                self.write(w)
+            }
+            fn discard_range(
+                &mut self,
+                start: u64,
+                end: u64,
+                id: Option<String>,
+                is_async: bool,
+            ) -> Result<(), ModelError> {
+                self.discard(start, end, id, is_async)
+            }
+            fn flush_user(&mut self, id: Option<String>, is_async: bool) -> Result<(), ModelError> {
+                self.flush(id, is_async)
+            }
+            fn sectors(&self, loc: &Loc) -> Result<(u64, u64), ModelError> {
+                let f: fn(&$model, &Loc) -> Result<(u64, u64), ModelError> = $sectors;
+                f(self, loc)
+            }
+        }
+    };
 }
 
-impl UserIoTarget for EraModel {
-    fn write_req(&mut self, w: WriteReq) -> Result<(), ModelError> {
-        self.write(w)
-    }
-    fn discard_range(
-        &mut self,
-        start: u64,
-        end: u64,
-        id: Option<String>,
-        is_async: bool,
-    ) -> Result<(), ModelError> {
-        self.discard(start, end, id, is_async)
-    }
-    fn flush_user(&mut self, id: Option<String>, is_async: bool) -> Result<(), ModelError> {
-        self.flush(id, is_async)
-    }
-    fn sectors(&self, loc: &Loc) -> Result<(u64, u64), ModelError> {
-        era_sectors(loc, self.block_size())
-    }
-}
+user_io_target!(CloneModel, clone_sectors);
+user_io_target!(EraModel, |m, loc| era_sectors(loc, m.block_size()));
 
 /// `write`, `discard` or `flush` on either model.
 pub(super) fn user_io(m: &mut dyn UserIoTarget, ev: &Event) -> Result<(), ModelError> {

@@ -23,7 +23,7 @@
 //! is a violation; a byte difference is reported with its first block.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
 
@@ -46,7 +46,6 @@ fn kernel_commits<R: LogSource>(
     Vec<(u64, MetaImage)>,
     HashMap<(String, usize), (u64, MetaImage)>,
 )> {
-    let s = log.sector_size as u64;
     let mut out = Vec::new();
     let mut marks = HashMap::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -55,14 +54,8 @@ fn kernel_commits<R: LogSource>(
             let n = seen.entry(l.clone()).or_default();
             marks.insert((l.clone(), *n), (e.index, st.image()));
             *n += 1;
-        } else if e.is_discard() {
-            st.discard(e, s);
-        } else if e.is_write() {
-            let data = log.payload(e)?;
-            st.apply(e, &data, s);
-            if e.sector * s < BLOCK_SIZE as u64 {
-                out.push((e.index, st.image()));
-            }
+        } else if st.step(log, e)? {
+            out.push((e.index, st.image()));
         }
     }
     Ok((out, marks))
@@ -589,28 +582,35 @@ pub fn verify<R: LogSource>(
             kernel.retain(|(i, _)| *i <= cut);
         }
     }
+    // Logical fingerprints, each computed once: the kernel's commits, and
+    // those of the fine passes (their commits in trace order, with the line
+    // that committed; the model's other commits at line 0).
+    let kernel_fp: Vec<Option<u64>> = kernel.iter().map(|(_, i)| logical(target, i)).collect();
+    let fine_fp: Vec<Vec<(usize, Option<u64>)>> = models[2..]
+        .iter()
+        .map(|m| {
+            m.iter()
+                .map(|(l, img)| (*l, logical(target, img)))
+                .collect()
+        })
+        .collect();
+    let fine: HashSet<u64> = fine_fp.iter().flatten().filter_map(|&(_, l)| l).collect();
     // The kernel's commits placed in the model: the fine pass with only those
     // of its added commits kept where the kernel committed the same metadata.
-    for (fine_text, fine_images) in &texts[2..] {
-        let placed = placed_trace(target, fine_text, fine_images, &kernel);
+    for ((fine_text, _), fp) in texts[2..].iter().zip(&fine_fp) {
+        let placed = placed_trace(target, fine_text, fp, &kernel_fp);
         let Ok((images, internal)) = run_model(&placed) else {
             continue;
         };
         models[0].extend(images);
         models[0].extend(internal.into_iter().map(|img| (0, img)));
     }
-    let mut by_bytes: HashMap<u64, usize> = HashMap::new();
+    let mut by_bytes: HashSet<u64> = HashSet::new();
     let mut by_logic: HashMap<u64, &MetaImage> = HashMap::new();
-    for (i, (_, img)) in models[..2].iter().flatten().enumerate() {
-        by_bytes.entry(bytes(img)).or_insert(i);
+    for (_, img) in models[..2].iter().flatten() {
+        by_bytes.insert(bytes(img));
         if let Some(l) = logical(target, img) {
             by_logic.entry(l).or_insert(img);
-        }
-    }
-    let mut fine: HashMap<u64, ()> = HashMap::new();
-    for (_, img) in models[2..].iter().flatten() {
-        if let Some(l) = logical(target, img) {
-            fine.insert(l, ());
         }
     }
     let (mut same_logic, mut same_bytes, mut between_count) = (0, 0, 0);
@@ -629,12 +629,12 @@ pub fn verify<R: LogSource>(
         Vec::new()
     };
     for (k, (entry, img)) in kernel.iter().enumerate() {
-        if by_bytes.contains_key(&bytes(img)) {
+        if by_bytes.contains(&bytes(img)) {
             same_bytes += 1;
             same_logic += 1;
             continue;
         }
-        let Some(l) = logical(target, img) else {
+        let Some(l) = kernel_fp[k] else {
             sum.warnings.push(format!(
                 "kernel commit {k} (entry {entry}) does not dump: run --mode meta on this log"
             ));
@@ -646,7 +646,7 @@ pub fn verify<R: LogSource>(
             sum.warnings.push(format!(
                 "kernel commit {k} (entry {entry}): the model commits the same metadata, laid out differently: {n} blocks differ, the first is block {b} at byte {at}"
             ));
-        } else if fine.contains_key(&l) {
+        } else if fine.contains(&l) {
             same_logic += 1;
         } else if hydrating && between(img, &sets) {
             between_count += 1;
@@ -713,29 +713,24 @@ fn run_model(text: &str) -> Result<(Vec<(usize, MetaImage)>, Vec<MetaImage>), Ve
 
 /// The fine trace `text` (a commit, or for dm-era a status, after every I/O)
 /// with only the added commits kept that the kernel's commits match, in order:
-/// for each kernel commit, the first later point of the fine replay whose
-/// metadata is the same.
+/// for each kernel commit (its fingerprint in `kernel`), the first later point
+/// of the fine replay (`fine`: the line that committed and the fingerprint)
+/// whose metadata is the same.
 fn placed_trace(
     target: Target,
     text: &str,
-    images: &[(usize, MetaImage)],
-    kernel: &[(u64, MetaImage)],
+    fine: &[(usize, Option<u64>)],
+    kernel: &[Option<u64>],
 ) -> String {
     let added = match target {
         Target::Clone => "commit",
         Target::Era => "status",
     };
-    let fp: Vec<(usize, Option<u64>)> = images
-        .iter()
-        .map(|(line, img)| (*line, logical(target, img)))
-        .collect();
-    let mut keep = std::collections::HashSet::new();
+    let fp: Vec<&(usize, Option<u64>)> = fine.iter().filter(|(line, _)| *line > 0).collect();
+    let mut keep = HashSet::new();
     let mut from = 0;
-    for (_, k) in kernel {
-        let Some(l) = logical(target, k) else {
-            continue;
-        };
-        if let Some(i) = (from..fp.len()).find(|&i| fp[i].1 == Some(l)) {
+    for k in kernel.iter().flatten() {
+        if let Some(i) = (from..fp.len()).find(|&i| fp[i].1 == Some(*k)) {
             keep.insert(fp[i].0);
             from = i + 1;
         }

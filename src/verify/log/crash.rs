@@ -36,22 +36,15 @@ pub fn replay_meta<R: LogSource>(
     log: &Log<R>,
     st: &mut MetaState,
 ) -> std::io::Result<(BTreeMap<String, MetaImage>, Option<u32>)> {
-    let s = log.sector_size as u64;
     let mut at_marks = BTreeMap::new();
     let mut first_era = None;
     for e in &log.entries {
         if let Some(l) = &e.label {
             at_marks.insert(l.clone(), st.image());
-        } else if e.is_discard() {
-            st.discard(e, s);
-        } else if e.is_write() {
-            let data = log.payload(e)?;
-            st.apply(e, &data, s);
-            if first_era.is_none() && e.sector == 0 {
-                first_era = esb::read_at(&st.image(), 0)
-                    .ok()
-                    .map(|(sb, _)| sb.current_era);
-            }
+        } else if st.step(log, e)? && first_era.is_none() {
+            first_era = esb::read_at(&st.image(), 0)
+                .ok()
+                .map(|(sb, _)| sb.current_era);
         }
     }
     Ok((at_marks, first_era))

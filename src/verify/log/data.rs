@@ -133,13 +133,9 @@ impl DataLog {
         let w = self.writes.get(&s).copied();
         let dsc = self.discards.get(s).map(|(seq, _)| seq);
         match (w, dsc) {
-            (Some((ws, h)), Some(ds)) if ws > ds => Some(Val::Data(h)),
-            (Some((ws, h)), None) => {
-                let _ = ws;
-                Some(Val::Data(h))
-            }
+            (Some((ws, h)), ds) if ds.is_none_or(|ds| ws > ds) => Some(Val::Data(h)),
             (_, Some(_)) => Some(Val::Discarded),
-            (None, None) => None,
+            _ => None,
         }
     }
 

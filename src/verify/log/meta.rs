@@ -130,8 +130,8 @@ impl Walk<'_> {
         let nr = self.st.nr_blocks;
         let now = self.st.image();
         let pending: Vec<Pending> = self.epoch.iter().map(|(p, _)| p.clone()).collect();
-        if !formatted(&now) && !formatted(&MetaImage::new(nr, self.durable.clone())) {
-            self.advance(now);
+        if !formatted(&now) && self.durable.get(0).is_none() {
+            self.advance(&now);
             return;
         }
         if !final_tail {
@@ -182,27 +182,27 @@ impl Walk<'_> {
             return;
         }
         // G1: a superblock written in this epoch references only blocks
-        // durable before it.
-        if let Some(sb_entry) = self
+        // durable before it. The blocks the new durable view reaches are also
+        // what G2 protects until the next durable point.
+        let reach = reachable(self.target, &now);
+        let sb_entry = self
             .epoch
             .iter()
             .rev()
             .find(|(p, _)| p.block == 0)
-            .map(|&(_, i)| i)
-        {
-            if let Some(reach) = reachable(self.target, &now) {
-                let early = self
-                    .epoch
-                    .iter()
-                    .find(|(p, _)| p.block != 0 && reach.contains_key(&p.block));
-                if let Some((p, i)) = early {
-                    let what = format!(
-                        "the superblock (entry {sb_entry}) and block {}, {} it references (entry {i}), are written in the same epoch: a power cut can make the superblock durable without it",
-                        p.block,
-                        role_name(reach[&p.block])
-                    );
-                    self.violation("G1", at, "", what);
-                }
+            .map(|&(_, i)| i);
+        if let (Some(sb_entry), Some(reach)) = (sb_entry, &reach) {
+            let early = self
+                .epoch
+                .iter()
+                .find(|(p, _)| p.block != 0 && reach.contains_key(&p.block));
+            if let Some((p, i)) = early {
+                let what = format!(
+                    "the superblock (entry {sb_entry}) and block {}, {} it references (entry {i}), are written in the same epoch: a power cut can make the superblock durable without it",
+                    p.block,
+                    role_name(reach[&p.block])
+                );
+                self.violation("G1", at, "", what);
             }
         }
         if let Some(v) = self.mono.superblock(&now, at as usize) {
@@ -216,13 +216,20 @@ impl Walk<'_> {
                 }
             }
         }
-        self.advance(now);
+        self.advance_with(reach);
     }
 
-    fn advance(&mut self, now: MetaImage) {
-        self.live = reachable(self.target, &now).unwrap_or_default();
+    /// The current content becomes the durable view; `live` what its
+    /// superblock reaches (computed when the caller has it).
+    fn advance_with(&mut self, live: Option<HashMap<u64, Role>>) {
+        self.live = live.unwrap_or_default();
         self.durable = self.st.blocks.clone();
         self.epoch.clear();
+    }
+
+    fn advance(&mut self, now: &MetaImage) {
+        let live = reachable(self.target, now);
+        self.advance_with(live);
     }
 }
 

@@ -193,6 +193,20 @@ impl MetaState {
         out
     }
 
+    /// Applies entry `e` of `log` (writes and discards; marks and flushes
+    /// change no block); true when it wrote the superblock (block 0).
+    pub fn step<R: LogSource>(&mut self, log: &Log<R>, e: &Entry) -> std::io::Result<bool> {
+        let s = log.sector_size as u64;
+        if e.is_discard() {
+            self.discard(e, s);
+        } else if e.is_write() {
+            let data = log.payload(e)?;
+            self.apply(e, &data, s);
+            return Ok(e.sector * s < BLOCK_SIZE as u64);
+        }
+        Ok(false)
+    }
+
     /// Applies a discard: the blocks read back as zeroes (partly covered
     /// blocks are zeroed in the covered part).
     pub fn discard(&mut self, e: &Entry, s: u64) -> Vec<(u64, Arc<Block>)> {
