@@ -2,7 +2,11 @@
 """Writes a deterministic era_dump-format XML of NR_BLOCKS blocks with ERAS archived
 writesets (each with about 1/8 of its blocks set in runs) and an era array.
 
-usage: gen_era_xml.py NR_BLOCKS ERAS SEED > out.xml
+usage: gen_era_xml.py NR_BLOCKS ERAS SEED [marked] > out.xml
+
+By default every bit of a writeset is an element (0.9.0's era_dump); with `marked`
+only the runs of set bits are, as `<marked block_begin= len=>` (1.3.3's compact
+form), which makes the era array most of the document.
 """
 import random
 import sys
@@ -10,6 +14,7 @@ import sys
 
 def main():
     nr_blocks, eras, seed = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    marked = len(sys.argv) > 4 and sys.argv[4] == "marked"
     rng = random.Random(seed)
     out = sys.stdout
     current = eras + 2
@@ -22,6 +27,13 @@ def main():
         while b < nr_blocks:
             gap = rng.randrange(1, 200)
             run = rng.randrange(1, 30)
+            if marked:
+                b += gap
+                if b < nr_blocks:
+                    n = min(run, nr_blocks - b)
+                    buf.append(f'    <marked block_begin="{b}" len="{n}"/>\n')
+                b += run
+                continue
             for i in range(b, min(b + gap, nr_blocks)):
                 buf.append(f'    <bit block="{i}" value="false"/>\n')
             b += gap
