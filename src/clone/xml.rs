@@ -39,10 +39,10 @@ impl<R: Read> CloneXmlReader<R> {
     /// Reads up to and including `<superblock>` and validates it.
     pub fn open(r: R) -> Result<Self, XmlError> {
         let mut x = XmlIn::new(r);
-        let (attrs, empty) = x.open_superblock("clone_dump")?;
+        let empty = x.open_superblock("clone_dump")?;
         let a = Attrs::new(
             "superblock",
-            &attrs,
+            x.attrs(),
             &["uuid", "region_size", "target_size", "nr_regions"],
         )
         .map_err(|m| x.error(m))?;
@@ -74,14 +74,14 @@ impl<R: Read> CloneXmlReader<R> {
             };
         }
         match self.x.next_element()? {
-            Element::Start { name, attrs, empty } if name == "hydrated" => {
+            Element::Start { empty } if self.x.is("hydrated") => {
                 if !empty {
                     return Err(self
                         .x
                         .error("<hydrated> must be an empty element (<hydrated .../>)"));
                 }
                 let n = self.header.nr_regions;
-                let r = Attrs::new("hydrated", &attrs, &["begin", "end"])
+                let r = Attrs::new("hydrated", self.x.attrs(), &["begin", "end"])
                     .and_then(|a| Ok((a.num("begin", n)?, a.num("end", n)?)))
                     .and_then(|(b, e)| {
                         if b >= e {
@@ -99,10 +99,11 @@ impl<R: Read> CloneXmlReader<R> {
                 self.last_end = r.1;
                 Ok(Some(r))
             }
-            Element::Start { name, .. } => Err(self
-                .x
-                .error(format!("unknown element <{name}> (expected <hydrated>)"))),
-            Element::End { .. } => {
+            Element::Start { .. } => Err(self.x.error(format!(
+                "unknown element <{}> (expected <hydrated>)",
+                self.x.name()
+            ))),
+            Element::End => {
                 self.done = true;
                 match self.x.next_element()? {
                     Element::Eof => Ok(None),

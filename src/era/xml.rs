@@ -80,10 +80,10 @@ impl<R: Read> EraXmlReader<R> {
     /// Reads up to and including `<superblock>` and validates it.
     pub fn open(r: R) -> Result<Self, XmlError> {
         let mut x = XmlIn::new(r);
-        let (attrs, empty) = x.open_superblock("era_dump")?;
+        let empty = x.open_superblock("era_dump")?;
         let header = Attrs::new(
             "superblock",
-            &attrs,
+            x.attrs(),
             &["uuid", "block_size", "nr_blocks", "current_era"],
         )
         .and_then(|a| parse_header(&a))
@@ -162,9 +162,9 @@ impl<R: Read> EraXmlReader<R> {
         let ev = self.x.next_element()?;
         match (self.state, ev) {
             (_, Element::Eof) => Err(self.err("the input ends inside <superblock>")),
-            (State::Top, Element::Start { name, attrs, empty }) if name == "writeset" => {
+            (State::Top, Element::Start { empty }) if self.x.is("writeset") => {
                 let cur = self.header.current_era;
-                let (era, nr_bits) = Attrs::new("writeset", &attrs, &["era", "nr_bits"])
+                let (era, nr_bits) = Attrs::new("writeset", self.x.attrs(), &["era", "nr_bits"])
                     .and_then(|a| Ok((a.num("era", U32)? as u32, a.num("nr_bits", U32)? as u32)))
                     .map_err(|m| self.err(m))?;
                 if era > cur {
@@ -205,8 +205,8 @@ impl<R: Read> EraXmlReader<R> {
                     Ok(EraItem::WritesetBegin { era, nr_bits })
                 }
             }
-            (State::Top, Element::Start { name, attrs, empty }) if name == "era_array" => {
-                Attrs::new("era_array", &attrs, &[]).map_err(|m| self.err(m))?;
+            (State::Top, Element::Start { empty }) if self.x.is("era_array") => {
+                Attrs::new("era_array", self.x.attrs(), &[]).map_err(|m| self.err(m))?;
                 self.check_last_era()?;
                 self.state = if empty {
                     State::AfterArray
@@ -215,7 +215,7 @@ impl<R: Read> EraXmlReader<R> {
                 };
                 Ok(EraItem::EraArrayBegin)
             }
-            (State::Top | State::AfterArray, Element::End { .. }) => {
+            (State::Top | State::AfterArray, Element::End) => {
                 self.check_last_era()?;
                 self.state = State::Done;
                 match self.x.next_element()? {
@@ -223,16 +223,16 @@ impl<R: Read> EraXmlReader<R> {
                     _ => Err(self.err("unexpected element after </superblock>")),
                 }
             }
-            (State::Writeset { nr_bits, next }, Element::Start { name, attrs, empty })
-                if next != u64::MAX && (name == "bit" || name == "marked") =>
+            (State::Writeset { nr_bits, next }, Element::Start { empty })
+                if next != u64::MAX && (self.x.is("bit") || self.x.is("marked")) =>
             {
                 if !empty {
-                    return Err(self.err(format!("<{name}> must be an empty element")));
+                    return Err(self.err(format!("<{}> must be an empty element", self.x.name())));
                 }
                 let limit = nr_bits.max(self.header.nr_blocks as u64);
-                let (begin, end) = if name == "bit" {
-                    let a =
-                        Attrs::new("bit", &attrs, &["block", "value"]).map_err(|m| self.err(m))?;
+                let (begin, end) = if self.x.is("bit") {
+                    let a = Attrs::new("bit", self.x.attrs(), &["block", "value"])
+                        .map_err(|m| self.err(m))?;
                     let b = a.num("block", u64::MAX).map_err(|m| self.err(m))?;
                     let v = a.boolean("value").map_err(|m| self.err(m))?;
                     if b >= limit {
@@ -266,7 +266,7 @@ impl<R: Read> EraXmlReader<R> {
                     }
                     (b, b + 1)
                 } else {
-                    let a = Attrs::new("marked", &attrs, &["block_begin", "len"])
+                    let a = Attrs::new("marked", self.x.attrs(), &["block_begin", "len"])
                         .map_err(|m| self.err(m))?;
                     let b = a.num("block_begin", u64::MAX).map_err(|m| self.err(m))?;
                     let len = a.num("len", u64::MAX).map_err(|m| self.err(m))?;
@@ -289,15 +289,16 @@ impl<R: Read> EraXmlReader<R> {
                 };
                 Ok(EraItem::Bits { begin, end })
             }
-            (State::Writeset { next, .. }, Element::End { .. }) if next != u64::MAX => {
+            (State::Writeset { next, .. }, Element::End) if next != u64::MAX => {
                 self.state = State::Top;
                 Ok(EraItem::WritesetEnd)
             }
-            (State::EraArray { next }, Element::Start { name, attrs, empty }) if name == "era" => {
+            (State::EraArray { next }, Element::Start { empty }) if self.x.is("era") => {
                 if !empty {
                     return Err(self.err("<era> must be an empty element"));
                 }
-                let a = Attrs::new("era", &attrs, &["block", "era"]).map_err(|m| self.err(m))?;
+                let a = Attrs::new("era", self.x.attrs(), &["block", "era"])
+                    .map_err(|m| self.err(m))?;
                 let b = a.num("block", u64::MAX).map_err(|m| self.err(m))?;
                 let era = a.num("era", U32).map_err(|m| self.err(m))? as u32;
                 let n = self.header.nr_blocks as u64;
@@ -325,23 +326,27 @@ impl<R: Read> EraXmlReader<R> {
                 self.state = State::EraArray { next: b + 1 };
                 Ok(EraItem::Era { block: b, era })
             }
-            (State::EraArray { .. }, Element::End { .. }) => {
+            (State::EraArray { .. }, Element::End) => {
                 self.state = State::AfterArray;
                 Ok(EraItem::EraArrayEnd)
             }
-            (State::Writeset { .. }, Element::Start { name, .. }) => Err(self.err(format!(
-                "unknown element <{name}> in <writeset> (expected <bit> or <marked>)"
+            (State::Writeset { .. }, Element::Start { .. }) => Err(self.err(format!(
+                "unknown element <{}> in <writeset> (expected <bit> or <marked>)",
+                self.x.name()
             ))),
-            (State::EraArray { .. }, Element::Start { name, .. }) => Err(self.err(format!(
-                "unknown element <{name}> in <era_array> (expected <era>)"
+            (State::EraArray { .. }, Element::Start { .. }) => Err(self.err(format!(
+                "unknown element <{}> in <era_array> (expected <era>)",
+                self.x.name()
             ))),
-            (State::AfterArray, Element::Start { name, .. }) => Err(self.err(format!(
-                "<{name}> after </era_array>: the era array must come last"
+            (State::AfterArray, Element::Start { .. }) => Err(self.err(format!(
+                "<{}> after </era_array>: the era array must come last",
+                self.x.name()
             ))),
-            (_, Element::Start { name, .. }) => Err(self.err(format!(
-                "unknown element <{name}> (expected <writeset> or <era_array>)"
+            (_, Element::Start { .. }) => Err(self.err(format!(
+                "unknown element <{}> (expected <writeset> or <era_array>)",
+                self.x.name()
             ))),
-            (State::Writeset { .. }, Element::End { .. }) | (State::Done, _) => {
+            (State::Writeset { .. }, Element::End) | (State::Done, _) => {
                 Err(self.err("unexpected closing tag"))
             }
         }

@@ -1,0 +1,384 @@
+//! The scanner of one construct (`<…>`, `<!--…-->`, `<?…?>`) in the read buffer.
+//! It works on a slice and reports `NeedMore` when the construct is not complete
+//! in it, so the reader can refill and scan it again from its start.
+
+use std::io::Read;
+use std::ops::Range;
+
+use super::{Element, Value, XmlError, XmlIn};
+
+/// What one scan found.
+enum Scan {
+    /// A start tag (its name; its attributes are in the reader's list).
+    Start { name: Range<usize>, empty: bool },
+    /// An end tag.
+    End { name: Range<usize> },
+    /// A comment or processing instruction.
+    Skip,
+    /// The construct goes on past the buffer.
+    NeedMore,
+}
+
+/// A position in the buffer with its line.
+struct Scanner<'a> {
+    b: &'a [u8],
+    base: u64,
+    i: usize,
+    line: u64,
+    line_start: u64,
+}
+
+fn is_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// The bytes that end a name: white space and `/>=<"'`.
+const ENDS_NAME: [bool; 256] = {
+    let mut t = [false; 256];
+    let ends = b" \t\r\n/>=<\"'";
+    let mut i = 0;
+    while i < ends.len() {
+        t[ends[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
+/// Byte-wise equality, inline: the names compared here are a few bytes long,
+/// shorter than a call to `memcmp` is worth.
+pub(super) fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
+impl Scanner<'_> {
+    fn error(&self, msg: impl Into<String>) -> XmlError {
+        XmlError {
+            line: self.line,
+            column: self.base + self.i as u64 - self.line_start + 1,
+            msg: msg.into(),
+        }
+    }
+
+    fn newline_at(&mut self, i: usize) {
+        self.line += 1;
+        self.line_start = self.base + i as u64 + 1;
+    }
+
+    /// Skips white space; false when the buffer ends first.
+    fn space(&mut self) -> bool {
+        while let Some(&c) = self.b.get(self.i) {
+            if !is_space(c) {
+                return true;
+            }
+            if c == b'\n' {
+                self.newline_at(self.i);
+            }
+            self.i += 1;
+        }
+        false
+    }
+
+    /// A name: bytes up to white space or one of `/>=<"'`; `None` when the buffer
+    /// ends first.
+    fn name(&mut self) -> Option<Range<usize>> {
+        let s = self.i;
+        let k = self.b[s..].iter().position(|&c| ENDS_NAME[c as usize])?;
+        self.i = s + k;
+        Some(s..self.i)
+    }
+
+    /// Skips to just past `end` (counting lines); false when the buffer ends first.
+    fn skip_past(&mut self, end: &[u8]) -> bool {
+        let rest = &self.b[self.i..];
+        let Some(k) = memchr::memmem::find(rest, end) else {
+            return false;
+        };
+        for nl in memchr::memchr_iter(b'\n', &rest[..k]) {
+            self.newline_at(self.i + nl);
+        }
+        self.i += k + end.len();
+        true
+    }
+
+    fn check_name(&self, r: &Range<usize>, what: &str) -> Result<(), XmlError> {
+        if r.is_empty() {
+            return Err(self.error(format!("malformed XML: expected {what}")));
+        }
+        let name = &self.b[r.clone()];
+        if !name.is_ascii() && std::str::from_utf8(name).is_err() {
+            return Err(self.error(format!("malformed XML: {what} is not UTF-8")));
+        }
+        Ok(())
+    }
+
+    /// Scans the construct at `i` (a `<`).
+    fn construct(
+        &mut self,
+        at_eof: bool,
+        attrs: &mut Vec<(Range<usize>, Value)>,
+        decoded: &mut String,
+    ) -> Result<Scan, XmlError> {
+        const CDATA: &[u8] = b"<![CDATA[";
+        const DOCTYPE: &[u8] = b"<!DOCTYPE";
+        let rest = &self.b[self.i..];
+        match rest.get(1) {
+            None => Ok(Scan::NeedMore),
+            Some(b'?') => {
+                self.i += 2;
+                Ok(if self.skip_past(b"?>") {
+                    Scan::Skip
+                } else {
+                    Scan::NeedMore
+                })
+            }
+            Some(b'!') if rest.starts_with(b"<!--") => {
+                self.i += 4;
+                Ok(if self.skip_past(b"-->") {
+                    Scan::Skip
+                } else {
+                    Scan::NeedMore
+                })
+            }
+            Some(b'!') if rest.starts_with(CDATA) => Err(self.error("unexpected CDATA section")),
+            Some(b'!') if rest.starts_with(DOCTYPE) => Err(self.error("unexpected DOCTYPE")),
+            Some(b'!')
+                if !at_eof
+                    && (CDATA.starts_with(rest) || DOCTYPE.starts_with(rest) || rest == b"<!-") =>
+            {
+                Ok(Scan::NeedMore)
+            }
+            Some(b'!') => Err(self.error("malformed XML: unknown construct after <!")),
+            Some(b'/') => {
+                self.i += 2;
+                let Some(name) = self.name() else {
+                    return Ok(Scan::NeedMore);
+                };
+                self.check_name(&name, "an element name after </")?;
+                if !self.space() {
+                    return Ok(Scan::NeedMore);
+                }
+                if self.b[self.i] != b'>' {
+                    return Err(self.error("malformed XML: expected > to end the closing tag"));
+                }
+                self.i += 1;
+                Ok(Scan::End { name })
+            }
+            Some(_) => self.start_tag(attrs, decoded),
+        }
+    }
+
+    fn start_tag(
+        &mut self,
+        attrs: &mut Vec<(Range<usize>, Value)>,
+        decoded: &mut String,
+    ) -> Result<Scan, XmlError> {
+        self.i += 1;
+        let Some(name) = self.name() else {
+            return Ok(Scan::NeedMore);
+        };
+        self.check_name(&name, "an element name after <")?;
+        loop {
+            let before = self.i;
+            if !self.space() {
+                return Ok(Scan::NeedMore);
+            }
+            match self.b[self.i] {
+                b'>' => {
+                    self.i += 1;
+                    return Ok(Scan::Start { name, empty: false });
+                }
+                b'/' => {
+                    match self.b.get(self.i + 1) {
+                        None => return Ok(Scan::NeedMore),
+                        Some(b'>') => {}
+                        Some(_) => return Err(self.error("malformed XML: expected /> or >")),
+                    }
+                    self.i += 2;
+                    return Ok(Scan::Start { name, empty: true });
+                }
+                _ if before == self.i => {
+                    return Err(
+                        self.error("malformed XML: expected white space before an attribute")
+                    )
+                }
+                _ => {}
+            }
+            let Some(key) = self.name() else {
+                return Ok(Scan::NeedMore);
+            };
+            self.check_name(&key, "an attribute name, /> or >")?;
+            let key_text = &self.b[key.clone()];
+            if attrs
+                .iter()
+                .any(|(k, _)| same(&self.b[k.clone()], key_text))
+            {
+                let key_text = String::from_utf8_lossy(key_text).into_owned();
+                let name_text = String::from_utf8_lossy(&self.b[name.clone()]).into_owned();
+                return Err(self.error(format!(
+                    "<{name_text}>: bad attribute: {key_text} given twice"
+                )));
+            }
+            if !self.space() {
+                return Ok(Scan::NeedMore);
+            }
+            if self.b[self.i] != b'=' {
+                return Err(self.error("malformed XML: expected = after the attribute name"));
+            }
+            self.i += 1;
+            if !self.space() {
+                return Ok(Scan::NeedMore);
+            }
+            let quote = self.b[self.i];
+            if quote != b'"' && quote != b'\'' {
+                return Err(self.error("malformed XML: an attribute value must be quoted"));
+            }
+            let Some(value) = self.value(quote, decoded)? else {
+                return Ok(Scan::NeedMore);
+            };
+            attrs.push((key, value));
+        }
+    }
+
+    /// A quoted value starting at the quote `i`.
+    fn value(&mut self, quote: u8, decoded: &mut String) -> Result<Option<Value>, XmlError> {
+        let s = self.i + 1;
+        let (mut amp, mut high) = (false, false);
+        let mut j = s;
+        loop {
+            let Some(&c) = self.b.get(j) else {
+                return Ok(None);
+            };
+            match c {
+                _ if c == quote => break,
+                b'<' => {
+                    self.i = j;
+                    return Err(self.error("malformed XML: < inside an attribute value"));
+                }
+                b'&' => amp = true,
+                b'\n' => self.newline_at(j),
+                0x80.. => high = true,
+                _ => {}
+            }
+            j += 1;
+        }
+        let raw = &self.b[s..j];
+        let value_at = self.i;
+        self.i = j + 1;
+        if high && std::str::from_utf8(raw).is_err() {
+            self.i = value_at;
+            return Err(self.error("malformed XML: an attribute value is not UTF-8"));
+        }
+        if !amp {
+            return Ok(Some(Value::Raw(s..j)));
+        }
+        let from = decoded.len();
+        // Checked above when it had a non-ASCII byte; ASCII otherwise.
+        let text = std::str::from_utf8(raw).unwrap_or("");
+        unescape(text, decoded).map_err(|m| {
+            let mut e = self.error(m);
+            e.column -= (self.i - value_at) as u64;
+            e
+        })?;
+        Ok(Some(Value::Decoded(from..decoded.len())))
+    }
+}
+
+/// Decodes the predefined entities and character references of `s` onto `out`.
+fn unescape(s: &str, out: &mut String) -> Result<(), String> {
+    let mut rest = s;
+    while let Some(k) = rest.find('&') {
+        out.push_str(&rest[..k]);
+        let after = &rest[k + 1..];
+        let end = after
+            .find(';')
+            .ok_or_else(|| "malformed XML: an entity without its ;".to_string())?;
+        let ent = &after[..end];
+        let c = match ent {
+            "lt" => '<',
+            "gt" => '>',
+            "amp" => '&',
+            "quot" => '"',
+            "apos" => '\'',
+            _ => {
+                let code = if let Some(h) = ent.strip_prefix("#x") {
+                    u32::from_str_radix(h, 16).ok()
+                } else if let Some(d) = ent.strip_prefix('#') {
+                    d.parse::<u32>().ok()
+                } else {
+                    None
+                };
+                code.and_then(char::from_u32)
+                    .ok_or_else(|| format!("malformed XML: unknown entity &{ent};"))?
+            }
+        };
+        out.push(c);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(())
+}
+
+impl<R: Read> XmlIn<R> {
+    /// Reads the construct at `pos` (a `<`): `Some` element, or `None` for a
+    /// comment or processing instruction.
+    pub(super) fn construct(&mut self) -> Result<Option<Element>, XmlError> {
+        loop {
+            self.attrs.clear();
+            self.decoded.clear();
+            let mut sc = Scanner {
+                b: &self.buf[..self.len],
+                base: self.base,
+                i: self.pos,
+                line: self.line,
+                line_start: self.line_start,
+            };
+            let found = sc.construct(self.at_eof, &mut self.attrs, &mut self.decoded)?;
+            let (end, line, line_start) = (sc.i, sc.line, sc.line_start);
+            let ev = match found {
+                Scan::NeedMore => {
+                    let keep = self.pos;
+                    if !self.refill(keep)? {
+                        return Err(self.error("the input ends inside a tag (truncated file?)"));
+                    }
+                    continue;
+                }
+                Scan::Skip => None,
+                Scan::Start { name, empty } => {
+                    if self.open.is_empty() && self.root_seen {
+                        return Err(self.error(format!(
+                            "<{}> after the end of the document",
+                            String::from_utf8_lossy(&self.buf[name])
+                        )));
+                    }
+                    if !empty {
+                        self.open.push(self.buf[name.clone()].to_vec());
+                    }
+                    self.root_seen = true;
+                    self.name = name;
+                    Some(Element::Start { empty })
+                }
+                Scan::End { name } => {
+                    let found = &self.buf[name];
+                    match self.open.pop() {
+                        Some(open) if open == found => {}
+                        open => {
+                            let found = String::from_utf8_lossy(found);
+                            return Err(self.error(match open {
+                                Some(o) => format!(
+                                    "malformed XML: expected </{}>, found </{found}>",
+                                    String::from_utf8_lossy(&o)
+                                ),
+                                None => format!("malformed XML: unexpected </{found}>"),
+                            }));
+                        }
+                    }
+                    Some(Element::End)
+                }
+            };
+            self.pos = end;
+            self.line = line;
+            self.line_start = line_start;
+            return Ok(ev);
+        }
+    }
+}
