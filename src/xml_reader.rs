@@ -9,14 +9,19 @@
 //! The restores read documents of tens of millions of elements, so nothing here
 //! allocates per element: names and attribute values are borrowed from the read
 //! buffer (only a value with an entity is decoded, into a side buffer), and the
-//! line and column are kept up to date by the scan itself.
+//! line and column are kept up to date by the scan itself. The input is read and
+//! scanned in chunks ([`produce`]), in a thread of its own when the caller gives
+//! one ([`XmlIn::parallel`]).
 
 use std::fmt;
-use std::io::{self, Read};
+use std::io::Read;
 use std::ops::Range;
+use std::sync::mpsc;
+use std::thread;
 
-use memchr::memchr;
+use produce::{Batch, Producer, Token};
 
+mod produce;
 mod scan;
 #[cfg(test)]
 mod tests;
@@ -67,61 +72,70 @@ enum Value {
     Decoded(Range<usize>),
 }
 
-/// The longest single construct (tag, comment, instruction) accepted: bounds the
-/// read buffer, whatever the input.
-const MAX_CONSTRUCT: usize = 16 << 20;
-
-/// The streaming reader.
-pub struct XmlIn<R: Read> {
-    src: R,
-    /// Input bytes `buf[pos..len]` not yet scanned.
-    buf: Vec<u8>,
-    pos: usize,
-    len: usize,
-    /// Input offset of `buf[0]`.
-    base: u64,
-    at_eof: bool,
-    /// Line of `pos` (1-based) and the input offset where that line starts.
-    line: u64,
-    line_start: u64,
-    /// Line and column of the last element returned.
-    start: (u64, u64),
-    /// The last start tag's name and attributes, as ranges of `buf`.
-    name: Range<usize>,
-    attrs: Vec<(Range<usize>, Value)>,
-    decoded: String,
-    open: Vec<Vec<u8>>,
-    root_seen: bool,
+/// Where the batches come from: a producer called in this thread, or one
+/// running in a thread of its own.
+enum Source<'a> {
+    Inline(Box<dyn FnMut() -> Batch + 'a>),
+    Thread(mpsc::Receiver<Batch>),
 }
 
-impl<R: Read> XmlIn<R> {
-    /// Reads XML from `r`.
-    pub fn new(r: R) -> Self {
-        Self::with_buffer(r, 1 << 18)
+/// The streaming reader.
+pub struct XmlIn<'a> {
+    src: Source<'a>,
+    batch: Batch,
+    /// The next token of `batch`, and the one last returned.
+    next: usize,
+    cur: Option<usize>,
+}
+
+impl<'a> XmlIn<'a> {
+    /// Reads XML from `r`, scanning it in this thread.
+    pub fn new<R: Read + 'a>(r: R) -> Self {
+        Self::inline(Producer::with_default_chunk(r))
     }
 
-    fn with_buffer(r: R, size: usize) -> Self {
+    /// Like [`new`](Self::new), reading `chunk` bytes at a time.
+    #[cfg(test)]
+    fn with_chunk<R: Read + 'a>(r: R, chunk: usize) -> Self {
+        Self::inline(Producer::new(r, chunk))
+    }
+
+    fn inline<R: Read + 'a>(mut p: Producer<R>) -> Self {
+        XmlIn::from_source(Source::Inline(Box::new(move || p.next_batch())))
+    }
+
+    /// Reads XML from `r`, scanning it in a thread of `scope` while the caller
+    /// works on the elements already scanned. A few batches are in flight at
+    /// most, so memory stays bounded; the thread ends when the input does, or
+    /// when this reader is dropped.
+    pub fn parallel<'scope, R: Read + Send + 'scope>(
+        scope: &'scope thread::Scope<'scope, '_>,
+        r: R,
+    ) -> XmlIn<'a> {
+        let (tx, rx) = mpsc::sync_channel(4);
+        let mut p = Producer::with_default_chunk(r);
+        scope.spawn(move || {
+            while !p.finished() {
+                if tx.send(p.next_batch()).is_err() {
+                    return;
+                }
+            }
+        });
+        XmlIn::from_source(Source::Thread(rx))
+    }
+
+    fn from_source(src: Source<'a>) -> Self {
         XmlIn {
-            src: r,
-            buf: vec![0; size.max(16)],
-            pos: 0,
-            len: 0,
-            base: 0,
-            at_eof: false,
-            line: 1,
-            line_start: 0,
-            start: (1, 1),
-            name: 0..0,
-            attrs: Vec::with_capacity(8),
-            decoded: String::new(),
-            open: Vec::new(),
-            root_seen: false,
+            src,
+            batch: Batch::default(),
+            next: 0,
+            cur: None,
         }
     }
 
     /// Bytes consumed so far (for progress).
     pub fn bytes_read(&self) -> u64 {
-        self.base + self.pos as u64
+        self.batch.end
     }
 
     /// Reads the document's first element, which must be `<superblock>`; returns
@@ -138,146 +152,70 @@ impl<R: Read> XmlIn<R> {
         }
     }
 
+    fn token(&self) -> Option<&Token> {
+        self.cur.map(|i| &self.batch.tokens[i])
+    }
+
     /// An error at the start of the last element returned.
     pub fn error(&self, msg: impl Into<String>) -> XmlError {
+        let (line, column) = self.token().map_or((1, 1), |t| (t.line, t.column));
         XmlError {
-            line: self.start.0,
-            column: self.start.1,
+            line,
+            column,
             msg: msg.into(),
         }
     }
 
-    /// An error at the current scan position.
-    fn error_here(&self, msg: impl Into<String>) -> XmlError {
-        XmlError {
-            line: self.line,
-            column: self.base + self.pos as u64 - self.line_start + 1,
-            msg: msg.into(),
-        }
+    fn name_bytes(&self) -> &[u8] {
+        self.token()
+            .map_or(&[], |t| &self.batch.buf[t.name.clone()])
     }
 
     /// The name of the last start tag returned.
     pub fn name(&self) -> &str {
-        // Checked to be UTF-8 when it was scanned.
-        std::str::from_utf8(&self.buf[self.name.clone()]).unwrap_or("")
+        text(self.name_bytes())
     }
 
     /// Whether the last start tag returned is `<name …>` (cheaper than
     /// [`name`](Self::name)).
     pub fn is(&self, name: &str) -> bool {
-        scan::same(&self.buf[self.name.clone()], name.as_bytes())
+        scan::same(self.name_bytes(), name.as_bytes())
     }
 
     /// The attributes of the last start tag returned.
     pub fn attrs(&self) -> RawAttrs<'_> {
+        let list = self.token().map_or(0..0, |t| t.attrs.clone());
         RawAttrs {
-            buf: &self.buf,
-            decoded: &self.decoded,
-            list: &self.attrs,
-        }
-    }
-
-    /// Makes at least one more byte available after `buf[..len]`, keeping
-    /// `buf[keep..]` (which moves to the front, `pos` with it); false at the end
-    /// of the input.
-    fn refill(&mut self, keep: usize) -> Result<bool, XmlError> {
-        if self.at_eof {
-            return Ok(false);
-        }
-        let shift = keep;
-        if shift > 0 {
-            self.buf.copy_within(shift..self.len, 0);
-            self.len -= shift;
-            self.pos -= shift;
-            self.base += shift as u64;
-        }
-        if self.len == self.buf.len() {
-            if self.buf.len() >= MAX_CONSTRUCT {
-                return Err(self.error_here(format!(
-                    "a single tag, comment or instruction longer than {} MiB",
-                    MAX_CONSTRUCT >> 20
-                )));
-            }
-            let n = (self.buf.len() * 2).min(MAX_CONSTRUCT);
-            self.buf.resize(n, 0);
-        }
-        loop {
-            match self.src.read(&mut self.buf[self.len..]) {
-                Ok(0) => {
-                    self.at_eof = true;
-                    return Ok(false);
-                }
-                Ok(n) => {
-                    self.len += n;
-                    return Ok(true);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.error_here(format!("cannot read the input: {e}"))),
-            }
+            buf: &self.batch.buf,
+            decoded: &self.batch.decoded,
+            list: &self.batch.attrs[list],
         }
     }
 
     /// The next element event.
     pub fn next_element(&mut self) -> Result<Element, XmlError> {
-        loop {
-            self.skip_space()?;
-            if self.pos == self.len {
-                self.start = (self.line, self.bytes_read() - self.line_start + 1);
-                return self.end_of_input();
+        while self.next == self.batch.tokens.len() {
+            if let Some(e) = &self.batch.error {
+                return Err(e.clone());
             }
-            if self.buf[self.pos] != b'<' {
-                return Err(self.unexpected_text());
+            if self.batch.last {
+                // Only after an `Eof` token: it stays the answer.
+                return Ok(Element::Eof);
             }
-            self.start = (self.line, self.bytes_read() - self.line_start + 1);
-            if let Some(e) = self.construct()? {
-                return Ok(e);
-            }
+            self.batch = match &mut self.src {
+                Source::Inline(next) => next(),
+                Source::Thread(rx) => rx.recv().unwrap_or_else(|_| Batch {
+                    error: Some(self.error("the XML reader stopped unexpectedly")),
+                    last: true,
+                    ..Batch::default()
+                }),
+            };
+            self.next = 0;
+            self.cur = None;
         }
-    }
-
-    /// Skips white space, counting lines, reading more input as needed.
-    fn skip_space(&mut self) -> Result<(), XmlError> {
-        loop {
-            while self.pos < self.len {
-                match self.buf[self.pos] {
-                    b'\n' => {
-                        self.pos += 1;
-                        self.line += 1;
-                        self.line_start = self.bytes_read();
-                    }
-                    b' ' | b'\t' | b'\r' => self.pos += 1,
-                    _ => return Ok(()),
-                }
-            }
-            let keep = self.pos;
-            if !self.refill(keep)? {
-                return Ok(());
-            }
-        }
-    }
-
-    fn end_of_input(&self) -> Result<Element, XmlError> {
-        if let Some(open) = self.open.last() {
-            return Err(self.error(format!(
-                "the input ends before <{}> is closed (truncated file?)",
-                String::from_utf8_lossy(open)
-            )));
-        }
-        if !self.root_seen {
-            return Err(self.error("the input holds no XML element"));
-        }
-        Ok(Element::Eof)
-    }
-
-    fn unexpected_text(&self) -> XmlError {
-        let rest = &self.buf[self.pos..self.len];
-        let end = memchr(b'<', rest).unwrap_or(rest.len()).min(80);
-        let shown: String = String::from_utf8_lossy(&rest[..end])
-            .trim()
-            .chars()
-            .take(20)
-            .collect();
-        self.error_here(format!("unexpected text \"{shown}\""))
+        self.cur = Some(self.next);
+        self.next += 1;
+        Ok(self.batch.tokens[self.next - 1].kind)
     }
 }
 

@@ -9,14 +9,29 @@ use crate::clone::xml::{CloneHeader, CloneXmlReader};
 use crate::io::BlockDevice;
 use crate::pdata::bitset_write::{bitset_blocks, BitsetBuilder};
 use crate::restore::{begin, check_size, Progress, RestoreError, RestoreSummary};
+use crate::xml_reader::XmlIn;
 
-/// Restores the clone metadata described by `input` onto `dev`.
-pub fn restore<R: Read, D: BlockDevice>(
+/// Restores the clone metadata described by `input` onto `dev`. The XML is read
+/// and scanned in a second thread while this one builds the metadata.
+pub fn restore<R: Read + Send, D: BlockDevice>(
     input: R,
     dev: D,
     progress: Option<Progress<'_>>,
 ) -> Result<(CloneHeader, RestoreSummary), RestoreError> {
-    let mut xml = CloneXmlReader::open(input)?;
+    std::thread::scope(|s| {
+        restore_from(
+            CloneXmlReader::open(XmlIn::parallel(s, input))?,
+            dev,
+            progress,
+        )
+    })
+}
+
+fn restore_from<D: BlockDevice>(
+    mut xml: CloneXmlReader<'_>,
+    dev: D,
+    progress: Option<Progress<'_>>,
+) -> Result<(CloneHeader, RestoreSummary), RestoreError> {
     let h = xml.header();
     check_size(&dev, bitset_blocks(h.nr_regions))?;
     let mut tm = begin(dev)?;

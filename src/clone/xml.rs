@@ -10,8 +10,6 @@
 //! Ranges are half-open and must be sorted and disjoint (adjacent ranges are
 //! accepted); the geometry must be one the kernel accepts (CLONE.md §10 rule 4).
 
-use std::io::Read;
-
 use crate::clone::superblock::CloneSuperblock;
 use crate::pdata::space_map::SmRoot;
 use crate::xml_reader::{Attrs, Element, XmlError, XmlIn};
@@ -28,17 +26,16 @@ pub struct CloneHeader {
 }
 
 /// Streams the hydrated ranges of a clone XML document.
-pub struct CloneXmlReader<R: Read> {
-    x: XmlIn<R>,
+pub struct CloneXmlReader<'a> {
+    x: XmlIn<'a>,
     header: CloneHeader,
     last_end: u64,
     done: bool,
 }
 
-impl<R: Read> CloneXmlReader<R> {
+impl<'a> CloneXmlReader<'a> {
     /// Reads up to and including `<superblock>` and validates it.
-    pub fn open(r: R) -> Result<Self, XmlError> {
-        let mut x = XmlIn::new(r);
+    pub fn open(mut x: XmlIn<'a>) -> Result<Self, XmlError> {
         let empty = x.open_superblock("clone_dump")?;
         let a = Attrs::new(
             "superblock",

@@ -34,6 +34,7 @@ use crate::pdata::tm::{TmError, TransactionManager};
 use crate::restore::{
     begin, check_size, is_no_space, needed_blocks, Progress, RestoreError, RestoreSummary,
 };
+use crate::xml_reader::XmlIn;
 
 /// What was restored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,13 +87,27 @@ impl Ws {
     }
 }
 
-/// Restores the era metadata described by `input` onto `dev`.
-pub fn restore<R: Read, D: BlockDevice>(
+/// Restores the era metadata described by `input` onto `dev`. The XML is read
+/// and scanned in a second thread while this one builds the metadata.
+pub fn restore<R: Read + Send, D: BlockDevice>(
     input: R,
     dev: D,
     progress: Option<Progress<'_>>,
 ) -> Result<(EraRestored, RestoreSummary), RestoreError> {
-    let mut xml = EraXmlReader::open(input)?;
+    std::thread::scope(|s| {
+        restore_from(
+            EraXmlReader::open(XmlIn::parallel(s, input))?,
+            dev,
+            progress,
+        )
+    })
+}
+
+fn restore_from<D: BlockDevice>(
+    mut xml: EraXmlReader<'_>,
+    dev: D,
+    progress: Option<Progress<'_>>,
+) -> Result<(EraRestored, RestoreSummary), RestoreError> {
     let h = xml.header();
     let array_size = array_blocks(h.nr_blocks as u64, 4);
     check_size(&dev, array_size + 1)?;

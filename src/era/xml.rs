@@ -8,8 +8,6 @@
 //! and must end at it, era-array entries must be in increasing block order, below
 //! `nr_blocks` and not above `current_era`.
 
-use std::io::Read;
-
 use crate::xml_reader::{Attrs, Element, XmlError, XmlIn};
 
 /// The `<superblock>` attributes.
@@ -67,8 +65,8 @@ enum State {
 }
 
 /// Streams an era XML document.
-pub struct EraXmlReader<R: Read> {
-    x: XmlIn<R>,
+pub struct EraXmlReader<'a> {
+    x: XmlIn<'a>,
     header: EraHeader,
     state: State,
     last_era: Option<u32>,
@@ -76,10 +74,9 @@ pub struct EraXmlReader<R: Read> {
 
 const U32: u64 = u32::MAX as u64;
 
-impl<R: Read> EraXmlReader<R> {
+impl<'a> EraXmlReader<'a> {
     /// Reads up to and including `<superblock>` and validates it.
-    pub fn open(r: R) -> Result<Self, XmlError> {
-        let mut x = XmlIn::new(r);
+    pub fn open(mut x: XmlIn<'a>) -> Result<Self, XmlError> {
         let empty = x.open_superblock("era_dump")?;
         let header = Attrs::new(
             "superblock",
@@ -354,7 +351,7 @@ impl<R: Read> EraXmlReader<R> {
 }
 
 /// Turns the sentinel state of an empty `<writeset/>` into its end.
-impl<R: Read> EraXmlReader<R> {
+impl<'a> EraXmlReader<'a> {
     /// Like [`next_item`](Self::next_item), but an empty `<writeset .../>` yields
     /// its begin and then its end.
     pub fn next_step(&mut self) -> Result<EraItem, XmlError> {

@@ -2,13 +2,12 @@
 //! It works on a slice and reports `NeedMore` when the construct is not complete
 //! in it, so the reader can refill and scan it again from its start.
 
-use std::io::Read;
 use std::ops::Range;
 
-use super::{Element, Value, XmlError, XmlIn};
+use super::{Value, XmlError};
 
 /// What one scan found.
-enum Scan {
+pub(super) enum Scan {
     /// A start tag (its name; its attributes are in the reader's list).
     Start { name: Range<usize>, empty: bool },
     /// An end tag.
@@ -20,15 +19,19 @@ enum Scan {
 }
 
 /// A position in the buffer with its line.
-struct Scanner<'a> {
-    b: &'a [u8],
-    base: u64,
-    i: usize,
-    line: u64,
-    line_start: u64,
+pub(super) struct Scanner<'a> {
+    /// The buffer.
+    pub b: &'a [u8],
+    /// Input offset of `b[0]`.
+    pub base: u64,
+    /// The position.
+    pub i: usize,
+    /// Its line, and the input offset where that line starts.
+    pub line: u64,
+    pub line_start: u64,
 }
 
-fn is_space(c: u8) -> bool {
+pub(super) fn is_space(c: u8) -> bool {
     matches!(c, b' ' | b'\t' | b'\r' | b'\n')
 }
 
@@ -51,7 +54,7 @@ pub(super) fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 impl Scanner<'_> {
-    fn error(&self, msg: impl Into<String>) -> XmlError {
+    pub fn error(&self, msg: impl Into<String>) -> XmlError {
         XmlError {
             line: self.line,
             column: self.base + self.i as u64 - self.line_start + 1,
@@ -65,7 +68,7 @@ impl Scanner<'_> {
     }
 
     /// Skips white space; false when the buffer ends first.
-    fn space(&mut self) -> bool {
+    pub fn space(&mut self) -> bool {
         while let Some(&c) = self.b.get(self.i) {
             if !is_space(c) {
                 return true;
@@ -111,8 +114,9 @@ impl Scanner<'_> {
         Ok(())
     }
 
-    /// Scans the construct at `i` (a `<`).
-    fn construct(
+    /// Scans the construct at `i` (a `<`), adding the attributes of a start tag
+    /// to `attrs` (values with entities decoded onto `decoded`).
+    pub fn construct(
         &mut self,
         at_eof: bool,
         attrs: &mut Vec<(Range<usize>, Value)>,
@@ -173,6 +177,7 @@ impl Scanner<'_> {
         decoded: &mut String,
     ) -> Result<Scan, XmlError> {
         self.i += 1;
+        let first = attrs.len();
         let Some(name) = self.name() else {
             return Ok(Scan::NeedMore);
         };
@@ -208,7 +213,7 @@ impl Scanner<'_> {
             };
             self.check_name(&key, "an attribute name, /> or >")?;
             let key_text = &self.b[key.clone()];
-            if attrs
+            if attrs[first..]
                 .iter()
                 .any(|(k, _)| same(&self.b[k.clone()], key_text))
             {
@@ -316,69 +321,4 @@ fn unescape(s: &str, out: &mut String) -> Result<(), String> {
     }
     out.push_str(rest);
     Ok(())
-}
-
-impl<R: Read> XmlIn<R> {
-    /// Reads the construct at `pos` (a `<`): `Some` element, or `None` for a
-    /// comment or processing instruction.
-    pub(super) fn construct(&mut self) -> Result<Option<Element>, XmlError> {
-        loop {
-            self.attrs.clear();
-            self.decoded.clear();
-            let mut sc = Scanner {
-                b: &self.buf[..self.len],
-                base: self.base,
-                i: self.pos,
-                line: self.line,
-                line_start: self.line_start,
-            };
-            let found = sc.construct(self.at_eof, &mut self.attrs, &mut self.decoded)?;
-            let (end, line, line_start) = (sc.i, sc.line, sc.line_start);
-            let ev = match found {
-                Scan::NeedMore => {
-                    let keep = self.pos;
-                    if !self.refill(keep)? {
-                        return Err(self.error("the input ends inside a tag (truncated file?)"));
-                    }
-                    continue;
-                }
-                Scan::Skip => None,
-                Scan::Start { name, empty } => {
-                    if self.open.is_empty() && self.root_seen {
-                        return Err(self.error(format!(
-                            "<{}> after the end of the document",
-                            String::from_utf8_lossy(&self.buf[name])
-                        )));
-                    }
-                    if !empty {
-                        self.open.push(self.buf[name.clone()].to_vec());
-                    }
-                    self.root_seen = true;
-                    self.name = name;
-                    Some(Element::Start { empty })
-                }
-                Scan::End { name } => {
-                    let found = &self.buf[name];
-                    match self.open.pop() {
-                        Some(open) if open == found => {}
-                        open => {
-                            let found = String::from_utf8_lossy(found);
-                            return Err(self.error(match open {
-                                Some(o) => format!(
-                                    "malformed XML: expected </{}>, found </{found}>",
-                                    String::from_utf8_lossy(&o)
-                                ),
-                                None => format!("malformed XML: unexpected </{found}>"),
-                            }));
-                        }
-                    }
-                    Some(Element::End)
-                }
-            };
-            self.pos = end;
-            self.line = line;
-            self.line_start = line_start;
-            return Ok(ev);
-        }
-    }
 }

@@ -1,9 +1,13 @@
+use super::produce::MAX_CONSTRUCT;
 use super::*;
 
-/// Every event of `s`, start tags with their name and attributes, read through a
-/// buffer of `size` bytes.
+/// Every event of `s`, start tags with their name and attributes, read `size`
+/// bytes at a time.
 fn events_with(s: &str, size: usize) -> Result<Vec<String>, XmlError> {
-    let mut x = XmlIn::with_buffer(s.as_bytes(), size);
+    list(XmlIn::with_chunk(s.as_bytes(), size))
+}
+
+fn list(mut x: XmlIn<'_>) -> Result<Vec<String>, XmlError> {
     let mut out = Vec::new();
     loop {
         let e = x.next_element()?;
@@ -121,10 +125,31 @@ fn line_bookkeeping_stays_exact_over_refills() {
         s += "  <b/>\n";
     }
     s += "</a>\n";
-    let mut x = XmlIn::with_buffer(s.as_bytes(), 1000);
+    let mut x = XmlIn::with_chunk(s.as_bytes(), 1000);
     while x.next_element().unwrap() != Element::Eof {}
     assert_eq!(x.error("end").line, 100_003);
-    assert!(x.buf.len() <= 1000);
+    assert!(x.batch.buf.len() <= 1000);
+}
+
+#[test]
+fn the_parallel_reader_reads_the_same() {
+    let mut doc = String::from("<a>\n");
+    for i in 0..50_000 {
+        doc += &format!("  <b n=\"{i}\"/>\n");
+    }
+    let good = doc.clone() + "</a>\n";
+    let bad = doc + "  <b n=\"1\" n=\"2\"/>\n</a>\n";
+    for d in [good, bad] {
+        let want = events(&d);
+        let got = std::thread::scope(|s| list(XmlIn::parallel(s, d.as_bytes())));
+        assert_eq!(got, want);
+    }
+    // A reader dropped early ends its thread.
+    let d = "<a>".to_string() + &"<b/>".repeat(1 << 20) + "</a>";
+    std::thread::scope(|s| {
+        let mut x = XmlIn::parallel(s, d.as_bytes());
+        x.next_element().unwrap();
+    });
 }
 
 #[test]
