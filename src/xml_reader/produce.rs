@@ -141,6 +141,11 @@ impl<R: Read> Producer<R> {
             return b;
         }
         let mut pos = 0;
+        if self.base == 0 && b.buf.starts_with(b"\xEF\xBB\xBF") {
+            // A UTF-8 byte-order mark: not part of the first line's columns.
+            pos = 3;
+            self.line_start = 3;
+        }
         loop {
             let mut sc = Scanner {
                 b: &b.buf,

@@ -102,6 +102,14 @@ fn text_and_mismatched_tags_are_errors() {
 }
 
 #[test]
+fn a_byte_order_mark_is_skipped() {
+    let e = events("\u{feff}<a>\n</a>\n").unwrap();
+    assert_eq!(e, ["<a >", "end"]);
+    let e = events("\u{feff}<a> x</a>").unwrap_err();
+    assert_eq!((e.line, e.column), (1, 5));
+}
+
+#[test]
 fn invalid_utf8_is_an_error_not_a_panic() {
     let mut x = XmlIn::new(&b"<a x=\"\xff\"/>"[..]);
     assert!(x.next_element().is_err());
