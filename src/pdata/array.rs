@@ -198,25 +198,41 @@ impl Walker<'_> {
         let mut lost = Vec::new();
         let mut todo = Vec::new();
         let role = Role::ArrayBlock(desc.value_size);
+        // Runs of missing index entries, one finding each: a damaged owner can
+        // claim millions of array blocks.
+        let mut missing: Vec<(u64, u64)> = Vec::new();
         for (i, loc) in blocks.iter().enumerate() {
             let i = i as u64;
-            let structure = format!("{} block {i}", desc.structure);
             match loc {
                 None => {
-                    self.push(Finding::error(
-                        "array-index-keys",
-                        None,
-                        format!("{} index tree", desc.structure),
-                        format!("no index entry for array block {i}"),
-                    ));
+                    match missing.last_mut() {
+                        Some(run) if run.1 == i => run.1 = i + 1,
+                        _ => missing.push((i, i + 1)),
+                    }
                     lost.push(i);
                 }
-                Some((loc, leaf)) => match self.reach(*loc, role, &structure, Some(*leaf)) {
-                    Some(Visit::First) => todo.push((i, *loc, *leaf)),
-                    Some(_) => {}
-                    None => lost.push(i),
-                },
+                Some((loc, leaf)) => {
+                    let structure = format!("{} block {i}", desc.structure);
+                    match self.reach(*loc, role, &structure, Some(*leaf)) {
+                        Some(Visit::First) => todo.push((i, *loc, *leaf)),
+                        Some(_) => {}
+                        None => lost.push(i),
+                    }
+                }
             }
+        }
+        for (b, e) in missing {
+            let what = if e - b == 1 {
+                format!("no index entry for array block {b}")
+            } else {
+                format!("no index entries for array blocks {b}..{e}")
+            };
+            self.push(Finding::error(
+                "array-index-keys",
+                None,
+                format!("{} index tree", desc.structure),
+                what,
+            ));
         }
         let dev = self.dev();
         let results: Vec<(u64, Result<Vec<Finding>, Finding>)> = todo
@@ -363,6 +379,34 @@ mod tests {
             e.message.contains("referenced from block 2"),
             "{}",
             e.message
+        );
+    }
+
+    #[test]
+    fn missing_index_entries_are_reported_as_runs() {
+        // An owner claiming 4 * 10^9 entries over an empty index: one finding for
+        // the whole run, not one per array block (fuzzing found millions of them).
+        let dev = MemDevice::new(8);
+        let d = ArrayDesc {
+            structure: "era array".into(),
+            value_size: 4,
+            nr_entries: 4_000_000_000,
+            from: Some(0),
+        };
+        let mut w = Walker::new(&dev, 8, true);
+        let lost = w.check_array(0, &d, &|_, _| Vec::new());
+        assert_eq!(lost, vec![(0, 4_000_000_000)]);
+        let runs: Vec<&Finding> = w
+            .report
+            .findings()
+            .iter()
+            .filter(|f| f.code == "array-index-keys")
+            .collect();
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        let n = d.nr_blocks();
+        assert_eq!(
+            runs[0].message,
+            format!("no index entries for array blocks 0..{n}")
         );
     }
 }

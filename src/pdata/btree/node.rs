@@ -82,8 +82,10 @@ impl NodeHeader {
     /// `32 + (8 + value_size) * max_entries <= 4096` and `nr_entries <= max_entries`
     /// (the kernel's own read check, §4.2): only then may keys and values be read.
     pub fn fits(&self) -> bool {
-        let need = (8u64 + self.value_size as u64) * self.max_entries as u64;
-        need + NODE_HEADER_SIZE as u64 <= BLOCK_SIZE as u64 && self.nr_entries <= self.max_entries
+        // Both factors are u32s read from the block: the product can pass u64.
+        let need = (8u64 + self.value_size as u64).checked_mul(self.max_entries as u64);
+        need.is_some_and(|n| n + NODE_HEADER_SIZE as u64 <= BLOCK_SIZE as u64)
+            && self.nr_entries <= self.max_entries
     }
 
     /// Key `i`. Only valid when [`fits`](Self::fits) holds and `i < max_entries`.
@@ -146,6 +148,9 @@ mod tests {
         assert!(!h.fits());
         h.value_size = u32::MAX;
         h.nr_entries = 1;
+        assert!(!h.fits());
+        // Found by fuzzing: the size product overflowed u64.
+        h.max_entries = u32::MAX;
         assert!(!h.fits());
     }
 }
