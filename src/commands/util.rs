@@ -192,6 +192,13 @@ pub fn parse<P: Parser>(args: Vec<OsString>) -> Result<P, i32> {
     P::try_parse_from(args).map_err(print_clap_error)
 }
 
+/// Parses arguments with `cmd`, a tool's command line built from `P` under the
+/// tool's own name (for tools that share their arguments), as [`parse`] does.
+pub fn parse_command<P: Parser>(cmd: clap::Command, args: Vec<OsString>) -> Result<P, i32> {
+    let m = cmd.try_get_matches_from(args).map_err(print_clap_error)?;
+    <P as clap::FromArgMatches>::from_arg_matches(&m).map_err(print_clap_error)
+}
+
 /// Prints a clap outcome (help, version, usage error) and gives the exit status.
 pub fn print_clap_error(e: clap::Error) -> i32 {
     // The version alone, as thin-provisioning-tools prints it.

@@ -6,7 +6,8 @@
 //! What is packed ([`select`]): when the metadata checks clean, the blocks it uses
 //! (the superblock, the target's trees, arrays and bitsets, the space map); when it
 //! is damaged, every block that is not all zeroes, since the structures that would
-//! name the blocks are what is broken. thin-provisioning-tools packs instead every
+//! name the blocks are what is broken; and so on request, to keep the old copies
+//! the kernel leaves in free space (then the image unpacks byte for byte). thin-provisioning-tools packs instead every
 //! block whose checksum is one of the thin, cache or era superblocks' or the
 //! persistent-data blocks' (old copies in free space included), and so leaves out
 //! the dm-clone superblock and every damaged block.
@@ -60,16 +61,18 @@ pub struct PackSummary {
     pub unreadable: Vec<u64>,
 }
 
-/// Packs the `target` metadata on `dev` into `out`. Refuses metadata that is not
+/// Packs the `target` metadata on `dev` into `out`: the blocks in use, or with
+/// `everything` every block that is not all zeroes. Refuses metadata that is not
 /// the target's; damaged metadata is packed whole (see [`Selection`]). A block that
 /// cannot be read is left out and listed in the summary.
 pub fn pack(
     dev: &dyn BlockDevice,
     target: Target,
+    everything: bool,
     out: &mut dyn Write,
 ) -> Result<PackSummary, PackError> {
     let nr_blocks = dev.nr_blocks();
-    let selection = select(dev, target)?;
+    let selection = select(dev, target, everything)?;
     // The walk may have named blocks the device does not have only when damaged,
     // and then every block is read instead.
     let mut w = PackWriter::new(out, nr_blocks).map_err(PackError::Write)?;
@@ -89,7 +92,7 @@ pub fn pack(
                 put(b, false)?;
             }
         }
-        Selection::NonZero { .. } => {
+        Selection::Everything | Selection::Damaged { .. } => {
             for b in 0..nr_blocks {
                 put(b, true)?;
             }

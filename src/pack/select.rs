@@ -1,7 +1,7 @@
 //! Which blocks a pack holds: the blocks the metadata uses when it checks clean
 //! (the superblock, and every block the target's structures and the space map
-//! reach: exactly the blocks the space map counts), else every block that is not
-//! all zeroes.
+//! reach: exactly the blocks the space map counts), else (or when asked) every
+//! block that is not all zeroes.
 
 use super::error::{target_name, PackError};
 use super::format::superblock_kind;
@@ -19,9 +19,12 @@ pub enum Selection {
     /// The metadata checks clean: the blocks it uses, in order. Blocks left in
     /// free space by earlier transactions are not packed.
     Used(Vec<u64>),
+    /// Every block that is not all zeroes, as asked: old copies in free space
+    /// included, so that the image unpacks byte for byte.
+    Everything,
     /// The metadata is damaged, so its structures cannot be trusted to name every
     /// block that matters: every block that is not all zeroes is packed.
-    NonZero {
+    Damaged {
         /// Why, for the tool's message.
         reason: String,
     },
@@ -43,8 +46,13 @@ pub fn pack_tool(target: Target) -> &'static str {
     }
 }
 
-/// Refuses metadata that is not `target`'s, then chooses the blocks to pack.
-pub fn select(dev: &dyn BlockDevice, target: Target) -> Result<Selection, PackError> {
+/// Refuses metadata that is not `target`'s, then chooses the blocks to pack: with
+/// `everything`, every block that is not all zeroes.
+pub fn select(
+    dev: &dyn BlockDevice,
+    target: Target,
+    everything: bool,
+) -> Result<Selection, PackError> {
     let mut sb = zeroed_block();
     dev.read(SUPERBLOCK_LOCATION, &mut sb)
         .map_err(|source| PackError::ReadBlock {
@@ -73,6 +81,9 @@ pub fn select(dev: &dyn BlockDevice, target: Target) -> Result<Selection, PackEr
             ),
         }));
     }
+    if everything {
+        return Ok(Selection::Everything);
+    }
     let (report, refs, tool) = match target {
         Target::Clone => {
             let o = crate::clone::check(dev, &Default::default());
@@ -87,7 +98,7 @@ pub fn select(dev: &dyn BlockDevice, target: Target) -> Result<Selection, PackEr
         Some(refs) if report.findings().is_empty() => Ok(Selection::Used(
             refs.blocks().into_iter().map(|(b, _, _)| b).collect(),
         )),
-        _ => Ok(Selection::NonZero {
+        _ => Ok(Selection::Damaged {
             reason: damage_summary(&report, tool),
         }),
     }

@@ -47,12 +47,24 @@ fn free_space_is_not_packed() {
     assert!(differ > 0, "the sample has stale blocks in its free space");
     // Packing the unpacked image gives the same pack.
     assert_eq!(pack_bytes(&back, Target::Clone).0, p);
+    // Asked for every block, the old copies come along: byte for byte.
+    let mut all = Vec::new();
+    let s = pack(
+        &MemDevice::from_bytes(&kernel),
+        Target::Clone,
+        true,
+        &mut all,
+    )
+    .unwrap();
+    assert_eq!(s.selection, Selection::Everything);
+    assert_eq!(s.packed, used.len() as u64 + differ as u64);
+    assert!(unpack_bytes(&all, Target::Clone).unwrap().0 == kernel);
 }
 
 fn pack_bytes(img: &[u8], target: Target) -> (Vec<u8>, PackSummary) {
     let dev = MemDevice::from_bytes(img);
     let mut out = Vec::new();
-    let s = pack(&dev, target, &mut out).expect("packs");
+    let s = pack(&dev, target, false, &mut out).expect("packs");
     assert_eq!(s.bytes, out.len() as u64);
     (out, s)
 }
@@ -145,18 +157,19 @@ fn the_clone_sample_packs_its_used_blocks_and_round_trips() {
 fn other_metadata_and_unformatted_devices_are_refused() {
     let img = sample();
     let dev = MemDevice::from_bytes(&img);
-    let e = pack(&dev, Target::Era, &mut Vec::new()).unwrap_err();
+    let e = pack(&dev, Target::Era, false, &mut Vec::new()).unwrap_err();
     assert_eq!(
         e.to_string(),
         "this is dm-clone metadata, not dm-era (use clone_metadata_pack)"
     );
-    let e = pack(&MemDevice::new(16), Target::Clone, &mut Vec::new()).unwrap_err();
+    let e = pack(&MemDevice::new(16), Target::Clone, false, &mut Vec::new()).unwrap_err();
     assert!(e.to_string().contains("not formatted"), "{e}");
     let mut thin = img.clone();
     thin[32..40].copy_from_slice(&27_022_010u64.to_le_bytes());
     let e = pack(
         &MemDevice::from_bytes(&thin),
         Target::Clone,
+        false,
         &mut Vec::new(),
     )
     .unwrap_err();
@@ -170,6 +183,7 @@ fn other_metadata_and_unformatted_devices_are_refused() {
     let e = pack(
         &MemDevice::from_bytes(&junk),
         Target::Clone,
+        false,
         &mut Vec::new(),
     )
     .unwrap_err();
@@ -199,7 +213,7 @@ fn damaged_metadata_packs_every_nonzero_block() {
     stamp(&mut blk, stale, BlockKind::BtreeNode);
     bad[stale as usize * BLOCK_SIZE..][..BLOCK_SIZE].copy_from_slice(&blk);
     let (p, s) = pack_bytes(&bad, Target::Clone);
-    let Selection::NonZero { reason } = &s.selection else {
+    let Selection::Damaged { reason } = &s.selection else {
         panic!("{:?}", s.selection)
     };
     assert!(reason.starts_with("clone_check finds"), "{reason}");
@@ -212,7 +226,7 @@ fn damaged_metadata_packs_every_nonzero_block() {
     let mut bad_sb = img.clone();
     bad_sb[300] ^= 1;
     let (p, s) = pack_bytes(&bad_sb, Target::Clone);
-    assert!(matches!(s.selection, Selection::NonZero { .. }));
+    assert!(matches!(s.selection, Selection::Damaged { .. }));
     assert!(unpack_bytes(&p, Target::Clone).unwrap().0 == bad_sb);
 }
 
@@ -247,12 +261,12 @@ fn unreadable_blocks_are_left_out_and_listed() {
     let lost = used[2];
     let dev = Unreadable(MemDevice::from_bytes(&img), vec![lost]);
     let mut out = Vec::new();
-    let s = pack(&dev, Target::Clone, &mut out).unwrap();
-    assert!(matches!(s.selection, Selection::NonZero { .. }));
+    let s = pack(&dev, Target::Clone, false, &mut out).unwrap();
+    assert!(matches!(s.selection, Selection::Damaged { .. }));
     assert_eq!(s.unreadable, vec![lost]);
     assert_eq!(s.packed, used.len() as u64 - 1);
     let dev = Unreadable(MemDevice::from_bytes(&img), vec![0]);
-    let e = pack(&dev, Target::Clone, &mut Vec::new()).unwrap_err();
+    let e = pack(&dev, Target::Clone, false, &mut Vec::new()).unwrap_err();
     assert!(matches!(e, PackError::ReadBlock { block: 0, .. }), "{e}");
 }
 
