@@ -274,6 +274,17 @@ fn pack_refuses_other_metadata_and_its_own_input() {
     let o = run_tool("era_metadata_unpack", &["-i", s(&era), "-o", s(&era)]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("refusing to overwrite"));
+    // A pack where metadata belongs.
+    let (_, pack, _) = sample_and_pack(&d);
+    let o = run_tool("clone_metadata_pack", &["-i", s(&pack), "-o", s(&out)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(
+            "this is a metadata pack, not metadata (unpack it with clone_metadata_unpack)"
+        ),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let zero = d.path("zero.img");
     std::fs::write(&zero, vec![0u8; 1 << 20]).unwrap();
     let o = run_tool("era_metadata_pack", &["-i", s(&zero), "-o", s(&out)]);

@@ -110,6 +110,7 @@ pub fn run_pack(t: Target, args: Vec<OsString>) -> anyhow::Result<i32> {
         Target::Clone => ("clone_restore", CLONE_LIVE_HINT),
         Target::Era => ("era_restore", ERA_LIVE_HINT_NO_SNAP),
     };
+    refuse_pack(&a.input, t)?;
     let dev = open_metadata(&a.input, restore, live(a.allow_live, hint))?;
     let mut out = open_output(Some(&a.output), &a.input)?;
     let pb = spinner(a.quiet, format!("{name}: packing {}", a.input.display()));
@@ -155,6 +156,23 @@ pub fn run_pack(t: Target, args: Vec<OsString>) -> anyhow::Result<i32> {
         s.nr_blocks,
         s.bytes
     ))
+}
+
+/// Refuses a pack given where metadata belongs (a pack may be smaller than a block,
+/// which the metadata checks would call too small).
+fn refuse_pack(input: &std::path::Path, t: Target) -> anyhow::Result<()> {
+    let mut head = [0u8; 8];
+    let n = File::open(input)
+        .and_then(|mut f| f.read(&mut head))
+        .unwrap_or(0);
+    if pack::format::is_pack(&head[..n]) {
+        bail!(
+            "{}: this is a metadata pack, not metadata (unpack it with {})",
+            input.display(),
+            unpack_name(t)
+        );
+    }
+    Ok(())
 }
 
 /// The last line of a tool whose output is complete: a failure to print it is not

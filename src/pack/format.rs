@@ -54,6 +54,11 @@ pub fn encode_header(nr_blocks: u64) -> [u8; HEADER_SIZE] {
     h
 }
 
+/// True when `head`, the first bytes of a file, is the start of a pack.
+pub fn is_pack(head: &[u8]) -> bool {
+    head.starts_with(&MAGIC.to_le_bytes())
+}
+
 /// Bytes the reader takes from the start of a file to judge it: the header, and
 /// when that is not a pack's, up to where a superblock keeps its magic.
 pub const HEAD_SIZE: usize = 40;

@@ -51,8 +51,12 @@ const BYTES: u8 = 9;
 const BYTES_WIDE: u8 = 10;
 const SPLIT_WORDS: u8 = 11;
 
-/// Shortest arithmetic progression of words the encoder writes as one.
-pub const MIN_RUN: usize = 3;
+/// Shortest arithmetic progression of words the encoder writes as one. Shorter
+/// runs cut the bytes deflate sees but break the repeats it would find across
+/// blocks: on a generated dm-era image of 2^24 blocks, 3 gave a pack 16% larger
+/// than 8 (and 8 one 1% smaller than no runs at all); zero blocks still shrink to
+/// a few bytes before compression, which makes sparse metadata fast to pack.
+pub const MIN_RUN: usize = 8;
 /// Largest count a count or repeat instruction holds (12 bits).
 const MAX_COUNT: usize = 0xfff;
 /// Bits of a split-words low part.
