@@ -14,6 +14,8 @@
 //! * [`superblock`]: the validation order both targets' superblocks share.
 //! * [`clone`] and [`era`]: each target's superblock, checker and dumper
 //!   (CLONE.md, ERA.md).
+//! * [`pack`]: metadata packs for bug reports, in thin-provisioning-tools'
+//!   `thin_metadata_pack` format.
 //! * [`trace`]: the `dmtrace` event-trace format (REPLAY.md §2.2): parser and
 //!   canonical printer.
 //! * [`commands`]: the command-line tools, one multi-call binary.
@@ -27,6 +29,7 @@ pub mod gen;
 pub mod io;
 pub mod logwrites;
 pub mod model;
+pub mod pack;
 pub mod pdata;
 pub mod repair;
 pub mod report;

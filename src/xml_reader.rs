@@ -26,6 +26,15 @@ mod scan;
 #[cfg(test)]
 mod tests;
 
+/// True when `head` starts (after white space or a byte-order mark) with `<` followed
+/// by a name or `?`/`!`: XML, not a superblock or a pack.
+pub fn looks_like_xml(head: &[u8]) -> bool {
+    let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
+    let mut it = head.iter().skip_while(|c| c.is_ascii_whitespace());
+    matches!(it.next(), Some(b'<'))
+        && matches!(it.next(), Some(c) if c.is_ascii_alphabetic() || *c == b'?' || *c == b'!')
+}
+
 /// A complaint about the input, with its position (both 1-based).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct XmlError {

@@ -8,10 +8,11 @@ use std::process::Command;
 use crate::util::{load_zst, repo, run_tool, TestDir};
 
 /// A loop device over a file, detached when dropped.
-struct Loop(String);
+pub struct Loop(pub String);
 
 impl Loop {
-    fn new(file: &std::path::Path) -> Option<Loop> {
+    /// Attaches `file`; `None` when no loop device can be had (not root).
+    pub fn new(file: &std::path::Path) -> Option<Loop> {
         let o = Command::new("losetup")
             .args(["--find", "--show"])
             .arg(file)
@@ -51,14 +52,18 @@ fn live_metadata_is_refused_unless_a_snapshot_or_allow_live() {
     let out = d.path("out.img");
     std::fs::write(&out, vec![0u8; 4 << 20]).unwrap();
     let (e, c, o) = (el.0.as_str(), cl.0.as_str(), out.to_str().unwrap());
+    let pack = d.path("p.pack");
+    let p = pack.to_str().unwrap();
     let cases: Vec<Vec<&str>> = vec![
         vec!["era_check", e],
         vec!["era_dump", e],
         vec!["era_invalidate", "--written-since", "1", e],
         vec!["era_repair", "-i", e, "-o", o],
+        vec!["era_metadata_pack", "-i", e, "-o", p],
         vec!["clone_check", c],
         vec!["clone_dump", c],
         vec!["clone_repair", "-i", c, "-o", o],
+        vec!["clone_metadata_pack", "-i", c, "-o", p],
     ];
     // Not held: read as usual.
     for args in &cases {
@@ -88,7 +93,8 @@ fn live_metadata_is_refused_unless_a_snapshot_or_allow_live() {
             err.contains("in use") && err.contains("suspend") && err.contains("--allow-live"),
             "{args:?}: {err}"
         );
-        if args[0] != "era_repair" && args[0].starts_with("era") {
+        let no_snapshot = ["era_repair", "era_metadata_pack"];
+        if !no_snapshot.contains(&args[0]) && args[0].starts_with("era") {
             assert!(err.contains("--metadata-snapshot"), "{args:?}: {err}");
         }
         let mut allowed = args.clone();

@@ -24,6 +24,8 @@ mod logwrites;
 mod messages;
 /// Output failures: exit status kept, no panic, no file lost; the version line.
 mod output;
+/// Metadata packs: round trips, hostile packs, thin-provisioning-tools 1.3.3.
+mod pack;
 /// Repair of healthy and damaged images.
 mod repair;
 /// The reference models replay the kernel lab's traces and agree with its images.

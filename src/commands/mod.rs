@@ -8,6 +8,8 @@
 
 mod clone_check;
 mod clone_dump;
+mod clone_metadata_pack;
+mod clone_metadata_unpack;
 mod clone_repair;
 mod clone_replay;
 mod clone_restore;
@@ -16,10 +18,13 @@ mod completions;
 mod era_check;
 mod era_dump;
 mod era_invalidate;
+mod era_metadata_pack;
+mod era_metadata_unpack;
 mod era_repair;
 mod era_replay;
 mod era_restore;
 mod era_verify_log;
+mod metadata_pack;
 mod replay;
 mod restore_util;
 mod util;
@@ -60,6 +65,8 @@ macro_rules! tool {
 pub const TOOLS: &[Tool] = &[
     tool!(clone_check),
     tool!(clone_dump),
+    tool!(clone_metadata_pack),
+    tool!(clone_metadata_unpack),
     tool!(clone_repair),
     tool!(clone_replay),
     tool!(clone_restore),
@@ -68,6 +75,8 @@ pub const TOOLS: &[Tool] = &[
     tool!(era_dump),
     tool!(era_restore),
     tool!(era_invalidate),
+    tool!(era_metadata_pack),
+    tool!(era_metadata_unpack),
     tool!(era_repair),
     tool!(era_replay),
     tool!(era_verify_log),

@@ -22,6 +22,7 @@ use clap::Parser;
 
 use crate::io::{FileDevice, BLOCK_SIZE};
 use crate::report::{Report, Severity};
+use crate::xml_reader::looks_like_xml;
 
 static QUIET: AtomicBool = AtomicBool::new(false);
 
@@ -191,6 +192,13 @@ pub fn parse<P: Parser>(args: Vec<OsString>) -> Result<P, i32> {
     P::try_parse_from(args).map_err(print_clap_error)
 }
 
+/// Parses arguments with `cmd`, a tool's command line built from `P` under the
+/// tool's own name (for tools that share their arguments), as [`parse`] does.
+pub fn parse_command<P: Parser>(cmd: clap::Command, args: Vec<OsString>) -> Result<P, i32> {
+    let m = cmd.try_get_matches_from(args).map_err(print_clap_error)?;
+    <P as clap::FromArgMatches>::from_arg_matches(&m).map_err(print_clap_error)
+}
+
 /// Prints a clap outcome (help, version, usage error) and gives the exit status.
 pub fn print_clap_error(e: clap::Error) -> i32 {
     // The version alone, as thin-provisioning-tools prints it.
@@ -293,15 +301,6 @@ fn read_up_to(mut f: &File, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(n)
-}
-
-/// True when `head` starts (after white space or a byte-order mark) with `<` followed
-/// by a name or `?`/`!`: XML, not a superblock.
-pub fn looks_like_xml(head: &[u8]) -> bool {
-    let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
-    let mut it = head.iter().skip_while(|c| c.is_ascii_whitespace());
-    matches!(it.next(), Some(b'<'))
-        && matches!(it.next(), Some(c) if c.is_ascii_alphabetic() || *c == b'?' || *c == b'!')
 }
 
 /// A file written in full or not at all: the bytes go to a new file beside it,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser};
 
-use super::util::{print_clap_error, say, set_quiet, OutputError};
+use super::util::{parse_command, say, set_quiet, OutputError};
 use crate::crash::Options;
 use crate::logwrites::Log;
 use crate::verify::log::{self as vlog, data::Image, LogViolation, Summary, Target, VerifyError};
@@ -92,15 +92,10 @@ pub fn era_command() -> clap::Command {
     command::<EraArgs>("era_verify_log")
 }
 
-fn parse<P: Parser>(cmd: clap::Command, args: Vec<OsString>) -> Result<P, i32> {
-    let m = cmd.try_get_matches_from(args).map_err(print_clap_error)?;
-    <P as clap::FromArgMatches>::from_arg_matches(&m).map_err(print_clap_error)
-}
-
 /// `clone_verify_log`.
 pub fn run_clone(args: Vec<OsString>) -> anyhow::Result<i32> {
     let name = "clone_verify_log";
-    let a: CloneArgs = match parse(clone_command(), args) {
+    let a: CloneArgs = match parse_command(clone_command(), args) {
         Ok(a) => a,
         Err(c) => return Ok(c),
     };
@@ -111,7 +106,7 @@ pub fn run_clone(args: Vec<OsString>) -> anyhow::Result<i32> {
 /// `era_verify_log`.
 pub fn run_era(args: Vec<OsString>) -> anyhow::Result<i32> {
     let name = "era_verify_log";
-    let a: EraArgs = match parse(era_command(), args) {
+    let a: EraArgs = match parse_command(era_command(), args) {
         Ok(a) => a,
         Err(c) => return Ok(c),
     };

@@ -10,7 +10,7 @@ mod file;
 mod mem;
 
 pub use fault::{FaultDevice, FaultMode};
-pub use file::FileDevice;
+pub use file::{is_block_device, FileDevice};
 pub use mem::MemDevice;
 
 use std::io;
