@@ -7,6 +7,119 @@
 
 use std::fmt;
 
+/// The structure of the metadata a finding concerns, as a stable identifier for
+/// machines ([`Part::id`]); the finding's `structure` text says more (which node,
+/// which era, live or snapshot). Set where the finding is made, from the structure
+/// being walked, never inferred from text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Part {
+    /// The live superblock (block 0).
+    Superblock,
+    /// The superblock of a dm-era metadata snapshot.
+    SnapshotSuperblock,
+    /// The metadata space map: index block, bitmaps, overflow reference-count tree.
+    SpaceMap,
+    /// dm-clone's region bitset (its array blocks and index tree).
+    RegionBitset,
+    /// dm-era's writeset tree (archived writesets by era).
+    WritesetTree,
+    /// The bitset of an archived dm-era writeset.
+    Writeset,
+    /// The bitset of dm-era's current writeset.
+    CurrentWriteset,
+    /// dm-era's era array (its array blocks and index tree).
+    EraArray,
+}
+
+impl Part {
+    /// Every part, in the order of [`Part::id`]'s documentation.
+    pub const ALL: [Part; 8] = [
+        Part::Superblock,
+        Part::SnapshotSuperblock,
+        Part::SpaceMap,
+        Part::RegionBitset,
+        Part::WritesetTree,
+        Part::Writeset,
+        Part::CurrentWriteset,
+        Part::EraArray,
+    ];
+
+    /// The stable identifier: `superblock`, `snapshot-superblock`, `space-map`,
+    /// `region-bitset`, `writeset-tree`, `writeset`, `current-writeset`, `era-array`.
+    pub fn id(self) -> &'static str {
+        match self {
+            Part::Superblock => "superblock",
+            Part::SnapshotSuperblock => "snapshot-superblock",
+            Part::SpaceMap => "space-map",
+            Part::RegionBitset => "region-bitset",
+            Part::WritesetTree => "writeset-tree",
+            Part::Writeset => "writeset",
+            Part::CurrentWriteset => "current-writeset",
+            Part::EraArray => "era-array",
+        }
+    }
+
+    /// The name findings use for the part as a whole.
+    pub fn name(self) -> &'static str {
+        match self {
+            Part::Superblock => "superblock",
+            Part::SnapshotSuperblock => "metadata snapshot superblock",
+            Part::SpaceMap => "space map",
+            Part::RegionBitset => "region bitset",
+            Part::WritesetTree => "writeset tree",
+            Part::Writeset => "writeset",
+            Part::CurrentWriteset => "current writeset",
+            Part::EraArray => "era array",
+        }
+    }
+}
+
+/// A structure being walked: its [`Part`] and the text findings name it by
+/// (`snapshot era array index tree node (keys 0..)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    /// The part of the metadata.
+    pub part: Part,
+    /// The descriptive name.
+    pub name: String,
+}
+
+impl Place {
+    /// A place of `part` called `name`.
+    pub fn new(part: Part, name: impl Into<String>) -> Self {
+        Place {
+            part,
+            name: name.into(),
+        }
+    }
+
+    /// A place inside this one: the same part, `suffix` appended to the name.
+    pub fn sub(&self, suffix: impl fmt::Display) -> Self {
+        Place {
+            part: self.part,
+            name: format!("{}{suffix}", self.name),
+        }
+    }
+}
+
+impl From<Part> for Place {
+    fn from(part: Part) -> Self {
+        Place::new(part, part.name())
+    }
+}
+
+impl From<&Place> for Place {
+    fn from(p: &Place) -> Self {
+        p.clone()
+    }
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
 /// How bad a finding is (PERSISTENT-DATA.md §10: E and W).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
@@ -25,7 +138,9 @@ pub struct Finding {
     pub code: &'static str,
     /// The block where the damage was seen, if it is tied to one.
     pub block: Option<u64>,
-    /// The structure the block belongs to, e.g. `era array index tree`.
+    /// The part of the metadata the block belongs to.
+    pub part: Part,
+    /// The structure the block belongs to, in words, e.g. `era array index tree`.
     pub structure: String,
     /// What was found and what was expected.
     pub message: String,
@@ -36,14 +151,16 @@ impl Finding {
     pub fn error(
         code: &'static str,
         block: Option<u64>,
-        structure: impl Into<String>,
+        place: impl Into<Place>,
         message: impl Into<String>,
     ) -> Self {
+        let place = place.into();
         Finding {
             severity: Severity::Error,
             code,
             block,
-            structure: structure.into(),
+            part: place.part,
+            structure: place.name,
             message: message.into(),
         }
     }
@@ -52,12 +169,12 @@ impl Finding {
     pub fn warning(
         code: &'static str,
         block: Option<u64>,
-        structure: impl Into<String>,
+        place: impl Into<Place>,
         message: impl Into<String>,
     ) -> Self {
         Finding {
             severity: Severity::Warning,
-            ..Finding::error(code, block, structure, message)
+            ..Finding::error(code, block, place, message)
         }
     }
 }

@@ -5,7 +5,7 @@ use crate::io::BlockDevice;
 use crate::pdata::refs::{Refs, Role};
 use crate::pdata::space_map::{check_space_map, SmSummary};
 use crate::pdata::walk::Walker;
-use crate::report::{Finding, Report};
+use crate::report::{Finding, Part, Report};
 use crate::superblock::{padding_findings, SUPERBLOCK_LOCATION};
 
 /// What to check.
@@ -34,7 +34,7 @@ pub struct CheckOutcome {
     pub refs: Option<Refs>,
 }
 
-const SB: &str = "superblock";
+const SB: Part = Part::Superblock;
 
 /// Checks the clone metadata on `dev`.
 pub fn check(dev: &dyn BlockDevice, opts: &CheckOptions) -> CheckOutcome {
@@ -88,8 +88,13 @@ pub fn check(dev: &dyn BlockDevice, opts: &CheckOptions) -> CheckOutcome {
     }
 
     let mut w = Walker::new(dev, sb.sm_root.nr_blocks, true);
-    w.reach(SUPERBLOCK_LOCATION, Role::Superblock, SB, None);
-    let bits = w.check_bitset(sb.bitset_root, "region bitset", sb.nr_regions(), Some(0));
+    w.reach(SUPERBLOCK_LOCATION, Role::Superblock, &SB.into(), None);
+    let bits = w.check_bitset(
+        sb.bitset_root,
+        &Part::RegionBitset.into(),
+        sb.nr_regions(),
+        Some(0),
+    );
     out.hydrated = bits.set_bits;
     out.space_map = check_space_map(&mut w, &sb.sm_root, dev.nr_blocks());
     out.report.extend(w.report.findings().iter().cloned());

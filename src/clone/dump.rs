@@ -16,7 +16,7 @@ use crate::clone::superblock;
 use crate::io::BlockDevice;
 use crate::pdata::bitset::BitsetCursor;
 use crate::pdata::walk::Walker;
-use crate::report::{DumpError, Finding};
+use crate::report::{DumpError, Finding, Part};
 use crate::xml::XmlOut;
 
 /// Region ranges a repairing dump could not read (dumped as not hydrated).
@@ -50,11 +50,17 @@ pub fn dump_with<W: Write>(
     let mut notes = CloneDumpNotes::default();
     let (sb, _) = superblock::read(dev).map_err(|e| e.finding(0))?;
     if let Some(msg) = sb.geometry_error() {
-        return Err(Finding::error("clone-geometry", Some(0), "superblock", msg).into());
+        return Err(Finding::error("clone-geometry", Some(0), Part::Superblock, msg).into());
     }
     let nr_regions = sb.nr_regions();
     let mut w = Walker::new(dev, sb.sm_root.nr_blocks, false);
-    let mut bits = BitsetCursor::open(&mut w, sb.bitset_root, "region bitset", nr_regions, Some(0));
+    let mut bits = BitsetCursor::open(
+        &mut w,
+        sb.bitset_root,
+        &Part::RegionBitset.into(),
+        nr_regions,
+        Some(0),
+    );
     if let Some(f) = w.report.first_error() {
         if !repair {
             return Err(f.clone().into());

@@ -10,7 +10,7 @@ use crate::pdata::le32;
 use crate::pdata::refs::{Refs, Role, Visit};
 use crate::pdata::space_map::{check_space_map, SmSummary};
 use crate::pdata::walk::Walker;
-use crate::report::{Finding, Report};
+use crate::report::{Finding, Part, Place, Report};
 use crate::superblock::{padding_findings, SUPERBLOCK_LOCATION};
 
 /// What to check.
@@ -41,7 +41,7 @@ pub struct CheckOutcome {
     pub refs: Option<Refs>,
 }
 
-const SB: &str = "superblock";
+const SB: Part = Part::Superblock;
 
 /// Checks the era metadata on `dev`.
 pub fn check(dev: &dyn BlockDevice, opts: &CheckOptions) -> CheckOutcome {
@@ -116,13 +116,13 @@ pub fn check(dev: &dyn BlockDevice, opts: &CheckOptions) -> CheckOutcome {
 
     let mut w = Walker::new(dev, sb.sm_root.nr_blocks, true);
     w.allow_sharing = sb.metadata_snap != 0;
-    w.reach(SUPERBLOCK_LOCATION, Role::Superblock, SB, None);
+    w.reach(SUPERBLOCK_LOCATION, Role::Superblock, &SB.into(), None);
     out.archived_eras = check_trees(&mut w, &sb, 0, "", true);
 
     if sb.metadata_snap != 0 {
         let s = sb.metadata_snap;
-        let structure = "metadata snapshot superblock";
-        if w.reach(s, Role::Superblock, structure, Some(0)) == Some(Visit::First) {
+        let structure = Part::SnapshotSuperblock;
+        if w.reach(s, Role::Superblock, &structure.into(), Some(0)) == Some(Visit::First) {
             match superblock::read_at(dev, s) {
                 Ok((snap, _)) => {
                     if snap.nr_blocks >= 1 << 31 {
@@ -179,7 +179,7 @@ fn check_snapshot_only(
         out.report.push(Finding::error(
             "era-nr-blocks",
             Some(s),
-            "metadata snapshot superblock",
+            Part::SnapshotSuperblock,
             "nr_blocks is not below 2^31",
         ));
         return;
@@ -199,7 +199,7 @@ fn check_trees(
     prefix: &str,
     live: bool,
 ) -> Vec<u64> {
-    let tree_name = format!("{prefix}writeset tree");
+    let tree_name = Place::new(Part::WritesetTree, format!("{prefix}writeset tree"));
     let (entries, _) = read_tree(w, sb.writeset_tree_root, &tree_name, loc);
     // Whether the superblock records a current writeset. A snapshot's copy does (it
     // was taken while era N+1 ran, ERA.md §9) but its bitset is the live one, still
@@ -246,7 +246,10 @@ fn check_trees(
 
     if current && live {
         let ws = sb.current_writeset;
-        let name = format!("current writeset (era {cur_era})");
+        let name = Place::new(
+            Part::CurrentWriteset,
+            format!("current writeset (era {cur_era})"),
+        );
         if eras.contains(&cur_era) {
             w.push(Finding::error(
                 "era-current-duplicate",
@@ -272,7 +275,7 @@ fn check_trees(
     // The era array (rule 6), with the digestion order (rule 12) as a warning.
     let lowest = eras.first().copied();
     let desc = ArrayDesc {
-        structure: format!("{prefix}era array"),
+        structure: Place::new(Part::EraArray, format!("{prefix}era array")),
         value_size: 4,
         nr_entries: sb.nr_blocks as u64,
         from: Some(loc),
@@ -319,11 +322,11 @@ fn check_writeset(
     w: &mut Walker<'_>,
     e: &ArchivedWriteset,
     sb: &EraSuperblock,
-    tree: &str,
+    tree: &Place,
     current: bool,
 ) {
     let cur_era = sb.current_era as u64;
-    let name = format!("{tree} writeset of era {}", e.era);
+    let name = Place::new(Part::Writeset, format!("{tree} writeset of era {}", e.era));
     if e.era > cur_era || (current && e.era == cur_era) {
         w.push(Finding::error(
             "era-writeset-era",

@@ -19,7 +19,7 @@ use crate::pdata::array::{ArrayCursor, ArrayDesc};
 use crate::pdata::bitset::BitsetCursor;
 use crate::pdata::le32;
 use crate::pdata::walk::Walker;
-use crate::report::{DumpError, Finding};
+use crate::report::{DumpError, Finding, Part, Place};
 use crate::xml::XmlOut;
 
 /// How to dump.
@@ -106,7 +106,7 @@ pub fn dump<W: Write>(
             return Err(Finding::error(
                 "era-snapshot",
                 Some(0),
-                "superblock",
+                Part::Superblock,
                 "the metadata holds no metadata snapshot (take one with: dmsetup message <era device> 0 take_metadata_snap)",
             )
             .into());
@@ -115,7 +115,7 @@ pub fn dump<W: Write>(
             return Err(Finding::error(
                 "era-snapshot",
                 Some(0),
-                "superblock",
+                Part::Superblock,
                 format!("metadata snapshot at block {s}, beyond the metadata device"),
             )
             .into());
@@ -134,7 +134,12 @@ pub fn dump<W: Write>(
     // Writesets: archived ones from the tree; then, on the live superblock only, the
     // committed current writeset. A snapshot's copy of the current writeset points at
     // the live, still changing one and is ignored (ERA.md §9).
-    let (entries, walk) = read_tree(&mut w, sb.writeset_tree_root, "writeset tree", sb_loc);
+    let (entries, walk) = read_tree(
+        &mut w,
+        sb.writeset_tree_root,
+        &Part::WritesetTree.into(),
+        sb_loc,
+    );
     // The lowest era every block is raised to, when writesets were lost (repair).
     let mut floor = 0u64;
     if let Some(f) = w.report.first_error() {
@@ -160,7 +165,7 @@ pub fn dump<W: Write>(
             let f = Finding::error(
                 "era-current-duplicate",
                 Some(0),
-                "current writeset",
+                Part::CurrentWriteset,
                 format!("era {cur_era} is both the current writeset and archived in the tree"),
             );
             if !repair {
@@ -286,7 +291,7 @@ pub fn dump<W: Write>(
             let f = Finding::error(
                 "era-array-value",
                 None,
-                "era array",
+                Part::EraArray,
                 format!(
                     "origin block {} has era {}, above the current era {cur_era}",
                     first + j as u64,
@@ -333,7 +338,7 @@ pub fn dump<W: Write>(
 /// The era array of the superblock at `loc`.
 fn era_array_desc(sb: &crate::era::superblock::EraSuperblock, loc: u64) -> ArrayDesc {
     ArrayDesc {
-        structure: "era array".into(),
+        structure: Part::EraArray.into(),
         value_size: 4,
         nr_entries: sb.nr_blocks as u64,
         from: Some(loc),
@@ -355,7 +360,14 @@ fn open_writeset<'d>(
     notes: &mut DumpNotes,
 ) -> Result<WsBits<'d>, DumpError> {
     let nr_blocks = sb.nr_blocks as u64;
-    let name = format!("writeset of era {era}");
+    // The current writeset hangs off the superblock (block 0), archived ones off a
+    // writeset-tree leaf.
+    let part = if from == 0 {
+        Part::CurrentWriteset
+    } else {
+        Part::Writeset
+    };
+    let name = Place::new(part, format!("writeset of era {era}"));
     let before = w.report.findings().len();
     let cursor = (ws.root != 0)
         .then(|| BitsetCursor::open(w, ws.root, &name, ws.nr_bits as u64, Some(from)));
@@ -368,7 +380,7 @@ fn open_writeset<'d>(
             .first()
             .map_or("no bitset (root 0)".to_string(), |f| f.to_string());
         if !repair {
-            return Err(Finding::error("era-writeset", Some(from), name, why).into());
+            return Err(Finding::error("era-writeset", Some(from), &name, why).into());
         }
         notes.skipped.push(format!(
             "{name}: {why}; all its {nr_blocks} bits (the superblock's nr_blocks) are dumped as set"
@@ -378,7 +390,7 @@ fn open_writeset<'d>(
             nr_bits: nr_blocks,
             have: 0,
             cursor: None,
-            name,
+            name: name.name,
             noted: true,
         });
     }
@@ -398,7 +410,7 @@ fn open_writeset<'d>(
         nr_bits: if repair { nr_blocks } else { have },
         have,
         cursor,
-        name,
+        name: name.name,
         noted: false,
     })
 }

@@ -18,7 +18,7 @@ use crate::io::BlockDevice;
 use crate::pdata::array::ArrayDesc;
 use crate::pdata::le32;
 use crate::pdata::walk::Walker;
-use crate::report::Finding;
+use crate::report::{Finding, Part, Place};
 use crate::xml::XmlOut;
 
 /// What to list.
@@ -133,7 +133,7 @@ pub fn invalidate(
             return Err(InvalidateError::Superblock(Finding::error(
                 "era-snapshot",
                 Some(0),
-                "superblock",
+                Part::Superblock,
                 format!("metadata snapshot at block {s}, beyond the metadata device"),
             )));
         }
@@ -167,7 +167,12 @@ fn collect(
     let mut over = Vec::new();
     let mut w = Walker::new(dev, live.sm_root.nr_blocks, false);
 
-    let (entries, walk) = read_tree(&mut w, view.writeset_tree_root, "writeset tree", view_loc);
+    let (entries, walk) = read_tree(
+        &mut w,
+        view.writeset_tree_root,
+        &Part::WritesetTree.into(),
+        view_loc,
+    );
     for (lo, hi) in &walk.lost {
         if hi.is_none_or(|h| h > since) {
             marks.set_range(0, nr_blocks);
@@ -177,13 +182,15 @@ fn collect(
             ));
         }
     }
-    let mut writesets: Vec<(u64, crate::era::superblock::WritesetDisk, u64)> =
-        entries.iter().map(|e| (e.era, e.ws, e.leaf)).collect();
+    let mut writesets: Vec<(u64, crate::era::superblock::WritesetDisk, u64, Part)> = entries
+        .iter()
+        .map(|e| (e.era, e.ws, e.leaf, Part::Writeset))
+        .collect();
     if let Some(ws) = current {
-        writesets.push((view.current_era as u64, ws, view_loc));
+        writesets.push((view.current_era as u64, ws, view_loc, Part::CurrentWriteset));
     }
-    for (era, ws, from) in writesets.into_iter().filter(|e| e.0 >= since) {
-        let name = format!("writeset of era {era}");
+    for (era, ws, from, part) in writesets.into_iter().filter(|e| e.0 >= since) {
+        let name = Place::new(part, format!("writeset of era {era}"));
         if ws.root == 0 {
             // The entry is damaged: its nr_bits is no more to be trusted than its
             // root, so every block the superblock tracks is listed.
@@ -207,7 +214,7 @@ fn collect(
         }
     }
     let desc = ArrayDesc {
-        structure: "era array".into(),
+        structure: Part::EraArray.into(),
         value_size: 4,
         nr_entries: nr_blocks,
         from: Some(view_loc),

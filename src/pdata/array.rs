@@ -19,7 +19,7 @@ use crate::pdata::le64;
 use crate::pdata::put_le32;
 use crate::pdata::refs::{Role, Visit};
 use crate::pdata::walk::{block_finding, read_verified, TreeDesc, Walker};
-use crate::report::Finding;
+use crate::report::{Finding, Place};
 
 /// Size of the array block header.
 pub const ARRAY_HEADER_SIZE: usize = 24;
@@ -65,8 +65,8 @@ impl ArrayHeader {
 /// Describes an array to read: its values and its length, which the owner stores.
 #[derive(Debug, Clone)]
 pub struct ArrayDesc {
-    /// Name used in findings, e.g. `era array`.
-    pub structure: String,
+    /// The structure, as findings name it, e.g. `era array`.
+    pub structure: Place,
     /// Bytes per value.
     pub value_size: u32,
     /// Number of entries the owner says the array has.
@@ -94,7 +94,7 @@ impl ArrayDesc {
 
     fn index_desc(&self) -> TreeDesc {
         TreeDesc {
-            structure: format!("{} index tree", self.structure),
+            structure: self.structure.sub(" index tree"),
             value_size: 8,
             from: self.from,
         }
@@ -110,7 +110,7 @@ pub fn validate_array_block(
     i: u64,
     from: Option<u64>,
 ) -> Result<Box<Block>, Finding> {
-    let structure = format!("{} block {i}", desc.structure);
+    let structure = desc.structure.sub(format_args!(" block {i}"));
     let b = read_verified(dev, loc, BlockKind::ArrayBlock)
         .map_err(|e| block_finding(loc, BlockKind::ArrayBlock, &structure, &e, from))?;
     let h = ArrayHeader::decode(&b);
@@ -200,13 +200,13 @@ impl Walker<'_> {
         let role = Role::ArrayBlock(desc.value_size);
         for (i, loc) in blocks.iter().enumerate() {
             let i = i as u64;
-            let structure = format!("{} block {i}", desc.structure);
+            let structure = desc.structure.sub(format_args!(" block {i}"));
             match loc {
                 None => {
                     self.push(Finding::error(
                         "array-index-keys",
                         None,
-                        format!("{} index tree", desc.structure),
+                        desc.structure.sub(" index tree"),
                         format!("no index entry for array block {i}"),
                     ));
                     lost.push(i);
@@ -285,7 +285,7 @@ impl<'d> ArrayCursor<'d> {
                     Finding::error(
                         "array-index-keys",
                         None,
-                        format!("{} index tree", self.desc.structure),
+                        self.desc.structure.sub(" index tree"),
                         format!("no index entry for array block {i}"),
                     )
                 })?;
@@ -302,13 +302,14 @@ mod tests {
     use super::*;
     use crate::io::MemDevice;
     use crate::pdata::checksum::stamp;
+    use crate::report::Part;
 
     #[test]
     fn capacities_match_the_spec_table() {
         assert_eq!(array_max_entries(4), 1018);
         assert_eq!(array_max_entries(8), 509);
         let d = ArrayDesc {
-            structure: "x".into(),
+            structure: Part::EraArray.into(),
             value_size: 4,
             nr_entries: 2 * 1018 + 5,
             from: None,
@@ -336,7 +337,7 @@ mod tests {
     fn array_blocks_are_validated_against_their_owner() {
         let dev = MemDevice::new(8);
         let d = ArrayDesc {
-            structure: "era array".into(),
+            structure: Part::EraArray.into(),
             value_size: 4,
             nr_entries: 10,
             from: Some(0),
