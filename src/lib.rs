@@ -16,6 +16,8 @@
 //!   (CLONE.md, ERA.md).
 //! * [`trace`]: the `dmtrace` event-trace format (REPLAY.md §2.2): parser and
 //!   canonical printer.
+//! * [`xml`], [`json`], [`format`]: the writers of the tools' outputs and the
+//!   choice of format.
 //! * [`commands`]: the command-line tools, one multi-call binary.
 
 pub mod block_alloc;
@@ -23,8 +25,10 @@ pub mod clone;
 pub mod commands;
 pub mod crash;
 pub mod era;
+pub mod format;
 pub mod gen;
 pub mod io;
+pub mod json;
 pub mod logwrites;
 pub mod model;
 pub mod pdata;

@@ -6,6 +6,9 @@
 //! code follows.
 
 use std::fmt;
+use std::io::{self, Write};
+
+use crate::json::JsonOut;
 
 /// The structure of the metadata a finding concerns, as a stable identifier for
 /// machines ([`Part::id`]); the finding's `structure` text says more (which node,
@@ -179,13 +182,48 @@ impl Finding {
     }
 }
 
-impl fmt::Display for Finding {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sev = match self.severity {
+impl Finding {
+    /// `error` or `warning`.
+    pub fn severity_name(&self) -> &'static str {
+        match self.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
-        };
-        write!(f, "{sev}: ")?;
+        }
+    }
+
+    /// The finding as one JSON object on one line: `severity`, `code`, `block`
+    /// (`null` when not tied to a block), `structure` (the [`Part`] id), `where`
+    /// (the structure in words) and `message`.
+    pub fn write_json<W: Write>(&self, j: &mut JsonOut<W>) -> io::Result<()> {
+        j.begin_object(true)?;
+        j.field_str("severity", self.severity_name())?;
+        j.field_str("code", self.code)?;
+        j.key("block")?;
+        j.opt_num(self.block)?;
+        j.field_str("structure", self.part.id())?;
+        j.field_str("where", &self.structure)?;
+        j.field_str("message", &self.message)?;
+        j.end()
+    }
+}
+
+/// Writes `"key": [findings...]`, one finding a line.
+pub fn write_findings_json<'f, W: Write>(
+    j: &mut JsonOut<W>,
+    key: &str,
+    findings: impl IntoIterator<Item = &'f Finding>,
+) -> io::Result<()> {
+    j.key(key)?;
+    j.begin_array(false)?;
+    for f in findings {
+        f.write_json(j)?;
+    }
+    j.end()
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.severity_name())?;
         if let Some(b) = self.block {
             write!(f, "block {b}: ")?;
         }

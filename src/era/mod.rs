@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod dump;
+pub mod dump_out;
 pub mod invalidate;
 pub mod repair;
 pub mod restore;
@@ -10,5 +11,5 @@ pub mod writeset;
 pub mod xml;
 
 pub use check::{check, CheckOptions, CheckOutcome};
-pub use dump::{dump, DumpOptions};
+pub use dump::{dump, dump_as, DumpOptions};
 pub use superblock::EraSuperblock;
