@@ -405,7 +405,7 @@ fn era_ranges(eras: &[u64]) -> String {
     let mut i = 0;
     while i < eras.len() {
         let mut k = i;
-        while k + 1 < eras.len() && eras[k + 1] == eras[k] + 1 {
+        while k + 1 < eras.len() && eras[k].checked_add(1) == Some(eras[k + 1]) {
             k += 1;
         }
         parts.push(if k == i {
@@ -570,6 +570,11 @@ mod tests {
     fn era_ranges_are_runs() {
         assert_eq!(era_ranges(&[1, 2, 3, 5, 7, 8]), "1-3, 5, 7-8");
         assert_eq!(era_ranges(&[4]), "4");
+        assert_eq!(
+            era_ranges(&[u64::MAX - 1, u64::MAX]),
+            format!("{}-{}", u64::MAX - 1, u64::MAX)
+        );
+        assert_eq!(era_ranges(&[u64::MAX, 0]), format!("{}, 0", u64::MAX));
         let many: Vec<u64> = (0..20).map(|i| i * 2).collect();
         assert!(era_ranges(&many).ends_with("and 12 more runs"));
     }

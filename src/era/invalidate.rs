@@ -15,10 +15,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::era::superblock::{self, EraSuperblock};
 use crate::era::writeset::read_tree;
 use crate::io::BlockDevice;
+use crate::json::JsonOut;
 use crate::pdata::array::ArrayDesc;
 use crate::pdata::le32;
 use crate::pdata::walk::Walker;
-use crate::report::{Finding, Part, Place};
+use crate::report::{write_findings_json, Finding, Part, Place};
 use crate::xml::XmlOut;
 
 /// What to list.
@@ -310,6 +311,43 @@ impl Invalidation {
         x.s("</blocks>\n")?;
         x.finish()
     }
+
+    /// Writes the list as a JSON document (era_invalidate(8)): what was asked
+    /// (`view`, `written_since`), `nr_blocks`, `count` of blocks listed, `blocks` as
+    /// half-open ranges, why blocks were listed without proof (`over_reported`) and
+    /// the damage found (`findings`).
+    pub fn write_json<W: Write>(&self, out: W, opts: InvalidateOptions) -> std::io::Result<W> {
+        let mut j = JsonOut::new(out);
+        j.begin_object(false)?;
+        j.field_str("format", "era_invalidate")?;
+        j.field_num("version", 1)?;
+        j.field_str(
+            "view",
+            if opts.metadata_snapshot {
+                "metadata-snapshot"
+            } else {
+                "live"
+            },
+        )?;
+        j.field_num("written_since", opts.written_since as u64)?;
+        j.field_num("nr_blocks", self.nr_blocks)?;
+        j.field_num("count", self.count())?;
+        j.key("blocks")?;
+        j.begin_array(false)?;
+        for (b, e) in self.runs() {
+            j.range(b, e)?;
+        }
+        j.end()?;
+        j.key("over_reported")?;
+        j.begin_array(false)?;
+        for r in &self.over_reported {
+            j.str(r)?;
+        }
+        j.end()?;
+        write_findings_json(&mut j, "findings", &self.findings)?;
+        j.end()?;
+        j.finish()
+    }
 }
 
 #[cfg(test)]
@@ -340,6 +378,14 @@ mod tests {
         assert!(x.contains("  <range begin=\"127\" end=\"130\"/>\n"));
         assert!(x.ends_with("</blocks>\n"));
         assert_eq!(i.count(), 10 + 6);
+        let j = i
+            .write_json(Vec::new(), InvalidateOptions::default())
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&j).unwrap();
+        assert_eq!(v["count"], 16);
+        assert_eq!(v["blocks"][3]["begin"], 127);
+        assert_eq!(v["blocks"][3]["end"], 130);
+        assert_eq!(v["blocks"].as_array().unwrap().len(), 5);
     }
 
     #[test]

@@ -5,10 +5,11 @@
 //! structure that block belongs to. The tools decide what to print and which exit
 //! code follows.
 
-use std::fmt;
-use std::io::{self, Write};
+mod json;
 
-use crate::json::JsonOut;
+pub use json::{write_check_json, write_findings_json};
+
+use std::fmt;
 
 /// The structure of the metadata a finding concerns, as a stable identifier for
 /// machines ([`Part::id`]); the finding's `structure` text says more (which node,
@@ -190,35 +191,6 @@ impl Finding {
             Severity::Warning => "warning",
         }
     }
-
-    /// The finding as one JSON object on one line: `severity`, `code`, `block`
-    /// (`null` when not tied to a block), `structure` (the [`Part`] id), `where`
-    /// (the structure in words) and `message`.
-    pub fn write_json<W: Write>(&self, j: &mut JsonOut<W>) -> io::Result<()> {
-        j.begin_object(true)?;
-        j.field_str("severity", self.severity_name())?;
-        j.field_str("code", self.code)?;
-        j.key("block")?;
-        j.opt_num(self.block)?;
-        j.field_str("structure", self.part.id())?;
-        j.field_str("where", &self.structure)?;
-        j.field_str("message", &self.message)?;
-        j.end()
-    }
-}
-
-/// Writes `"key": [findings...]`, one finding a line.
-pub fn write_findings_json<'f, W: Write>(
-    j: &mut JsonOut<W>,
-    key: &str,
-    findings: impl IntoIterator<Item = &'f Finding>,
-) -> io::Result<()> {
-    j.key(key)?;
-    j.begin_array(false)?;
-    for f in findings {
-        f.write_json(j)?;
-    }
-    j.end()
 }
 
 impl fmt::Display for Finding {
@@ -278,6 +250,49 @@ impl Report {
     /// The first error, if any.
     pub fn first_error(&self) -> Option<&Finding> {
         self.findings.iter().find(|f| f.severity == Severity::Error)
+    }
+
+    /// What the findings amount to.
+    pub fn verdict(&self) -> Verdict {
+        if self.has_errors() {
+            Verdict::Errors
+        } else if self.has_warnings() {
+            Verdict::Warnings
+        } else {
+            Verdict::Clean
+        }
+    }
+
+    /// Whether a check with these findings passes (exit status 0): no error, and
+    /// no warning unless non-fatal problems are accepted.
+    pub fn passes(&self, ignore_non_fatal: bool) -> bool {
+        match self.verdict() {
+            Verdict::Clean => true,
+            Verdict::Warnings => ignore_non_fatal,
+            Verdict::Errors => false,
+        }
+    }
+}
+
+/// What a report's findings amount to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// No finding.
+    Clean,
+    /// Warnings (non-fatal problems) only.
+    Warnings,
+    /// At least one error.
+    Errors,
+}
+
+impl Verdict {
+    /// `clean`, `warnings` or `errors`.
+    pub fn id(self) -> &'static str {
+        match self {
+            Verdict::Clean => "clean",
+            Verdict::Warnings => "warnings",
+            Verdict::Errors => "errors",
+        }
     }
 }
 
