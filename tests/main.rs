@@ -12,6 +12,8 @@ mod golden;
 mod hostile;
 /// Shell completions, and make install / uninstall.
 mod install;
+/// `--format json`: every tool's JSON agrees with its XML or text.
+mod json;
 /// Byte-exact replays of kernel operation sequences against kernel-made images.
 mod kernel_exact;
 /// Every fixture the kernel lab made: checks clean, dumps to its ground truth.
