@@ -10,6 +10,8 @@ mod damage;
 mod golden;
 /// Hostile input: random mutations with fixed-up checksums never panic.
 mod hostile;
+/// `--format human`: the dumps' summaries give each fixture's figures.
+mod human;
 /// Shell completions, and make install / uninstall.
 mod install;
 /// `--format json`: every tool's JSON agrees with its XML or text.
