@@ -643,6 +643,8 @@ fn checker_json_says_what_the_text_says_on_fixtures() {
 fn checker_json_says_what_the_text_says_on_damaged_images() {
     let dir = TestDir::new("json-check-damage");
     let mut by_part = std::collections::BTreeMap::<String, usize>::new();
+    let mut codes_seen =
+        std::collections::BTreeMap::<&str, std::collections::BTreeSet<String>>::new();
     for (name, img, is_clone, b, role) in damaged_images() {
         let p = write_img(&dir, "img", &img);
         let tool = if is_clone { "clone_check" } else { "era_check" };
@@ -674,6 +676,10 @@ fn checker_json_says_what_the_text_says_on_damaged_images() {
             );
         }
         for f in v["findings"].as_array().unwrap() {
+            codes_seen
+                .entry(tool)
+                .or_default()
+                .insert(f["code"].as_str().unwrap().to_string());
             *by_part
                 .entry(f["structure"].as_str().unwrap().to_string())
                 .or_default() += 1;
@@ -690,6 +696,16 @@ fn checker_json_says_what_the_text_says_on_damaged_images() {
             "no finding in {}: {by_part:?}",
             p.id()
         );
+    }
+    // Every code found is documented in the checker's CODES.
+    for (tool, codes) in codes_seen {
+        let page = std::fs::read_to_string(repo().join("man").join(format!("{tool}.8"))).unwrap();
+        let sec = &page[page.find(".SH CODES").unwrap()..];
+        let sec = &sec[..sec[1..].find(".SH ").unwrap()];
+        for c in codes {
+            let troff = format!(".B {}\n", c.replace('-', "\\-"));
+            assert!(sec.contains(&troff), "man/{tool}.8: CODES lacks {c}");
+        }
     }
 }
 
@@ -738,4 +754,75 @@ fn unformatted_and_foreign_metadata_are_findings_in_json() {
     let v = checker_agrees("clone_check", &[s(&era)]);
     assert_eq!(v["findings"][0]["code"], "sb-magic");
     assert_eq!(v["findings"][0]["structure"], "superblock");
+}
+
+/// The text of the first `.nf` ... `.fi` block of a man page's JSON OUTPUT section,
+/// with troff's escapes undone.
+fn man_json_example(tool: &str) -> Value {
+    let page = std::fs::read_to_string(repo().join("man").join(format!("{tool}.8"))).unwrap();
+    let sec = &page[page
+        .find(".SH JSON OUTPUT")
+        .unwrap_or_else(|| panic!("man/{tool}.8 has no JSON OUTPUT"))..];
+    let body = &sec[sec.find(".nf\n").unwrap() + 4..];
+    let body = &body[..body.find(".fi\n").unwrap()];
+    let text = body.replace("\\-", "-").replace("\\e", "\\");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("man/{tool}.8: example: {e}"))
+}
+
+/// The keys of an object, and of the first element of each array of objects inside
+/// it, recursively: the shape of a document.
+fn shape(v: &Value, path: &str, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                out.push(format!("{path}.{k}"));
+                shape(x, &format!("{path}.{k}"), out);
+            }
+        }
+        Value::Array(a) => {
+            if let Some(x) = a.iter().find(|x| x.is_object()) {
+                shape(x, &format!("{path}[]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn man_page_json_examples_parse_and_have_the_shape_of_the_output() {
+    let dir = TestDir::new("json-man");
+    let all = images();
+    let img = |name: &str| {
+        let i = all.iter().find(|i| i.0 == name).unwrap();
+        write_img(&dir, name, &i.1)
+    };
+    let (clone, era_crash, era_snap) = (img("clone-partial"), img("era-crash"), img("era-eras"));
+    // A damaged clone image, so that findings are present.
+    let dmg = {
+        let i = all.iter().find(|i| i.0 == "clone-partial").unwrap();
+        let b = live_blocks(&i.1, true)
+            .into_iter()
+            .find(|(_, r)| matches!(r, Role::TreeNode(8)))
+            .unwrap()
+            .0;
+        write_img(&dir, "dmg", &flipped(&i.1, b))
+    };
+    let cases: [(&str, Vec<&str>); 5] = [
+        ("clone_dump", vec![s(&clone)]),
+        ("era_dump", vec![s(&era_crash)]),
+        ("era_invalidate", vec!["--written-since", "2", s(&era_snap)]),
+        ("clone_check", vec![s(&dmg)]),
+        ("era_check", vec![s(&era_snap)]),
+    ];
+    for (tool, args) in cases {
+        let example = man_json_example(tool);
+        let mut a = vec!["--format", "json"];
+        a.extend(args);
+        let (real, _, _) = run_json(tool, &a);
+        let (mut want, mut got) = (Vec::new(), Vec::new());
+        shape(&example, "", &mut want);
+        shape(&real, "", &mut got);
+        assert_eq!(want, got, "man/{tool}.8: the example's keys");
+        assert_eq!(example["format"], tool);
+    }
 }
