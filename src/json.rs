@@ -38,6 +38,12 @@ impl<W: Write> JsonOut<W> {
     }
 
     fn indent(&mut self) -> io::Result<()> {
+        // A newline and two spaces per level, in one write for the usual depths.
+        const PAD: &str = "\n                ";
+        let n = 1 + 2 * self.stack.len();
+        if n <= PAD.len() {
+            return self.x.s(&PAD[..n]);
+        }
         self.x.s("\n")?;
         for _ in 0..self.stack.len() {
             self.x.s("  ")?;
@@ -165,12 +171,27 @@ impl<W: Write> JsonOut<W> {
         self.bool(v)
     }
 
-    /// `{"begin": b, "end": e}` on one line: a half-open range.
+    /// `{"k1":v1,"k2":v2,...}` on one line, for objects of numbers only: the runs of
+    /// the dumps, written without the bookkeeping of a container. The keys must be
+    /// plain (printable ASCII without quotes or backslashes).
+    pub fn num_object(&mut self, fields: &[(&str, u64)]) -> io::Result<()> {
+        self.before_value()?;
+        self.x.s("{")?;
+        for (i, (k, v)) in fields.iter().enumerate() {
+            debug_assert!(k
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\'));
+            self.x.s(if i == 0 { "\"" } else { ",\"" })?;
+            self.x.s(k)?;
+            self.x.s("\":")?;
+            self.x.n(*v)?;
+        }
+        self.x.s("}")
+    }
+
+    /// `{"begin":b,"end":e}` on one line: a half-open range.
     pub fn range(&mut self, b: u64, e: u64) -> io::Result<()> {
-        self.begin_object(true)?;
-        self.field_num("begin", b)?;
-        self.field_num("end", e)?;
-        self.end()
+        self.num_object(&[("begin", b), ("end", e)])
     }
 
     fn string_raw(&mut self, s: &str) -> io::Result<()> {
@@ -188,6 +209,15 @@ impl<W: Write> JsonOut<W> {
 /// control character (U+0000-U+001F, U+007F, U+0080-U+009F) and U+2028/U+2029;
 /// everything else is written as it is.
 pub fn write_string<W: Write + ?Sized>(w: &mut W, s: &str) -> io::Result<()> {
+    // Keys and most messages are plain ASCII: nothing to look at character by
+    // character.
+    if s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        w.write_all(b"\"")?;
+        w.write_all(s.as_bytes())?;
+        return w.write_all(b"\"");
+    }
     w.write_all(b"\"")?;
     let mut start = 0;
     for (i, c) in s.char_indices() {
@@ -235,6 +265,11 @@ mod tests {
             j.begin_array(false)?;
             j.range(0, 5)?;
             j.range(7, 8)?;
+            j.begin_object(true)?;
+            j.field_num("x", 1)?;
+            j.key("y")?;
+            j.num_object(&[("a", 2), ("b", 3)])?;
+            j.end()?;
             j.end()?;
             j.key("empty")?;
             j.begin_array(false)?;
@@ -246,7 +281,7 @@ mod tests {
         });
         assert_eq!(
             s,
-            "{\n  \"a\": 1,\n  \"list\": [\n    {\"begin\":0,\"end\":5},\n    {\"begin\":7,\"end\":8}\n  ],\n  \"empty\": [],\n  \"n\": null,\n  \"t\": true\n}\n"
+            "{\n  \"a\": 1,\n  \"list\": [\n    {\"begin\":0,\"end\":5},\n    {\"begin\":7,\"end\":8},\n    {\"x\":1,\"y\":{\"a\":2,\"b\":3}}\n  ],\n  \"empty\": [],\n  \"n\": null,\n  \"t\": true\n}\n"
         );
     }
 

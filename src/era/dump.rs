@@ -13,7 +13,8 @@
 
 use std::io::Write;
 
-use crate::era::dump_out::{EraDumpHeader, EraSink, HumanSink, JsonSink, XmlSink};
+use crate::era::dump_out::{EraDumpHeader, EraSink, JsonSink, XmlSink};
+use crate::era::summary::HumanSink;
 use crate::era::superblock::{self, WritesetDisk};
 use crate::era::writeset::read_tree;
 use crate::format::DumpFormat;

@@ -6,6 +6,7 @@ pub mod dump_out;
 pub mod invalidate;
 pub mod repair;
 pub mod restore;
+pub mod summary;
 pub mod superblock;
 pub mod writeset;
 pub mod xml;
