@@ -18,6 +18,8 @@
 //!   `thin_metadata_pack` format.
 //! * [`trace`]: the `dmtrace` event-trace format (REPLAY.md §2.2): parser and
 //!   canonical printer.
+//! * [`xml`], [`json`], [`format`]: the writers of the tools' outputs and the
+//!   choice of format.
 //! * [`commands`]: the command-line tools, one multi-call binary.
 
 pub mod block_alloc;
@@ -25,8 +27,10 @@ pub mod clone;
 pub mod commands;
 pub mod crash;
 pub mod era;
+pub mod format;
 pub mod gen;
 pub mod io;
+pub mod json;
 pub mod logwrites;
 pub mod model;
 pub mod pack;

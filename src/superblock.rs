@@ -7,7 +7,7 @@ use std::fmt;
 use crate::io::{zeroed_block, Block, BlockDevice};
 use crate::pdata::checksum::{verify_csum, BlockError, BlockKind};
 use crate::pdata::{le32, le64};
-use crate::report::Finding;
+use crate::report::{Finding, Part};
 
 /// Location of the live superblock.
 pub const SUPERBLOCK_LOCATION: u64 = 0;
@@ -85,9 +85,15 @@ impl fmt::Display for SuperblockError {
 }
 
 impl SuperblockError {
-    /// The finding for this error in the superblock at `loc`.
+    /// The finding for this error in the superblock at `loc` (the live one at block
+    /// 0, a metadata snapshot's elsewhere).
     pub fn finding(&self, loc: u64) -> Finding {
-        Finding::error(self.code(), Some(loc), "superblock", self.to_string())
+        let part = if loc == SUPERBLOCK_LOCATION {
+            Part::Superblock
+        } else {
+            Part::SnapshotSuperblock
+        };
+        Finding::error(self.code(), Some(loc), part, self.to_string())
     }
 
     /// Stable finding code.
@@ -145,7 +151,7 @@ pub fn padding_findings(raw: &Block, ranges: &[(usize, usize)]) -> Vec<Finding> 
             Finding::warning(
                 "sb-padding",
                 Some(SUPERBLOCK_LOCATION),
-                "superblock",
+                Part::Superblock,
                 format!("bytes {b}..{e} are not zero"),
             )
         })

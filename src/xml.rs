@@ -38,6 +38,12 @@ impl<W: Write> XmlOut<W> {
         self.out.write_all(&buf[i..])
     }
 
+    /// The buffered writer, for text written by other means (escaped strings).
+    #[inline]
+    pub fn raw(&mut self) -> &mut io::BufWriter<W> {
+        &mut self.out
+    }
+
     /// Flushes and returns the inner writer.
     pub fn finish(self) -> io::Result<W> {
         self.out.into_inner().map_err(|e| e.into_error())

@@ -10,8 +10,12 @@ mod damage;
 mod golden;
 /// Hostile input: random mutations with fixed-up checksums never panic.
 mod hostile;
+/// `--format human`: the dumps' summaries give each fixture's figures.
+mod human;
 /// Shell completions, and make install / uninstall.
 mod install;
+/// `--format json`: every tool's JSON agrees with its XML or text.
+mod json;
 /// Byte-exact replays of kernel operation sequences against kernel-made images.
 mod kernel_exact;
 /// Every fixture the kernel lab made: checks clean, dumps to its ground truth.

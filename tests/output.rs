@@ -108,6 +108,15 @@ fn a_checkers_failure_survives_a_closed_pipe_and_a_full_disk() {
         vec!["clone_check", junk.as_str()],
         vec!["clone_check", "--region-size", "128", clone.as_str()],
         vec!["era_check", "--block-size", "64", era.as_str()],
+        vec!["era_check", "--format", "json", junk.as_str()],
+        vec![
+            "clone_check",
+            "--format",
+            "json",
+            "--region-size",
+            "128",
+            &clone,
+        ],
     ] {
         let o = closed_pipe(&args);
         assert_eq!(o.status.code(), Some(1), "{args:?} | closed pipe");
@@ -116,22 +125,41 @@ fn a_checkers_failure_survives_a_closed_pipe_and_a_full_disk() {
         assert!(text(&o.stderr).contains("No space left"), "{args:?}");
     }
     // A clean verdict that could not be printed is no clean verdict either.
-    let o = full(&["era_check", &era]);
-    assert_eq!(o.status.code(), Some(1));
-    assert_eq!(
-        text(&o.stderr),
-        "era_check: cannot write standard output: No space left on device (os error 28)\n"
-    );
+    for args in [
+        vec!["era_check", era.as_str()],
+        vec!["era_check", "--format", "json", era.as_str()],
+    ] {
+        let o = full(&args);
+        assert_eq!(o.status.code(), Some(1));
+        assert_eq!(
+            text(&o.stderr),
+            "era_check: cannot write standard output: No space left on device (os error 28)\n"
+        );
+        assert_eq!(closed_pipe(&args).status.code(), Some(1));
+    }
 }
 
 #[test]
 fn a_dump_whose_output_fails_exits_1_and_a_closed_pipe_quietly() {
     let d = TestDir::new("out-dump");
     let (era, clone, _) = inputs(&d);
-    for args in [
-        vec!["era_dump", era.as_str()],
-        vec!["clone_dump", clone.as_str()],
-    ] {
+    let mut cases = vec![
+        vec![
+            "era_invalidate",
+            "--written-since",
+            "1",
+            "--format",
+            "json",
+            &era,
+        ],
+        vec!["era_invalidate", "--written-since", "1", &era],
+    ];
+    for f in ["xml", "json", "human"] {
+        cases.push(vec!["era_dump", "--format", f, &era]);
+        cases.push(vec!["era_dump", "--format", f, "--logical", &era]);
+        cases.push(vec!["clone_dump", "--format", f, &clone]);
+    }
+    for args in cases {
         let o = closed_pipe(&args);
         assert_eq!(o.status.code(), Some(1), "{args:?}");
         assert!(o.stderr.is_empty(), "{args:?}: {}", text(&o.stderr));

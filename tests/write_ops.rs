@@ -16,16 +16,17 @@ use dmce::pdata::space_map::check_space_map;
 use dmce::pdata::space_map::SmRoot;
 use dmce::pdata::tm::{TransactionManager, WriteOrder};
 use dmce::pdata::walk::{TreeDesc, Walker};
+use dmce::report::{Part, Place};
 
 use crate::roundtrip::Rng;
 
 fn verify(dev: &MemDevice, sm: &SmRoot, roots: &[u64], arrays: &[(u64, u64)], what: &str) {
     let mut w = Walker::new(dev, sm.nr_blocks, true);
     w.allow_sharing = true;
-    w.reach(0, Role::Superblock, "superblock", None);
+    w.reach(0, Role::Superblock, &Part::Superblock.into(), None);
     for (i, &r) in roots.iter().enumerate() {
         let desc = TreeDesc {
-            structure: format!("tree {i}"),
+            structure: Place::new(Part::WritesetTree, format!("tree {i}")),
             value_size: 4,
             from: Some(0),
         };
@@ -33,7 +34,7 @@ fn verify(dev: &MemDevice, sm: &SmRoot, roots: &[u64], arrays: &[(u64, u64)], wh
     }
     for (i, &(r, n)) in arrays.iter().enumerate() {
         let desc = dmce::pdata::array::ArrayDesc {
-            structure: format!("array {i}"),
+            structure: Place::new(Part::EraArray, format!("array {i}")),
             value_size: 4,
             nr_entries: n,
             from: Some(0),

@@ -8,16 +8,18 @@
 //! ```
 //!
 //! Ranges are half-open, sorted and maximal. The bitset is read one array block at a
-//! time, so memory does not grow with the number of regions.
+//! time, so memory does not grow with the number of regions. The walk hands the
+//! ranges to a [`CloneSink`]: the XML above, JSON or a summary (`dump_out.rs`).
 
 use std::io::Write;
 
+use crate::clone::dump_out::{CloneSink, HumanSink, JsonSink, XmlSink};
 use crate::clone::superblock;
+use crate::format::DumpFormat;
 use crate::io::BlockDevice;
 use crate::pdata::bitset::BitsetCursor;
 use crate::pdata::walk::Walker;
-use crate::report::{DumpError, Finding};
-use crate::xml::XmlOut;
+use crate::report::{DumpError, Finding, Part};
 
 /// Region ranges a repairing dump could not read (dumped as not hydrated).
 #[derive(Debug, Default, Clone)]
@@ -47,36 +49,53 @@ pub fn dump_with<W: Write>(
     repair: bool,
     unreadable_hydrated: bool,
 ) -> Result<CloneDumpNotes, DumpError> {
+    walk(dev, &mut XmlSink::new(out), repair, unreadable_hydrated)
+}
+
+/// As [`dump`], in the format asked for: the XML, the same content as JSON, or a
+/// summary for people.
+pub fn dump_as<W: Write>(
+    dev: &dyn BlockDevice,
+    out: W,
+    repair: bool,
+    format: DumpFormat,
+) -> Result<CloneDumpNotes, DumpError> {
+    match format {
+        DumpFormat::Xml => walk(dev, &mut XmlSink::new(out), repair, false),
+        DumpFormat::Json => walk(dev, &mut JsonSink::new(out), repair, false),
+        DumpFormat::Human => walk(dev, &mut HumanSink::new(out), repair, false),
+    }
+}
+
+/// Reads the hydration state and hands it to `sink`, range by range.
+fn walk<S: CloneSink>(
+    dev: &dyn BlockDevice,
+    sink: &mut S,
+    repair: bool,
+    unreadable_hydrated: bool,
+) -> Result<CloneDumpNotes, DumpError> {
     let mut notes = CloneDumpNotes::default();
     let (sb, _) = superblock::read(dev).map_err(|e| e.finding(0))?;
     if let Some(msg) = sb.geometry_error() {
-        return Err(Finding::error("clone-geometry", Some(0), "superblock", msg).into());
+        return Err(Finding::error("clone-geometry", Some(0), Part::Superblock, msg).into());
     }
     let nr_regions = sb.nr_regions();
     let mut w = Walker::new(dev, sb.sm_root.nr_blocks, false);
-    let mut bits = BitsetCursor::open(&mut w, sb.bitset_root, "region bitset", nr_regions, Some(0));
+    let mut bits = BitsetCursor::open(
+        &mut w,
+        sb.bitset_root,
+        &Part::RegionBitset.into(),
+        nr_regions,
+        Some(0),
+    );
     if let Some(f) = w.report.first_error() {
         if !repair {
             return Err(f.clone().into());
         }
         notes.findings.extend(w.report.findings().iter().cloned());
     }
-    let mut x = XmlOut::new(out);
-    x.s("<superblock uuid=\"\" region_size=\"")?;
-    x.n(sb.region_size)?;
-    x.s("\" target_size=\"")?;
-    x.n(sb.target_size)?;
-    x.s("\" nr_regions=\"")?;
-    x.n(nr_regions)?;
-    x.s("\">\n")?;
+    sink.begin(&sb)?;
     let mut run: Option<u64> = None;
-    let emit = |x: &mut XmlOut<W>, b: u64, e: u64| -> std::io::Result<()> {
-        x.s("  <hydrated begin=\"")?;
-        x.n(b)?;
-        x.s("\" end=\"")?;
-        x.n(e)?;
-        x.s("\"/>\n")
-    };
     for wi in 0..nr_regions.div_ceil(64) {
         let word = match bits.word(wi) {
             Ok(word) => word,
@@ -101,7 +120,7 @@ pub fn dump_with<W: Write>(
         // Fast paths for the common all-clear and all-set words.
         if word == 0 {
             if let Some(b) = run.take() {
-                emit(&mut x, b, base)?;
+                sink.hydrated(b, base)?;
             }
             continue;
         }
@@ -114,14 +133,13 @@ pub fn dump_with<W: Write>(
             if word >> j & 1 == 1 {
                 run.get_or_insert(r);
             } else if let Some(b) = run.take() {
-                emit(&mut x, b, r)?;
+                sink.hydrated(b, r)?;
             }
         }
     }
     if let Some(b) = run.take() {
-        emit(&mut x, b, nr_regions)?;
+        sink.hydrated(b, nr_regions)?;
     }
-    x.s("</superblock>\n")?;
-    x.finish()?.flush()?;
+    sink.end(&notes)?;
     Ok(notes)
 }

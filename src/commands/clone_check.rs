@@ -5,7 +5,12 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use super::util::{live, open_metadata, parse, report_check, set_quiet, spinner, CLONE_LIVE_HINT};
+use crate::format::ReportFormat;
+
+use super::util::{
+    live, open_metadata, parse, report_check, report_check_json, set_quiet, spinner,
+    CLONE_LIVE_HINT,
+};
 use crate::clone::{check, CheckOptions};
 
 /// Check dm-clone metadata: superblock, region bitset and every space-map
@@ -30,6 +35,10 @@ struct Args {
     /// Target length of the table (sectors); a mismatch is an error.
     #[arg(long = "target-size", value_name = "SECTORS")]
     target_size: Option<u64>,
+    /// Output format: one line per finding and a summary (the default), or one JSON
+    /// document with the verdict, every finding and the metadata's figures.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = ReportFormat::Text)]
+    format: ReportFormat,
     /// Read the device even while a target holds it (suspend the target first):
     /// without it, a metadata device in use is refused.
     #[arg(long = "allow-live")]
@@ -60,6 +69,14 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
     let out = check(&dev, &opts);
     if let Some(pb) = pb {
         pb.finish_and_clear();
+    }
+    if a.format == ReportFormat::Json {
+        return Ok(report_check_json(
+            &out.report,
+            a.quiet,
+            a.ignore_non_fatal_errors,
+            |w| out.write_json(w, &opts, a.ignore_non_fatal_errors),
+        )?);
     }
     let summary = match &out.superblock {
         Some(sb) if a.super_block_only => format!(

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use super::util::{dump_error, live, open_metadata, open_output, parse, say, CLONE_LIVE_HINT};
-use crate::clone::dump;
+use crate::clone::dump_as;
+use crate::format::DumpFormat;
 
 /// Dump dm-clone metadata as XML: the superblock's geometry and the half-open,
 /// sorted, maximal ranges of hydrated regions.
@@ -15,13 +16,17 @@ use crate::clone::dump;
 struct Args {
     /// Metadata device or image file.
     input: PathBuf,
-    /// Write the XML to FILE instead of standard output.
+    /// Write the dump to FILE instead of standard output.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
     /// Dump what can be read from damaged metadata; regions whose bits cannot be read
     /// are left out (shown as not hydrated) and listed on stderr.
     #[arg(short, long)]
     repair: bool,
+    /// Output format: the XML (the default), the same content as JSON, or a summary
+    /// for people (geometry, counts, metadata space).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = DumpFormat::Xml)]
+    format: DumpFormat,
     /// Read the device even while a target holds it (suspend the target first):
     /// without it, a metadata device in use is refused.
     #[arg(long = "allow-live")]
@@ -43,7 +48,8 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
         live(a.allow_live, CLONE_LIVE_HINT),
     )?;
     let mut out = open_output(a.output.as_deref(), &a.input)?;
-    let notes = dump(&dev, out.writer(), a.repair).map_err(|e| dump_error(e, &a.input, &out))?;
+    let notes = dump_as(&dev, out.writer(), a.repair, a.format)
+        .map_err(|e| dump_error(e, &a.input, &out))?;
     out.finish()?;
     for f in &notes.findings {
         say(&format!("clone_dump: {}: {f}", a.input.display()));

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use super::util::{dump_error, live, open_metadata, open_output, parse, say, ERA_LIVE_HINT};
-use crate::era::{dump, DumpOptions};
+use crate::era::{dump_as, DumpOptions};
+use crate::format::DumpFormat;
 
 /// Dump dm-era metadata as XML (the format of thin-provisioning-tools' era_dump),
 /// including a committed current writeset left by a crash.
@@ -15,7 +16,7 @@ use crate::era::{dump, DumpOptions};
 struct Args {
     /// Metadata device or image file.
     input: PathBuf,
-    /// Write the XML to FILE instead of standard output.
+    /// Write the dump to FILE instead of standard output.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
     /// Fold the writesets into the era array: one era per block, the last one it was
@@ -32,6 +33,10 @@ struct Args {
     /// nothing written is lost; each such decision is reported on stderr.
     #[arg(short, long)]
     repair: bool,
+    /// Output format: the XML (the default), the same content as JSON, or a summary
+    /// for people (geometry, counts, metadata space).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = DumpFormat::Xml)]
+    format: DumpFormat,
     /// Read the device even while a target holds it (suspend the target first):
     /// without it, a metadata device in use is refused.
     #[arg(long = "allow-live")]
@@ -53,7 +58,7 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
         live(a.allow_live || a.metadata_snapshot, ERA_LIVE_HINT),
     )?;
     let mut out = open_output(a.output.as_deref(), &a.input)?;
-    let notes = dump(
+    let notes = dump_as(
         &dev,
         out.writer(),
         DumpOptions {
@@ -61,6 +66,7 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
             metadata_snapshot: a.metadata_snapshot,
             repair: a.repair,
         },
+        a.format,
     )
     .map_err(|e| dump_error(e, &a.input, &out))?;
     out.finish()?;

@@ -8,6 +8,7 @@ use clap::Parser;
 
 use super::util::{live, open_metadata, open_output, parse, say, ERA_LIVE_HINT};
 use crate::era::invalidate::{invalidate, InvalidateOptions};
+use crate::format::ListFormat;
 
 /// List the origin blocks of a dm-era device written in a given era or later, as the
 /// <blocks> XML of thin-provisioning-tools 1.3.3. Blocks recorded only in the
@@ -26,9 +27,13 @@ struct Args {
     /// is running.
     #[arg(long = "metadata-snapshot")]
     metadata_snapshot: bool,
-    /// Write the XML to FILE instead of standard output.
+    /// Write the list to FILE instead of standard output.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Output format: the <blocks> XML (the default), or the same list as a JSON
+    /// document with the damage found.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = ListFormat::Xml)]
+    format: ListFormat,
     /// Read the device even while a target holds it (suspend the target first):
     /// without it, a metadata device in use is refused.
     #[arg(long = "allow-live")]
@@ -49,14 +54,11 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
         "era_restore",
         live(a.allow_live || a.metadata_snapshot, ERA_LIVE_HINT),
     )?;
-    let inv = invalidate(
-        &dev,
-        InvalidateOptions {
-            written_since: a.written_since,
-            metadata_snapshot: a.metadata_snapshot,
-        },
-    )
-    .with_context(|| format!("{}", a.input.display()))?;
+    let opts = InvalidateOptions {
+        written_since: a.written_since,
+        metadata_snapshot: a.metadata_snapshot,
+    };
+    let inv = invalidate(&dev, opts).with_context(|| format!("{}", a.input.display()))?;
     for f in &inv.findings {
         say(&format!("era_invalidate: {}: {f}", a.input.display()));
     }
@@ -67,7 +69,11 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
         ));
     }
     let mut out = open_output(a.output.as_deref(), &a.input)?;
-    if let Err(e) = inv.write_xml(out.writer()) {
+    let written = match a.format {
+        ListFormat::Xml => inv.write_xml(out.writer()).map(drop),
+        ListFormat::Json => inv.write_json(out.writer(), opts).map(drop),
+    };
+    if let Err(e) = written {
         return Err(out.error(e).into());
     }
     out.finish()?;

@@ -504,6 +504,24 @@ pub fn spinner(quiet: bool, msg: String) -> Option<indicatif::ProgressBar> {
     Some(pb)
 }
 
+/// Writes a check's JSON document (unless quiet) with `write` and returns the exit
+/// status of the check: as [`report_check`], the verdict survives an output failure.
+pub fn report_check_json(
+    report: &Report,
+    quiet: bool,
+    ignore_non_fatal: bool,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<i32, OutputError> {
+    if !quiet {
+        write(&mut io::stdout().lock()).map_err(OutputError::stdout)?;
+    }
+    Ok(if report.passes(ignore_non_fatal) {
+        super::EXIT_OK
+    } else {
+        super::EXIT_FAILURE
+    })
+}
+
 /// Prints findings (one line each) and returns the exit status of a check. The
 /// verdict survives an output failure: the error returned makes the tool exit 1.
 pub fn report_check(
@@ -514,7 +532,7 @@ pub fn report_check(
 ) -> Result<i32, OutputError> {
     let errors = report.count(Severity::Error);
     let warnings = report.count(Severity::Warning);
-    let failed = errors > 0 || (warnings > 0 && !ignore_non_fatal);
+    let failed = !report.passes(ignore_non_fatal);
     if !quiet {
         let mut out = io::stdout().lock();
         let mut w = || -> io::Result<()> {

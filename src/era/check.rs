@@ -2,6 +2,8 @@
 //! thin-provisioning-tools' era_check leaves out (the current writeset, era
 //! contiguity, the metadata snapshot and the space map).
 
+use std::io::{self, Write};
+
 use crate::era::superblock::{self, EraSuperblock, METADATA_BLOCK_SIZE_SECTORS, ZERO_RANGES};
 use crate::era::writeset::{read_tree, ArchivedWriteset};
 use crate::io::BlockDevice;
@@ -10,7 +12,7 @@ use crate::pdata::le32;
 use crate::pdata::refs::{Refs, Role, Visit};
 use crate::pdata::space_map::{check_space_map, SmSummary};
 use crate::pdata::walk::Walker;
-use crate::report::{Finding, Report};
+use crate::report::{write_check_json, Finding, Part, Place, Report};
 use crate::superblock::{padding_findings, SUPERBLOCK_LOCATION};
 
 /// What to check.
@@ -31,8 +33,11 @@ pub struct CheckOptions {
 pub struct CheckOutcome {
     /// All findings.
     pub report: Report,
-    /// The live superblock, if it validated.
+    /// The superblock checked, if it validated: the live one, or with
+    /// `metadata_snapshot` the snapshot's.
     pub superblock: Option<EraSuperblock>,
+    /// Where the snapshot superblock checked is (`metadata_snapshot` only).
+    pub snapshot_location: Option<u64>,
     /// Archived eras found in the live tree.
     pub archived_eras: Vec<u64>,
     /// Space-map figures.
@@ -41,7 +46,7 @@ pub struct CheckOutcome {
     pub refs: Option<Refs>,
 }
 
-const SB: &str = "superblock";
+const SB: Part = Part::Superblock;
 
 /// Checks the era metadata on `dev`.
 pub fn check(dev: &dyn BlockDevice, opts: &CheckOptions) -> CheckOutcome {
@@ -116,13 +121,13 @@ pub fn check(dev: &dyn BlockDevice, opts: &CheckOptions) -> CheckOutcome {
 
     let mut w = Walker::new(dev, sb.sm_root.nr_blocks, true);
     w.allow_sharing = sb.metadata_snap != 0;
-    w.reach(SUPERBLOCK_LOCATION, Role::Superblock, SB, None);
+    w.reach(SUPERBLOCK_LOCATION, Role::Superblock, &SB.into(), None);
     out.archived_eras = check_trees(&mut w, &sb, 0, "", true);
 
     if sb.metadata_snap != 0 {
         let s = sb.metadata_snap;
-        let structure = "metadata snapshot superblock";
-        if w.reach(s, Role::Superblock, structure, Some(0)) == Some(Visit::First) {
+        let structure = Part::SnapshotSuperblock;
+        if w.reach(s, Role::Superblock, &structure.into(), Some(0)) == Some(Visit::First) {
             match superblock::read_at(dev, s) {
                 Ok((snap, _)) => {
                     if snap.nr_blocks >= 1 << 31 {
@@ -172,6 +177,7 @@ fn check_snapshot_only(
         }
     };
     out.superblock = Some(snap);
+    out.snapshot_location = Some(s);
     if opts.superblock_only {
         return;
     }
@@ -179,7 +185,7 @@ fn check_snapshot_only(
         out.report.push(Finding::error(
             "era-nr-blocks",
             Some(s),
-            "metadata snapshot superblock",
+            Part::SnapshotSuperblock,
             "nr_blocks is not below 2^31",
         ));
         return;
@@ -199,7 +205,7 @@ fn check_trees(
     prefix: &str,
     live: bool,
 ) -> Vec<u64> {
-    let tree_name = format!("{prefix}writeset tree");
+    let tree_name = Place::new(Part::WritesetTree, format!("{prefix}writeset tree"));
     let (entries, _) = read_tree(w, sb.writeset_tree_root, &tree_name, loc);
     // Whether the superblock records a current writeset. A snapshot's copy does (it
     // was taken while era N+1 ran, ERA.md §9) but its bitset is the live one, still
@@ -246,7 +252,10 @@ fn check_trees(
 
     if current && live {
         let ws = sb.current_writeset;
-        let name = format!("current writeset (era {cur_era})");
+        let name = Place::new(
+            Part::CurrentWriteset,
+            format!("current writeset (era {cur_era})"),
+        );
         if eras.contains(&cur_era) {
             w.push(Finding::error(
                 "era-current-duplicate",
@@ -272,7 +281,7 @@ fn check_trees(
     // The era array (rule 6), with the digestion order (rule 12) as a warning.
     let lowest = eras.first().copied();
     let desc = ArrayDesc {
-        structure: format!("{prefix}era array"),
+        structure: Place::new(Part::EraArray, format!("{prefix}era array")),
         value_size: 4,
         nr_entries: sb.nr_blocks as u64,
         from: Some(loc),
@@ -319,11 +328,11 @@ fn check_writeset(
     w: &mut Walker<'_>,
     e: &ArchivedWriteset,
     sb: &EraSuperblock,
-    tree: &str,
+    tree: &Place,
     current: bool,
 ) {
     let cur_era = sb.current_era as u64;
-    let name = format!("{tree} writeset of era {}", e.era);
+    let name = Place::new(Part::Writeset, format!("{tree} writeset of era {}", e.era));
     if e.era > cur_era || (current && e.era == cur_era) {
         w.push(Finding::error(
             "era-writeset-era",
@@ -357,4 +366,75 @@ fn check_writeset(
         ));
     }
     w.check_bitset(e.ws.root, &name, e.ws.nr_bits as u64, Some(e.leaf));
+}
+
+impl CheckOutcome {
+    /// The outcome as era_check's JSON document (era_check(8)): the verdict and
+    /// findings, and `"metadata"` when the superblock checked validated: `view`
+    /// (`live` or `metadata-snapshot`), the geometry, the current era, the archived
+    /// eras as half-open ranges, whether a current writeset is committed, where the
+    /// live superblock's metadata snapshot is, and the metadata blocks `used` and
+    /// `total` counted in the space map (`null` when the space map was not checked:
+    /// superblock only, or a snapshot view).
+    pub fn write_json<W: Write>(
+        &self,
+        out: W,
+        opts: &CheckOptions,
+        ignore_non_fatal: bool,
+    ) -> io::Result<()> {
+        write_check_json(out, "era_check", &self.report, ignore_non_fatal, |j| {
+            let Some(sb) = &self.superblock else {
+                return j.null();
+            };
+            j.begin_object(false)?;
+            let snapshot = self.snapshot_location.is_some();
+            j.field_str(
+                "view",
+                if snapshot {
+                    "metadata-snapshot"
+                } else {
+                    "live"
+                },
+            )?;
+            j.key("snapshot_location")?;
+            j.opt_num(self.snapshot_location)?;
+            j.field_num("block_size", sb.data_block_size as u64)?;
+            j.field_num("nr_blocks", sb.nr_blocks as u64)?;
+            j.field_num("current_era", sb.current_era as u64)?;
+            let full = !opts.superblock_only;
+            j.key("archived_eras")?;
+            if full {
+                j.begin_array(true)?;
+                let eras = &self.archived_eras;
+                let mut i = 0;
+                while i < eras.len() {
+                    let mut k = i;
+                    while k + 1 < eras.len() && eras[k].checked_add(1) == Some(eras[k + 1]) {
+                        k += 1;
+                    }
+                    j.range(eras[i], eras[k].saturating_add(1))?;
+                    i = k + 1;
+                }
+                j.end()?;
+            } else {
+                j.null()?;
+            }
+            j.field_bool(
+                "current_writeset",
+                !snapshot && sb.current_writeset.root != 0,
+            )?;
+            j.key("metadata_snapshot")?;
+            j.opt_num((!snapshot && sb.metadata_snap != 0).then_some(sb.metadata_snap))?;
+            j.key("metadata_blocks")?;
+            if full && !snapshot && self.space_map.nr_blocks != 0 {
+                j.begin_object(true)?;
+                j.field_num("used", self.space_map.used)?;
+                j.field_num("total", self.space_map.nr_blocks)?;
+                j.end()?;
+            } else {
+                j.null()?;
+            }
+            j.end()
+        })
+    }
 }

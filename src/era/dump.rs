@@ -3,7 +3,8 @@
 //!
 //! The dump streams: writesets and the era array are read one array block at a time
 //! (one block per writeset with `--logical`), so memory does not grow with the
-//! number of origin blocks.
+//! number of origin blocks. The walk hands what it reads to an [`EraSink`]: the
+//! XML, JSON or a summary (`dump_out.rs`).
 //!
 //! With `repair`, damage does not stop the dump; what cannot be read is dumped so
 //! that a restore of the output over-reports rather than loses writes (unreadable
@@ -12,15 +13,17 @@
 
 use std::io::Write;
 
+use crate::era::dump_out::{EraDumpHeader, EraSink, JsonSink, XmlSink};
+use crate::era::summary::HumanSink;
 use crate::era::superblock::{self, WritesetDisk};
 use crate::era::writeset::read_tree;
+use crate::format::DumpFormat;
 use crate::io::BlockDevice;
 use crate::pdata::array::{ArrayCursor, ArrayDesc};
 use crate::pdata::bitset::BitsetCursor;
 use crate::pdata::le32;
 use crate::pdata::walk::Walker;
-use crate::report::{DumpError, Finding};
-use crate::xml::XmlOut;
+use crate::report::{DumpError, Finding, Part, Place};
 
 /// How to dump.
 #[derive(Debug, Clone, Copy, Default)]
@@ -51,6 +54,8 @@ struct WsBits<'d> {
     cursor: Option<BitsetCursor<'d>>,
     name: String,
     noted: bool,
+    /// The current writeset (the superblock's), not an archived one.
+    current: bool,
 }
 
 impl WsBits<'_> {
@@ -92,10 +97,43 @@ fn sb_error(loc: u64, e: crate::superblock::SuperblockError) -> DumpError {
     e.finding(loc).into()
 }
 
-/// Dumps the era metadata on `dev` to `out`.
+/// Dumps the era metadata on `dev` to `out` as XML.
 pub fn dump<W: Write>(
     dev: &dyn BlockDevice,
     out: W,
+    opts: DumpOptions,
+) -> Result<DumpNotes, DumpError> {
+    walk(dev, &mut XmlSink::new(out), opts)
+}
+
+/// Dumps the era metadata on `dev` to `out` in the format asked for: the XML, the
+/// same content as JSON, or a summary for people (which counts each block under its
+/// logical era, so the writesets are always folded for it).
+pub fn dump_as<W: Write>(
+    dev: &dyn BlockDevice,
+    out: W,
+    opts: DumpOptions,
+    format: DumpFormat,
+) -> Result<DumpNotes, DumpError> {
+    match format {
+        DumpFormat::Xml => walk(dev, &mut XmlSink::new(out), opts),
+        DumpFormat::Json => walk(dev, &mut JsonSink::new(out), opts),
+        DumpFormat::Human => walk(
+            dev,
+            &mut HumanSink::new(out),
+            DumpOptions {
+                logical: true,
+                ..opts
+            },
+        ),
+    }
+}
+
+/// Reads the era metadata and hands it to `sink`, a writeset word or an era-array
+/// block at a time.
+fn walk<S: EraSink>(
+    dev: &dyn BlockDevice,
+    sink: &mut S,
     opts: DumpOptions,
 ) -> Result<DumpNotes, DumpError> {
     let mut notes = DumpNotes::default();
@@ -106,7 +144,7 @@ pub fn dump<W: Write>(
             return Err(Finding::error(
                 "era-snapshot",
                 Some(0),
-                "superblock",
+                Part::Superblock,
                 "the metadata holds no metadata snapshot (take one with: dmsetup message <era device> 0 take_metadata_snap)",
             )
             .into());
@@ -115,7 +153,7 @@ pub fn dump<W: Write>(
             return Err(Finding::error(
                 "era-snapshot",
                 Some(0),
-                "superblock",
+                Part::Superblock,
                 format!("metadata snapshot at block {s}, beyond the metadata device"),
             )
             .into());
@@ -134,7 +172,12 @@ pub fn dump<W: Write>(
     // Writesets: archived ones from the tree; then, on the live superblock only, the
     // committed current writeset. A snapshot's copy of the current writeset points at
     // the live, still changing one and is ignored (ERA.md §9).
-    let (entries, walk) = read_tree(&mut w, sb.writeset_tree_root, "writeset tree", sb_loc);
+    let (entries, walk) = read_tree(
+        &mut w,
+        sb.writeset_tree_root,
+        &Part::WritesetTree.into(),
+        sb_loc,
+    );
     // The lowest era every block is raised to, when writesets were lost (repair).
     let mut floor = 0u64;
     if let Some(f) = w.report.first_error() {
@@ -160,7 +203,7 @@ pub fn dump<W: Write>(
             let f = Finding::error(
                 "era-current-duplicate",
                 Some(0),
-                "current writeset",
+                Part::CurrentWriteset,
                 format!("era {cur_era} is both the current writeset and archived in the tree"),
             );
             if !repair {
@@ -231,19 +274,23 @@ pub fn dump<W: Write>(
         )?);
     }
 
-    let mut x = XmlOut::new(out);
-    x.s("<superblock uuid=\"\" block_size=\"")?;
-    x.n(sb.data_block_size as u64)?;
-    x.s("\" nr_blocks=\"")?;
-    x.n(sb.nr_blocks as u64)?;
-    x.s("\" current_era=\"")?;
-    x.n(cur_era)?;
-    x.s("\">\n")?;
+    sink.begin(&EraDumpHeader {
+        block_size: sb.data_block_size,
+        nr_blocks: sb.nr_blocks as u64,
+        current_era: cur_era,
+        view: opts.metadata_snapshot.then_some(sb_loc),
+        metadata_snap: (live.metadata_snap != 0).then_some(live.metadata_snap),
+        archived: entries.iter().map(|e| e.era).collect(),
+        current_writeset: !opts.metadata_snapshot && sb.current_writeset.root != 0,
+        logical,
+        metadata_used: live.sm_root.nr_allocated,
+        metadata_blocks: live.sm_root.nr_blocks,
+    })?;
     if logical {
         folded.append(&mut wss);
     } else {
         for ws in &mut wss {
-            dump_writeset(&mut x, ws, repair, &mut notes)?;
+            dump_writeset(sink, ws, repair, &mut notes)?;
         }
     }
 
@@ -262,7 +309,7 @@ pub fn dump<W: Write>(
         ));
     }
     let mut array = ArrayCursor::new(dev, desc, blocks);
-    x.s("  <era_array>\n")?;
+    sink.era_array_begin()?;
     let per = array.desc().per_block();
     let mut above_noted = false;
     // Runs of unreadable era-array entries, with the first damage seen in each.
@@ -286,7 +333,7 @@ pub fn dump<W: Write>(
             let f = Finding::error(
                 "era-array-value",
                 None,
-                "era array",
+                Part::EraArray,
                 format!(
                     "origin block {} has era {}, above the current era {cur_era}",
                     first + j as u64,
@@ -312,28 +359,22 @@ pub fn dump<W: Write>(
         for ws in folded.iter_mut() {
             fold_writeset(&mut eras, first, ws, repair, &mut notes)?;
         }
-        for (j, e) in eras.iter().enumerate() {
-            x.s("    <era block=\"")?;
-            x.n(first + j as u64)?;
-            x.s("\" era=\"")?;
-            x.n(*e)?;
-            x.s("\"/>\n")?;
-        }
+        sink.eras(first, &eras)?;
     }
     for (b, e, f) in lost {
         notes.skipped.push(format!(
             "era array entries of blocks {b}..{e} unreadable ({f}); dumped as era {cur_era}"
         ));
     }
-    x.s("  </era_array>\n</superblock>\n")?;
-    x.finish()?.flush()?;
+    sink.era_array_end()?;
+    sink.end(&notes)?;
     Ok(notes)
 }
 
 /// The era array of the superblock at `loc`.
 fn era_array_desc(sb: &crate::era::superblock::EraSuperblock, loc: u64) -> ArrayDesc {
     ArrayDesc {
-        structure: "era array".into(),
+        structure: Part::EraArray.into(),
         value_size: 4,
         nr_entries: sb.nr_blocks as u64,
         from: Some(loc),
@@ -355,7 +396,14 @@ fn open_writeset<'d>(
     notes: &mut DumpNotes,
 ) -> Result<WsBits<'d>, DumpError> {
     let nr_blocks = sb.nr_blocks as u64;
-    let name = format!("writeset of era {era}");
+    // The current writeset hangs off the superblock (block 0), archived ones off a
+    // writeset-tree leaf.
+    let part = if from == 0 {
+        Part::CurrentWriteset
+    } else {
+        Part::Writeset
+    };
+    let name = Place::new(part, format!("writeset of era {era}"));
     let before = w.report.findings().len();
     let cursor = (ws.root != 0)
         .then(|| BitsetCursor::open(w, ws.root, &name, ws.nr_bits as u64, Some(from)));
@@ -368,7 +416,7 @@ fn open_writeset<'d>(
             .first()
             .map_or("no bitset (root 0)".to_string(), |f| f.to_string());
         if !repair {
-            return Err(Finding::error("era-writeset", Some(from), name, why).into());
+            return Err(Finding::error("era-writeset", Some(from), &name, why).into());
         }
         notes.skipped.push(format!(
             "{name}: {why}; all its {nr_blocks} bits (the superblock's nr_blocks) are dumped as set"
@@ -378,8 +426,9 @@ fn open_writeset<'d>(
             nr_bits: nr_blocks,
             have: 0,
             cursor: None,
-            name,
+            name: name.name,
             noted: true,
+            current: part == Part::CurrentWriteset,
         });
     }
     let have = ws.nr_bits as u64;
@@ -398,36 +447,25 @@ fn open_writeset<'d>(
         nr_bits: if repair { nr_blocks } else { have },
         have,
         cursor,
-        name,
+        name: name.name,
         noted: false,
+        current: part == Part::CurrentWriteset,
     })
 }
 
-fn dump_writeset<W: Write>(
-    x: &mut XmlOut<W>,
+fn dump_writeset<S: EraSink>(
+    sink: &mut S,
     ws: &mut WsBits<'_>,
     repair: bool,
     notes: &mut DumpNotes,
 ) -> Result<(), DumpError> {
-    x.s("  <writeset era=\"")?;
-    x.n(ws.era)?;
-    x.s("\" nr_bits=\"")?;
-    x.n(ws.nr_bits)?;
-    x.s("\">\n")?;
+    sink.writeset_begin(ws.era, ws.nr_bits, ws.current)?;
     let nr = ws.nr_bits;
     for wi in 0..nr.div_ceil(64) {
         let word = ws.word(wi, repair, notes)?;
-        for j in 0..64.min(nr - wi * 64) {
-            x.s("    <bit block=\"")?;
-            x.n(wi * 64 + j)?;
-            x.s(if word >> j & 1 == 1 {
-                "\" value=\"true\"/>\n"
-            } else {
-                "\" value=\"false\"/>\n"
-            })?;
-        }
+        sink.writeset_word(wi, word, 64.min(nr - wi * 64))?;
     }
-    x.s("  </writeset>\n")?;
+    sink.writeset_end()?;
     Ok(())
 }
 

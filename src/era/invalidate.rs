@@ -15,10 +15,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::era::superblock::{self, EraSuperblock};
 use crate::era::writeset::read_tree;
 use crate::io::BlockDevice;
+use crate::json::JsonOut;
 use crate::pdata::array::ArrayDesc;
 use crate::pdata::le32;
 use crate::pdata::walk::Walker;
-use crate::report::Finding;
+use crate::report::{write_findings_json, Finding, Part, Place};
 use crate::xml::XmlOut;
 
 /// What to list.
@@ -133,7 +134,7 @@ pub fn invalidate(
             return Err(InvalidateError::Superblock(Finding::error(
                 "era-snapshot",
                 Some(0),
-                "superblock",
+                Part::Superblock,
                 format!("metadata snapshot at block {s}, beyond the metadata device"),
             )));
         }
@@ -167,7 +168,12 @@ fn collect(
     let mut over = Vec::new();
     let mut w = Walker::new(dev, live.sm_root.nr_blocks, false);
 
-    let (entries, walk) = read_tree(&mut w, view.writeset_tree_root, "writeset tree", view_loc);
+    let (entries, walk) = read_tree(
+        &mut w,
+        view.writeset_tree_root,
+        &Part::WritesetTree.into(),
+        view_loc,
+    );
     for (lo, hi) in &walk.lost {
         if hi.is_none_or(|h| h > since) {
             marks.set_range(0, nr_blocks);
@@ -177,13 +183,15 @@ fn collect(
             ));
         }
     }
-    let mut writesets: Vec<(u64, crate::era::superblock::WritesetDisk, u64)> =
-        entries.iter().map(|e| (e.era, e.ws, e.leaf)).collect();
+    let mut writesets: Vec<(u64, crate::era::superblock::WritesetDisk, u64, Part)> = entries
+        .iter()
+        .map(|e| (e.era, e.ws, e.leaf, Part::Writeset))
+        .collect();
     if let Some(ws) = current {
-        writesets.push((view.current_era as u64, ws, view_loc));
+        writesets.push((view.current_era as u64, ws, view_loc, Part::CurrentWriteset));
     }
-    for (era, ws, from) in writesets.into_iter().filter(|e| e.0 >= since) {
-        let name = format!("writeset of era {era}");
+    for (era, ws, from, part) in writesets.into_iter().filter(|e| e.0 >= since) {
+        let name = Place::new(part, format!("writeset of era {era}"));
         if ws.root == 0 {
             // The entry is damaged: its nr_bits is no more to be trusted than its
             // root, so every block the superblock tracks is listed.
@@ -207,7 +215,7 @@ fn collect(
         }
     }
     let desc = ArrayDesc {
-        structure: "era array".into(),
+        structure: Part::EraArray.into(),
         value_size: 4,
         nr_entries: nr_blocks,
         from: Some(view_loc),
@@ -303,6 +311,43 @@ impl Invalidation {
         x.s("</blocks>\n")?;
         x.finish()
     }
+
+    /// Writes the list as a JSON document (era_invalidate(8)): what was asked
+    /// (`view`, `written_since`), `nr_blocks`, `count` of blocks listed, `blocks` as
+    /// half-open ranges, why blocks were listed without proof (`over_reported`) and
+    /// the damage found (`findings`).
+    pub fn write_json<W: Write>(&self, out: W, opts: InvalidateOptions) -> std::io::Result<W> {
+        let mut j = JsonOut::new(out);
+        j.begin_object(false)?;
+        j.field_str("format", "era_invalidate")?;
+        j.field_num("version", 1)?;
+        j.field_str(
+            "view",
+            if opts.metadata_snapshot {
+                "metadata-snapshot"
+            } else {
+                "live"
+            },
+        )?;
+        j.field_num("written_since", opts.written_since as u64)?;
+        j.field_num("nr_blocks", self.nr_blocks)?;
+        j.field_num("count", self.count())?;
+        j.key("blocks")?;
+        j.begin_array(false)?;
+        for (b, e) in self.runs() {
+            j.range(b, e)?;
+        }
+        j.end()?;
+        j.key("over_reported")?;
+        j.begin_array(false)?;
+        for r in &self.over_reported {
+            j.str(r)?;
+        }
+        j.end()?;
+        write_findings_json(&mut j, "findings", &self.findings)?;
+        j.end()?;
+        j.finish()
+    }
 }
 
 #[cfg(test)]
@@ -333,6 +378,14 @@ mod tests {
         assert!(x.contains("  <range begin=\"127\" end=\"130\"/>\n"));
         assert!(x.ends_with("</blocks>\n"));
         assert_eq!(i.count(), 10 + 6);
+        let j = i
+            .write_json(Vec::new(), InvalidateOptions::default())
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&j).unwrap();
+        assert_eq!(v["count"], 16);
+        assert_eq!(v["blocks"][3]["begin"], 127);
+        assert_eq!(v["blocks"][3]["end"], 130);
+        assert_eq!(v["blocks"].as_array().unwrap().len(), 5);
     }
 
     #[test]

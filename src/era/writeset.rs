@@ -2,6 +2,7 @@
 
 use crate::era::superblock::WritesetDisk;
 use crate::pdata::walk::{TreeDesc, TreeWalk, Walker};
+use crate::report::Place;
 
 /// One archived writeset as found in a tree leaf.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,9 +16,9 @@ pub struct ArchivedWriteset {
 }
 
 /// Description of the writeset tree for walks.
-pub fn tree_desc(structure: &str, from: u64) -> TreeDesc {
+pub fn tree_desc(structure: &Place, from: u64) -> TreeDesc {
     TreeDesc {
-        structure: structure.to_string(),
+        structure: structure.clone(),
         value_size: WritesetDisk::SIZE as u32,
         from: Some(from),
     }
@@ -28,7 +29,7 @@ pub fn tree_desc(structure: &str, from: u64) -> TreeDesc {
 pub fn read_tree(
     w: &mut Walker<'_>,
     root: u64,
-    structure: &str,
+    structure: &Place,
     sb: u64,
 ) -> (Vec<ArchivedWriteset>, TreeWalk) {
     let mut out = Vec::new();

@@ -19,7 +19,7 @@ use crate::pdata::le64;
 use crate::pdata::put_le32;
 use crate::pdata::refs::{Role, Visit};
 use crate::pdata::walk::{block_finding, read_verified, TreeDesc, Walker};
-use crate::report::Finding;
+use crate::report::{Finding, Place};
 
 /// Size of the array block header.
 pub const ARRAY_HEADER_SIZE: usize = 24;
@@ -65,8 +65,8 @@ impl ArrayHeader {
 /// Describes an array to read: its values and its length, which the owner stores.
 #[derive(Debug, Clone)]
 pub struct ArrayDesc {
-    /// Name used in findings, e.g. `era array`.
-    pub structure: String,
+    /// The structure, as findings name it, e.g. `era array`.
+    pub structure: Place,
     /// Bytes per value.
     pub value_size: u32,
     /// Number of entries the owner says the array has.
@@ -94,7 +94,7 @@ impl ArrayDesc {
 
     fn index_desc(&self) -> TreeDesc {
         TreeDesc {
-            structure: format!("{} index tree", self.structure),
+            structure: self.structure.sub(" index tree"),
             value_size: 8,
             from: self.from,
         }
@@ -110,7 +110,7 @@ pub fn validate_array_block(
     i: u64,
     from: Option<u64>,
 ) -> Result<Box<Block>, Finding> {
-    let structure = format!("{} block {i}", desc.structure);
+    let structure = desc.structure.sub(format_args!(" block {i}"));
     let b = read_verified(dev, loc, BlockKind::ArrayBlock)
         .map_err(|e| block_finding(loc, BlockKind::ArrayBlock, &structure, &e, from))?;
     let h = ArrayHeader::decode(&b);
@@ -212,7 +212,7 @@ impl Walker<'_> {
                     lost.push(i);
                 }
                 Some((loc, leaf)) => {
-                    let structure = format!("{} block {i}", desc.structure);
+                    let structure = desc.structure.sub(format_args!(" block {i}"));
                     match self.reach(*loc, role, &structure, Some(*leaf)) {
                         Some(Visit::First) => todo.push((i, *loc, *leaf)),
                         Some(_) => {}
@@ -230,7 +230,7 @@ impl Walker<'_> {
             self.push(Finding::error(
                 "array-index-keys",
                 None,
-                format!("{} index tree", desc.structure),
+                desc.structure.sub(" index tree"),
                 what,
             ));
         }
@@ -301,7 +301,7 @@ impl<'d> ArrayCursor<'d> {
                     Finding::error(
                         "array-index-keys",
                         None,
-                        format!("{} index tree", self.desc.structure),
+                        self.desc.structure.sub(" index tree"),
                         format!("no index entry for array block {i}"),
                     )
                 })?;
@@ -318,13 +318,14 @@ mod tests {
     use super::*;
     use crate::io::MemDevice;
     use crate::pdata::checksum::stamp;
+    use crate::report::Part;
 
     #[test]
     fn capacities_match_the_spec_table() {
         assert_eq!(array_max_entries(4), 1018);
         assert_eq!(array_max_entries(8), 509);
         let d = ArrayDesc {
-            structure: "x".into(),
+            structure: Part::EraArray.into(),
             value_size: 4,
             nr_entries: 2 * 1018 + 5,
             from: None,
@@ -352,7 +353,7 @@ mod tests {
     fn array_blocks_are_validated_against_their_owner() {
         let dev = MemDevice::new(8);
         let d = ArrayDesc {
-            structure: "era array".into(),
+            structure: Part::EraArray.into(),
             value_size: 4,
             nr_entries: 10,
             from: Some(0),

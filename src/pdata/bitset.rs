@@ -7,11 +7,11 @@ use crate::io::BlockDevice;
 use crate::pdata::array::{ArrayCursor, ArrayDesc};
 use crate::pdata::le64;
 use crate::pdata::walk::Walker;
-use crate::report::Finding;
+use crate::report::{Finding, Place};
 
 /// The array that stores a bitset of `nr_bits` bits.
 /// `from` is the block holding the root pointer.
-pub fn bitset_desc(structure: impl Into<String>, nr_bits: u64, from: Option<u64>) -> ArrayDesc {
+pub fn bitset_desc(structure: impl Into<Place>, nr_bits: u64, from: Option<u64>) -> ArrayDesc {
     ArrayDesc {
         structure: structure.into(),
         value_size: 8,
@@ -35,7 +35,7 @@ impl Walker<'_> {
     pub fn check_bitset(
         &mut self,
         root: u64,
-        structure: &str,
+        structure: &Place,
         nr_bits: u64,
         from: Option<u64>,
     ) -> BitsetCheck {
@@ -48,7 +48,7 @@ impl Walker<'_> {
     pub fn scan_bitset(
         &mut self,
         root: u64,
-        structure: &str,
+        structure: &Place,
         nr_bits: u64,
         from: Option<u64>,
         on_word: &(dyn Fn(u64, u64) + Sync),
@@ -103,7 +103,7 @@ impl<'d> BitsetCursor<'d> {
     pub fn open(
         w: &mut Walker<'d>,
         root: u64,
-        structure: &str,
+        structure: &Place,
         nr_bits: u64,
         from: Option<u64>,
     ) -> Self {

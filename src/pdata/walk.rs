@@ -13,7 +13,7 @@ use crate::pdata::btree::{calc_max_entries, NodeHeader, INTERNAL_NODE, LEAF_NODE
 use crate::pdata::checksum::{self, BlockKind};
 use crate::pdata::le64;
 use crate::pdata::refs::{Refs, Role, Visit};
-use crate::report::{Finding, Report};
+use crate::report::{Finding, Place, Report};
 
 /// Deepest B-tree accepted. A tree over 2^32 keys with the smallest legal fan-out
 /// (84) is 6 levels deep; anything deeper is damage (or a cycle).
@@ -25,8 +25,8 @@ pub type LeafFn<'f, 'd> = dyn FnMut(&mut Walker<'d>, u64, &[u8], u64) + 'f;
 /// Describes a B-tree to walk.
 #[derive(Debug, Clone)]
 pub struct TreeDesc {
-    /// Name used in findings, e.g. `writeset tree`.
-    pub structure: String,
+    /// The structure, as findings name it, e.g. `writeset tree`.
+    pub structure: Place,
     /// Size of the leaf values.
     pub value_size: u32,
     /// The block holding the root pointer (a superblock, a leaf), named in findings.
@@ -100,7 +100,7 @@ impl<'d> Walker<'d> {
     }
 
     /// Checks that `loc` may be referenced (§10.3): non-zero and below the limit.
-    pub fn check_pointer(&mut self, loc: u64, structure: &str, from: Option<u64>) -> bool {
+    pub fn check_pointer(&mut self, loc: u64, structure: &Place, from: Option<u64>) -> bool {
         let what = if loc == 0 {
             "points at block 0 (the superblock)".to_string()
         } else if loc >= self.limit {
@@ -127,7 +127,7 @@ impl<'d> Walker<'d> {
         &mut self,
         loc: u64,
         role: Role,
-        structure: &str,
+        structure: &Place,
         from: Option<u64>,
     ) -> Option<Visit> {
         // Block 0 is a valid target only as the live superblock itself.
@@ -174,7 +174,7 @@ impl<'d> Walker<'d> {
         &mut self,
         loc: u64,
         kind: BlockKind,
-        structure: &str,
+        structure: &Place,
         from: Option<u64>,
     ) -> Option<Box<Block>> {
         match read_verified(self.dev, loc, kind) {
@@ -220,7 +220,7 @@ impl<'d> Walker<'d> {
             Some(h) => format!("keys {lo}..{h}"),
             None => format!("keys {lo}.."),
         };
-        let structure = format!("{} node ({range})", st.desc.structure);
+        let structure = st.desc.structure.sub(format_args!(" node ({range})"));
         let lose = |st: &mut TreeState<'_>| st.out.lost.push((lo, hi));
         let via = referenced_from(parent);
         if depth > MAX_DEPTH {
@@ -397,7 +397,7 @@ pub fn read_verified(
 pub fn block_finding(
     loc: u64,
     kind: BlockKind,
-    structure: &str,
+    structure: &Place,
     e: &checksum::BlockError,
     from: Option<u64>,
 ) -> Finding {
@@ -445,7 +445,7 @@ mod tests {
 
     fn desc() -> TreeDesc {
         TreeDesc {
-            structure: "test tree".into(),
+            structure: Place::new(crate::report::Part::WritesetTree, "test tree"),
             value_size: 8,
             from: Some(0),
         }

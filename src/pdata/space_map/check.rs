@@ -9,7 +9,7 @@ use crate::pdata::checksum::BlockKind;
 use crate::pdata::le32;
 use crate::pdata::refs::{Role, Visit};
 use crate::pdata::walk::{TreeDesc, Walker};
-use crate::report::Finding;
+use crate::report::{Finding, Part, Place};
 
 /// How many individual count mismatches of one kind are listed before summarising.
 const MAX_LISTED: usize = 20;
@@ -34,7 +34,8 @@ struct Mismatches {
 /// must already hold every reference from the target's structures). `dev_blocks` is
 /// the size of the metadata device.
 pub fn check_space_map(w: &mut Walker<'_>, root: &SmRoot, dev_blocks: u64) -> SmSummary {
-    const S: &str = "space map";
+    const S: Part = Part::SpaceMap;
+    let index_place = Place::new(S, "space-map index block");
     let mut summary = SmSummary {
         nr_blocks: root.nr_blocks,
         used: 0,
@@ -57,18 +58,8 @@ pub fn check_space_map(w: &mut Walker<'_>, root: &SmRoot, dev_blocks: u64) -> Sm
     let nr_bitmaps = root.nr_bitmaps() as usize;
 
     // The index block.
-    let index = match w.reach(
-        root.bitmap_root,
-        Role::SmIndex,
-        "space-map index block",
-        Some(0),
-    ) {
-        Some(Visit::First) => w.read(
-            root.bitmap_root,
-            BlockKind::SmIndex,
-            "space-map index block",
-            Some(0),
-        ),
+    let index = match w.reach(root.bitmap_root, Role::SmIndex, &index_place, Some(0)) {
+        Some(Visit::First) => w.read(root.bitmap_root, BlockKind::SmIndex, &index_place, Some(0)),
         _ => None,
     };
     // On-disk counts, one byte per block (3 = look in the overflow tree); `None`
@@ -77,7 +68,7 @@ pub fn check_space_map(w: &mut Walker<'_>, root: &SmRoot, dev_blocks: u64) -> Sm
     if let Some(index) = &index {
         for k in 0..nr_bitmaps {
             let e = IndexEntry::decode(index, k);
-            let structure = format!("space-map bitmap {k}");
+            let structure = Place::new(S, format!("space-map bitmap {k}"));
             let reached = w.reach(
                 e.blocknr,
                 Role::SmBitmap,
@@ -128,7 +119,7 @@ pub fn check_space_map(w: &mut Walker<'_>, root: &SmRoot, dev_blocks: u64) -> Sm
                 w.push(Finding::warning(
                     "sm-index-nr-free",
                     Some(root.bitmap_root),
-                    "space-map index block",
+                    &index_place,
                     format!(
                         "entry {k}: nr_free {}, the bitmap has {free} free entries",
                         e.nr_free
@@ -141,7 +132,7 @@ pub fn check_space_map(w: &mut Walker<'_>, root: &SmRoot, dev_blocks: u64) -> Sm
                 w.push(Finding::warning(
                     "sm-index-none-free-before",
                     Some(root.bitmap_root),
-                    "space-map index block",
+                    &index_place,
                     format!(
                         "entry {k}: none_free_before {}, but entry {} is free",
                         e.none_free_before,
@@ -154,7 +145,7 @@ pub fn check_space_map(w: &mut Walker<'_>, root: &SmRoot, dev_blocks: u64) -> Sm
 
     // The overflow tree: keys are exactly the blocks whose bitmap entry is 3.
     let desc = TreeDesc {
-        structure: "space-map ref-count tree".into(),
+        structure: Place::new(S, "space-map ref-count tree"),
         value_size: 4,
         from: Some(0),
     };
@@ -169,7 +160,7 @@ pub fn check_space_map(w: &mut Walker<'_>, root: &SmRoot, dev_blocks: u64) -> Sm
             w.push(Finding::error(
                 "sm-overflow-entry",
                 Some(leaf),
-                "space-map ref-count tree",
+                Place::new(S, "space-map ref-count tree"),
                 format!(
                     "entry for block {b} with count {n}; the bitmap entry is {}",
                     bitmap.map_or("unreadable".to_string(), |v| v.to_string())
@@ -237,7 +228,7 @@ pub fn check_space_map(w: &mut Walker<'_>, root: &SmRoot, dev_blocks: u64) -> Sm
         w.push(Finding::error(
             "sm-overflow-missing",
             Some(b),
-            "space map",
+            S,
             format!(
                 "{} blocks have bitmap entry 3 but no entry in the ref-count tree",
                 missing_overflow.len()
