@@ -1,30 +1,37 @@
 #!/usr/bin/env bash
 # era_restore against thin-provisioning-tools 1.3.3 and Debian's 0.9.0, run in
-# alternation (Debian's 0.9.0 cannot read the compact `<marked>` form, so it is
-# left out here; benches/era_restore.sh times it on the full form); prints the median wall time, CPU time and peak memory of each, and
-# checks that every image restored dumps the same. Not a test: run it by hand, e.g.
+# alternation; prints the median wall time, CPU time, peak memory and XML rate of
+# each, and checks that every image restored dumps the same. Not a test: run it
+# by hand, e.g.
 #   PDATA_TOOLS=/path/to/1.3.3/pdata_tools benches/restore_vs_peers.sh 16777216 20 5
-# (NR_BLOCKS, archived ERAS, RUNS). The XML is generated in 1.3.3's compact form
-# (`<marked>` runs) into $BENCH_DIR (default target/bench); outputs go to
-# $OUT_DIR (default /dev/shm), so the figures are those of the tools, not of the
-# disk. 1.3.3 is built from its public source (it needs libdevmapper-dev and
-# libclang-dev); without PDATA_TOOLS only dmce is timed.
+# (NR_BLOCKS, archived ERAS, RUNS, FORM). The XML comes from gen_era_xml.py in
+# FORM (default `set-bits`: one `<bit value="true">` per set bit, the form all
+# three restores read right; with `marked`, 1.3.3 restores runs that cross a
+# 64-block boundary wrong and 0.9.0 cannot read it at all) into $BENCH_DIR
+# (default target/bench); outputs go to $OUT_DIR (default /dev/shm), so the
+# figures are those of the tools, not of the disk. 1.3.3 is built from its
+# public source (it needs libdevmapper-dev and libclang-dev); 0.9.0 is Debian's
+# /usr/sbin/era_restore (ERA_RESTORE_090 names another); a peer that is absent
+# is left out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 nr=${1:-16777216}
 eras=${2:-20}
 runs=${3:-5}
+form=${4:-set-bits}
 work=${BENCH_DIR:-target/bench}
 out=${OUT_DIR:-/dev/shm}
 mkdir -p "$work"
 cargo build --release -q
 ours=$(realpath "${CARGO_TARGET_DIR:-target}")/release/dmce
-xml=$work/era-$nr-$eras-marked.xml
-[ -s "$xml" ] || python3 benches/gen_era_xml.py "$nr" "$eras" 1 marked > "$xml"
+xml=$work/era-$nr-$eras-$form.xml
+[ -s "$xml" ] || python3 benches/gen_era_xml.py "$nr" "$eras" 1 "$form" > "$xml"
 size=$(( (nr / 1018 + (eras + 1) * (nr / 32576 + 8) + 16384) * 4096 ))
 declare -A cmd
 cmd[dmce]="$ours era_restore -q"
 [ -n "${PDATA_TOOLS:-}" ] && cmd[1.3.3]="$PDATA_TOOLS era_restore"
+old=${ERA_RESTORE_090:-/usr/sbin/era_restore}
+[ -x "$old" ] && [ "$form" != marked ] && cmd[0.9.0]="$old"
 printf 'input: %s (%s bytes), %d blocks, %d writesets; %d runs each, alternating\n' \
   "$xml" "$(stat -L -c %s "$xml")" "$nr" "$eras" "$runs"
 for i in $(seq "$runs"); do

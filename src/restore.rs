@@ -6,13 +6,14 @@
 //! block, flush, superblock, flush.
 
 use std::fmt;
+use std::io::Read;
 
 use crate::io::{zeroed_block, BlockDevice, BLOCK_SIZE};
 use crate::pdata::space_map::writer::SmError;
 use crate::pdata::space_map::{ENTRIES_PER_BITMAP, MAX_METADATA_BLOCKS};
 use crate::pdata::tm::{TmError, TransactionManager};
 use crate::superblock::SUPERBLOCK_LOCATION;
-use crate::xml_reader::XmlError;
+use crate::xml_reader::{XmlError, XmlIn};
 
 /// Why a restore failed.
 #[derive(Debug)]
@@ -80,6 +81,15 @@ pub struct RestoreSummary {
 
 /// Progress callback: bytes of input consumed so far.
 pub type Progress<'a> = &'a dyn Fn(u64);
+
+/// Runs `f` on the XML of `input`, which a second thread reads and scans
+/// meanwhile ([`XmlIn::parallel`]); the thread ends with `f`.
+pub fn with_xml<R: Read + Send, T>(
+    input: R,
+    f: impl FnOnce(XmlIn<'_>) -> Result<T, RestoreError>,
+) -> Result<T, RestoreError> {
+    std::thread::scope(|s| f(XmlIn::parallel(s, input)))
+}
 
 /// The smallest device (in blocks) that holds `data_blocks` blocks of target
 /// metadata plus the superblock and a space map covering the whole device.

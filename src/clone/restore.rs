@@ -8,8 +8,7 @@ use crate::clone::superblock::CloneSuperblock;
 use crate::clone::xml::{CloneHeader, CloneXmlReader};
 use crate::io::BlockDevice;
 use crate::pdata::bitset_write::{bitset_blocks, BitsetBuilder};
-use crate::restore::{begin, check_size, Progress, RestoreError, RestoreSummary};
-use crate::xml_reader::XmlIn;
+use crate::restore::{begin, check_size, with_xml, Progress, RestoreError, RestoreSummary};
 
 /// Restores the clone metadata described by `input` onto `dev`. The XML is read
 /// and scanned in a second thread while this one builds the metadata.
@@ -18,12 +17,8 @@ pub fn restore<R: Read + Send, D: BlockDevice>(
     dev: D,
     progress: Option<Progress<'_>>,
 ) -> Result<(CloneHeader, RestoreSummary), RestoreError> {
-    std::thread::scope(|s| {
-        restore_from(
-            CloneXmlReader::open(XmlIn::parallel(s, input))?,
-            dev,
-            progress,
-        )
+    with_xml(input, |x| {
+        restore_from(CloneXmlReader::open(x)?, dev, progress)
     })
 }
 

@@ -32,9 +32,8 @@ use crate::pdata::bitset_write::{bitset_blocks, BitsetBuilder};
 use crate::pdata::btree::build::{tree_nodes, BTreeBuilder};
 use crate::pdata::tm::{TmError, TransactionManager};
 use crate::restore::{
-    begin, check_size, is_no_space, needed_blocks, Progress, RestoreError, RestoreSummary,
+    begin, check_size, is_no_space, needed_blocks, with_xml, Progress, RestoreError, RestoreSummary,
 };
-use crate::xml_reader::XmlIn;
 
 /// What was restored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,12 +93,8 @@ pub fn restore<R: Read + Send, D: BlockDevice>(
     dev: D,
     progress: Option<Progress<'_>>,
 ) -> Result<(EraRestored, RestoreSummary), RestoreError> {
-    std::thread::scope(|s| {
-        restore_from(
-            EraXmlReader::open(XmlIn::parallel(s, input))?,
-            dev,
-            progress,
-        )
+    with_xml(input, |x| {
+        restore_from(EraXmlReader::open(x)?, dev, progress)
     })
 }
 

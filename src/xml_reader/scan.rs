@@ -246,6 +246,8 @@ impl Scanner<'_> {
 
     /// A quoted value starting at the quote `i`.
     fn value(&mut self, quote: u8, decoded: &mut String) -> Result<Option<Value>, XmlError> {
+        // Errors about the whole value point at its opening quote, on its line.
+        let at = (self.i, self.line, self.line_start);
         let s = self.i + 1;
         let (mut amp, mut high) = (false, false);
         let mut j = s;
@@ -267,23 +269,24 @@ impl Scanner<'_> {
             j += 1;
         }
         let raw = &self.b[s..j];
-        let value_at = self.i;
-        self.i = j + 1;
+        let fail = |sc: &mut Self, msg: String| {
+            (sc.i, sc.line, sc.line_start) = at;
+            sc.error(msg)
+        };
         if high && std::str::from_utf8(raw).is_err() {
-            self.i = value_at;
-            return Err(self.error("malformed XML: an attribute value is not UTF-8"));
+            return Err(fail(
+                self,
+                "malformed XML: an attribute value is not UTF-8".into(),
+            ));
         }
+        self.i = j + 1;
         if !amp {
             return Ok(Some(Value::Raw(s..j)));
         }
         let from = decoded.len();
         // Checked above when it had a non-ASCII byte; ASCII otherwise.
         let text = std::str::from_utf8(raw).unwrap_or("");
-        unescape(text, decoded).map_err(|m| {
-            let mut e = self.error(m);
-            e.column -= (self.i - value_at) as u64;
-            e
-        })?;
+        unescape(text, decoded).map_err(|m| fail(self, m))?;
         Ok(Some(Value::Decoded(from..decoded.len())))
     }
 }

@@ -102,6 +102,16 @@ fn text_and_mismatched_tags_are_errors() {
 }
 
 #[test]
+fn a_bad_value_over_lines_is_placed_at_its_quote() {
+    let e = events("<a>\n  <b x=\"1\n2 &bogus;\"/>\n</a>").unwrap_err();
+    assert_eq!((e.line, e.column), (2, 8), "{e}");
+    let mut x = XmlIn::new(&b"<a>\n <b y='\n\xff'/></a>"[..]);
+    x.next_element().unwrap();
+    let e = x.next_element().unwrap_err();
+    assert_eq!((e.line, e.column), (2, 7), "{e}");
+}
+
+#[test]
 fn a_byte_order_mark_is_skipped() {
     let e = events("\u{feff}<a>\n</a>\n").unwrap();
     assert_eq!(e, ["<a >", "end"]);
