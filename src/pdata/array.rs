@@ -389,7 +389,7 @@ mod tests {
         // the whole run, not one per array block (fuzzing found millions of them).
         let dev = MemDevice::new(8);
         let d = ArrayDesc {
-            structure: "era array".into(),
+            structure: Part::EraArray.into(),
             value_size: 4,
             nr_entries: 4_000_000_000,
             from: Some(0),
