@@ -55,6 +55,24 @@ const NAME_CLASS: [u8; 256] = {
 const ENDS: u8 = 1;
 const HIGH: u8 = 2;
 
+/// The bytes of an attribute value that need a look: either quote, `<`, `&`,
+/// newline, and every byte above ASCII.
+const VALUE_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0x80;
+    while i < 256 {
+        t[i] = 1;
+        i += 1;
+    }
+    let special = b"\"'<&\n";
+    let mut i = 0;
+    while i < special.len() {
+        t[special[i] as usize] = 1;
+        i += 1;
+    }
+    t
+};
+
 /// A name scanned: where it is, and whether it has a byte above ASCII.
 struct Name {
     at: Range<usize>,
@@ -97,6 +115,7 @@ impl Scanner<'_> {
 
     /// A name: bytes up to white space or one of `/>=<"'`; `None` when the buffer
     /// ends first.
+    #[inline]
     fn name(&mut self) -> Option<Name> {
         let s = self.i;
         let mut high = false;
@@ -130,6 +149,7 @@ impl Scanner<'_> {
     }
 
     /// The name's range, if it is one: not empty, and UTF-8.
+    #[inline]
     fn check_name(&self, n: Name, what: &str) -> Result<Range<usize>, XmlError> {
         if n.at.is_empty() {
             return Err(self.error(format!("malformed XML: expected {what}")));
@@ -278,6 +298,13 @@ impl Scanner<'_> {
         let (mut amp, mut high) = (false, false);
         let mut j = s;
         loop {
+            // Most bytes of a value are plain: one table lookup each.
+            while let Some(&c) = self.b.get(j) {
+                if VALUE_CLASS[c as usize] != 0 {
+                    break;
+                }
+                j += 1;
+            }
             let Some(&c) = self.b.get(j) else {
                 return Ok(None);
             };
