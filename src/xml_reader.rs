@@ -329,15 +329,12 @@ impl<'a> Attrs<'a> {
 
     /// The value of `key`, which must be present.
     pub fn req(&self, key: &str) -> Result<&'a str, String> {
-        self.get(key)
-            .ok_or_else(|| format!("<{}>: attribute {key} is missing", self.elem))
+        self.get(key).ok_or_else(|| self.missing(key))
     }
 
     /// `key` as a decimal number no larger than `max`.
     pub fn num(&self, key: &str, max: u64) -> Result<u64, String> {
-        let v = self
-            .get_bytes(key)
-            .ok_or_else(|| format!("<{}>: attribute {key} is missing", self.elem))?;
+        let v = self.get_bytes(key).ok_or_else(|| self.missing(key))?;
         let n = parse_decimal_bytes(v).ok_or_else(|| {
             format!(
                 "<{}> {key}=\"{}\": not a decimal number",
@@ -355,14 +352,20 @@ impl<'a> Attrs<'a> {
         Ok(n)
     }
 
+    fn missing(&self, key: &str) -> String {
+        format!("<{}>: attribute {key} is missing", self.elem)
+    }
+
     /// `key` as `true` or `false`.
     pub fn boolean(&self, key: &str) -> Result<bool, String> {
-        match self.req(key)? {
-            "true" => Ok(true),
-            "false" => Ok(false),
-            v => Err(format!(
-                "<{}> {key}=\"{v}\": expected true or false",
-                self.elem
+        let v = self.get_bytes(key).ok_or_else(|| self.missing(key))?;
+        match v {
+            b"true" => Ok(true),
+            b"false" => Ok(false),
+            _ => Err(format!(
+                "<{}> {key}=\"{}\": expected true or false",
+                self.elem,
+                text(v)
             )),
         }
     }
