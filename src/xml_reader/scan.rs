@@ -149,15 +149,24 @@ impl Scanner<'_> {
     }
 
     /// The name's range, if it is one: not empty, and UTF-8.
-    #[inline]
+    #[inline(always)]
     fn check_name(&self, n: Name, what: &str) -> Result<Range<usize>, XmlError> {
+        if n.at.is_empty() || n.high {
+            self.check_odd_name(&n, what)?;
+        }
+        Ok(n.at)
+    }
+
+    /// [`check_name`](Self::check_name) for an empty name or one above ASCII.
+    #[cold]
+    fn check_odd_name(&self, n: &Name, what: &str) -> Result<(), XmlError> {
         if n.at.is_empty() {
             return Err(self.error(format!("malformed XML: expected {what}")));
         }
-        if n.high && std::str::from_utf8(&self.b[n.at.clone()]).is_err() {
+        if std::str::from_utf8(&self.b[n.at.clone()]).is_err() {
             return Err(self.error(format!("malformed XML: {what} is not UTF-8")));
         }
-        Ok(n.at)
+        Ok(())
     }
 
     /// Scans the construct at `i` (a `<`), adding the attributes of a start tag
