@@ -147,6 +147,7 @@ pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::R
     }
     opts.crash.seed = trace.header.seed.unwrap_or(a.seed);
     opts.emit_logs = a.emit_logwrites.is_some();
+    let started = std::time::Instant::now();
     let outcome = match replay_with(&trace, opts) {
         Ok(o) => o,
         Err(e) => {
@@ -207,11 +208,12 @@ pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::R
             f.commit().map_err(|e| OutputError::file(&path, e))?;
         }
     }
+    let secs = started.elapsed().as_secs_f64();
     if !a.quiet {
         let c = &outcome.crash;
         writeln!(
             out,
-            "{name}: {} statements, {} commits, {} expectations, {} failed; {} crash points, {} states, {} distinct metadata views, {} violations",
+            "{name}: {} statements, {} commits, {} expectations, {} failed; {} crash points, {} states, {} distinct metadata views, {} violations; {secs:.2} s ({:.0} states/s)",
             outcome.events,
             outcome.commits,
             outcome.expects.len(),
@@ -219,7 +221,8 @@ pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::R
             c.points,
             c.states,
             c.views,
-            outcome.violations.len()
+            outcome.violations.len(),
+            c.states as f64 / secs.max(1e-6)
         )?;
         if c.skipped_sectors > 0 {
             writeln!(

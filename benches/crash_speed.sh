@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Crash-state exploration speed: every kernel-lab trace replayed with a power cut
+# explored after every statement (--crash-points statements) up to tier TIER, and the
+# bounded exhaustive generators of both targets on `fixed`; prints a Markdown table
+# of crash points, states, distinct metadata views, wall and CPU seconds, and states
+# per second of each. Not a test: run it by hand, e.g. benches/crash_speed.sh 2 3
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tier=${1:-2}
+max_ops=${2:-3}
+work=${BENCH_DIR:-target/bench}
+mkdir -p "$work"
+cargo build --release -q
+dmce=$(realpath "${CARGO_TARGET_DIR:-target}")/release/dmce
+echo "| input | crash points | states | metadata views | wall s | CPU s | states/s | states/CPU-s |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+row() { # name states views points -- command...
+  local name=$1
+  shift
+  /usr/bin/time -f "%e %U %S" -o "$work/time" "$@" > "$work/out" 2>&1 || {
+    echo "$name: failed:" >&2
+    tail -n 5 "$work/out" >&2
+    exit 1
+  }
+  read -r secs user sys < "$work/time"
+  local cpu points states views
+  cpu=$(echo "$user + $sys" | bc -l)
+  summary=$(tail -n 1 "$work/out")
+  points=$(grep -o '[0-9]* crash points' <<< "$summary" | cut -d' ' -f1 || true)
+  states=$(grep -o '[0-9]* \(crash \)\?states,' <<< "$summary" | grep -o '^[0-9]*')
+  views=$(grep -o '[0-9]* distinct metadata views' <<< "$summary" | cut -d' ' -f1)
+  printf '| %s | %s | %s | %s | %s | %.2f | %.0f | %.0f |\n' "$name" "${points:--}" "$states" \
+    "$views" "$secs" "$cpu" "$(echo "$states / $secs" | bc -l)" \
+    "$(echo "$states / ($cpu + 0.001)" | bc -l)"
+}
+for t in tests/traces/kernel/*.dmtrace; do
+  case $(basename "$t") in
+    clone-millions* | era-millions*) continue ;; # bulk traces: replay speed, not crashes
+    clone*) tool=clone_replay ;;
+    era*) tool=era_replay ;;
+  esac
+  row "$(basename "$t" .dmtrace) (T$tier)" "$dmce" "$tool" --crash-points statements --tier "$tier" "$t"
+done
+row "clone generator ($max_ops ops)" "$dmce" clone_replay --generate --max-ops "$max_ops"
+row "era generator ($max_ops ops)" "$dmce" era_replay --generate --max-ops "$max_ops"
