@@ -20,6 +20,8 @@ mod json;
 mod kernel_exact;
 /// Every fixture the kernel lab made: checks clean, dumps to its ground truth.
 mod kernel_fixtures;
+/// The restore and repair tools killed with SIGKILL part-way.
+mod kill;
 /// Live metadata (a device held by a table) is refused.
 mod live;
 /// dm-log-writes logs: the verifier catches the bugs the models re-introduce.
