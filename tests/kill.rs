@@ -14,7 +14,7 @@
 //! The output file keeps its size, and an output path that does not exist is
 //! refused without creating a file. The quick test kills each tool at four points
 //! of a small run; the ignored one at 50 points of a large run and prints the table:
-//! `cargo test --release --test main kill -- --ignored --nocapture`.
+//! `cargo test --test main kill -- --ignored --nocapture`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -79,9 +79,9 @@ const QUICK: Scale = Scale {
 };
 
 const LARGE: Scale = Scale {
-    clone_regions: 600_000_000,
-    era_blocks: 6_000_000,
-    file_bytes: 128 << 20,
+    clone_regions: 200_000_000,
+    era_blocks: 2_000_000,
+    file_bytes: 64 << 20,
 };
 
 fn s(p: &Path) -> &str {
