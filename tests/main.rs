@@ -6,6 +6,8 @@ mod cli;
 mod crash;
 /// Damage: every live block zeroed, flipped, or made structurally wrong.
 mod damage;
+/// The fuzz targets' seeds, committed corpora and regression cases, replayed.
+mod fuzz_corpus;
 /// Golden outputs on kernel-made images.
 mod golden;
 /// Hostile input: random mutations with fixed-up checksums never panic.
