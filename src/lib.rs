@@ -21,6 +21,8 @@
 //! * [`xml`], [`json`], [`format`]: the writers of the tools' outputs and the
 //!   choice of format.
 //! * [`commands`]: the command-line tools, one multi-call binary.
+//! * [`fuzz_support`]: the fuzz targets' bodies, shared by `fuzz/` and the corpus
+//!   replay of the test suite.
 
 pub mod block_alloc;
 pub mod clone;
@@ -28,6 +30,7 @@ pub mod commands;
 pub mod crash;
 pub mod era;
 pub mod format;
+pub mod fuzz_support;
 pub mod gen;
 pub mod io;
 pub mod json;

@@ -7,7 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use dmce::era::invalidate::{invalidate, InvalidateOptions};
 use dmce::era::DumpOptions;
-use dmce::io::{MemDevice, BLOCK_SIZE};
+use dmce::io::{BlockDevice, MemDevice, BLOCK_SIZE};
 use dmce::pdata::checksum::{kind_of, stamp};
 
 use crate::roundtrip::Rng;
@@ -106,5 +106,57 @@ fn random_mutations_of_kernel_samples_never_panic() {
     ] {
         let img = load_zst(&repo().join(file));
         mutate_and_exercise(name, &img, 0xD00D_F00D, 120);
+    }
+}
+
+#[test]
+fn an_era_superblock_claiming_more_blocks_than_its_device_holds_is_refused() {
+    // Found by fuzzing: with an era array lost, era_dump --repair listed every one
+    // of the 4 * 10^9 blocks such a superblock claims (hours, gigabytes).
+    use dmce::era::superblock::read_at;
+    let base = MemDevice::new(64);
+    crate::roundtrip::era_restore(
+        &crate::roundtrip::EraGen::new(9, 3000, 3, 2).xml(false),
+        &base,
+    );
+    for nr_blocks in [u32::MAX, 1 << 31, (1 << 31) - 1, 1018 * 64 + 1] {
+        let (mut sb, _) = read_at(&base, 0).unwrap();
+        sb.nr_blocks = nr_blocks;
+        let dev = MemDevice::from_bytes(&base.to_bytes());
+        dev.write(0, &sb.encode(0)).unwrap();
+        let c = dmce::era::check(&dev, &Default::default());
+        assert!(
+            c.report
+                .findings()
+                .iter()
+                .any(|f| f.code == "era-nr-blocks"),
+            "nr_blocks {nr_blocks}: {:?}",
+            c.report.findings()
+        );
+        for repair in [false, true] {
+            for logical in [false, true] {
+                let opts = DumpOptions {
+                    logical,
+                    metadata_snapshot: false,
+                    repair,
+                };
+                let e = dmce::era::dump(&dev, std::io::sink(), opts).unwrap_err();
+                assert!(e.to_string().contains("era-nr-blocks"), "{e}");
+            }
+        }
+        let e = invalidate(
+            &dev,
+            InvalidateOptions {
+                written_since: 0,
+                metadata_snapshot: false,
+            },
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("era array blocks") || e.to_string().contains("2^31"),
+            "{e}"
+        );
+        let out = MemDevice::new(64);
+        assert!(dmce::era::repair::repair(&dev, &out).is_err());
     }
 }

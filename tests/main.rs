@@ -6,6 +6,8 @@ mod cli;
 mod crash;
 /// Damage: every live block zeroed, flipped, or made structurally wrong.
 mod damage;
+/// The fuzz targets' seeds, committed corpora and regression cases, replayed.
+mod fuzz_corpus;
 /// Golden outputs on kernel-made images.
 mod golden;
 /// Hostile input: random mutations with fixed-up checksums never panic.
@@ -20,6 +22,8 @@ mod json;
 mod kernel_exact;
 /// Every fixture the kernel lab made: checks clean, dumps to its ground truth.
 mod kernel_fixtures;
+/// The restore and repair tools killed with SIGKILL part-way.
+mod kill;
 /// Live metadata (a device held by a table) is refused.
 mod live;
 /// dm-log-writes logs: the verifier catches the bugs the models re-introduce.

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::roundtrip::{gen_clone_xml, EraGen};
-use crate::util::{run_tool, TestDir};
+use crate::util::{peer, run_tool, TestDir};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -168,18 +168,6 @@ fn bad_input_is_reported_with_line_and_column() {
             "case {i}: expected \"{at}…{phrase}…\" in:\n{err}\ninput:\n{xml}"
         );
     }
-}
-
-fn peer(tool: &str) -> Option<String> {
-    if std::env::var_os("DMCE_NO_PEER_TOOLS").is_some() {
-        return None;
-    }
-    let p = format!("/usr/sbin/{tool}");
-    assert!(
-        Path::new(&p).exists(),
-        "{p} is missing: install thin-provisioning-tools, or set DMCE_NO_PEER_TOOLS=1 to leave out the interoperability checks"
-    );
-    Some(p)
 }
 
 #[test]

@@ -102,14 +102,12 @@ pub fn check(dev: &dyn BlockDevice, opts: &CheckOptions) -> CheckOutcome {
             ),
         ));
     }
-    if sb.nr_blocks >= 1 << 31 {
-        r.push(Finding::error(
-            "era-nr-blocks",
-            Some(0),
-            SB,
-            format!("nr_blocks {} is not below 2^31", sb.nr_blocks),
-        ));
-        return out;
+    let meta_blocks = sb.sm_root.nr_blocks.min(dev.nr_blocks());
+    if let Some(msg) = sb.nr_blocks_error(meta_blocks) {
+        r.push(Finding::error("era-nr-blocks", Some(0), SB, msg));
+        if sb.nr_blocks >= 1 << 31 {
+            return out;
+        }
     }
     if opts.metadata_snapshot {
         check_snapshot_only(dev, &sb, opts, &mut out);
@@ -130,14 +128,10 @@ pub fn check(dev: &dyn BlockDevice, opts: &CheckOptions) -> CheckOutcome {
         if w.reach(s, Role::Superblock, &structure.into(), Some(0)) == Some(Visit::First) {
             match superblock::read_at(dev, s) {
                 Ok((snap, _)) => {
-                    if snap.nr_blocks >= 1 << 31 {
-                        w.push(Finding::error(
-                            "era-nr-blocks",
-                            Some(s),
-                            structure,
-                            "nr_blocks is not below 2^31",
-                        ));
-                    } else {
+                    if let Some(msg) = snap.nr_blocks_error(meta_blocks) {
+                        w.push(Finding::error("era-nr-blocks", Some(s), structure, msg));
+                    }
+                    if snap.nr_blocks < 1 << 31 {
                         check_trees(&mut w, &snap, s, "snapshot ", false);
                     }
                 }
@@ -181,14 +175,17 @@ fn check_snapshot_only(
     if opts.superblock_only {
         return;
     }
-    if snap.nr_blocks >= 1 << 31 {
+    let meta_blocks = live.sm_root.nr_blocks.min(dev.nr_blocks());
+    if let Some(msg) = snap.nr_blocks_error(meta_blocks) {
         out.report.push(Finding::error(
             "era-nr-blocks",
             Some(s),
             Part::SnapshotSuperblock,
-            "nr_blocks is not below 2^31",
+            msg,
         ));
-        return;
+        if snap.nr_blocks >= 1 << 31 {
+            return;
+        }
     }
     let mut w = Walker::new(dev, live.sm_root.nr_blocks, false);
     w.allow_sharing = true;

@@ -165,6 +165,15 @@ fn walk<S: EraSink>(
     } else {
         (live, 0)
     };
+    // Repair lists every block the superblock claims: the claim must be possible.
+    if let Some(msg) = sb.nr_blocks_error(live.sm_root.nr_blocks.min(dev.nr_blocks())) {
+        let part = if sb_loc == 0 {
+            Part::Superblock
+        } else {
+            Part::SnapshotSuperblock
+        };
+        return Err(Finding::error("era-nr-blocks", Some(sb_loc), part, msg).into());
+    }
     let repair = opts.repair;
     let cur_era = sb.current_era as u64;
     let mut w = Walker::new(dev, live.sm_root.nr_blocks, false);

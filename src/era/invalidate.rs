@@ -145,6 +145,19 @@ pub fn invalidate(
         let cur = (live.current_writeset.root != 0).then_some(live.current_writeset);
         (live, 0, cur)
     };
+    // Blocks are marked in a bitmap of nr_blocks bits, and damage lists them all.
+    if let Some(msg) = view.nr_blocks_error(live.sm_root.nr_blocks.min(dev.nr_blocks())) {
+        return Err(InvalidateError::Superblock(Finding::error(
+            "era-nr-blocks",
+            Some(view_loc),
+            if view_loc == 0 {
+                Part::Superblock
+            } else {
+                Part::SnapshotSuperblock
+            },
+            msg,
+        )));
+    }
     Ok(collect(
         dev,
         &live,

@@ -21,6 +21,7 @@
 //! ```
 
 use crate::io::{Block, BlockDevice};
+use crate::pdata::array::array_max_entries;
 use crate::pdata::checksum::{stamp, BlockKind};
 use crate::pdata::space_map::SmRoot;
 use crate::pdata::{le32, le64, put_le32, put_le64};
@@ -117,6 +118,25 @@ impl EraSuperblock {
         }
     }
 
+    /// Why `nr_blocks` cannot be that of metadata on a device of `meta_blocks`
+    /// blocks (the smaller of the space map's `nr_blocks` and the device's size):
+    /// it is not below 2^31 (the kernel's `valid_nr_blocks`), or its era array
+    /// needs more array blocks than the device has (the kernel allocates every
+    /// array block, none shared). Everything that reads the era array, or lists
+    /// blocks in repair, is bounded by this.
+    pub fn nr_blocks_error(&self, meta_blocks: u64) -> Option<String> {
+        let n = self.nr_blocks as u64;
+        if n >= 1 << 31 {
+            return Some(format!("nr_blocks {n} is not below 2^31"));
+        }
+        let need = n.div_ceil(array_max_entries(4) as u64);
+        (need > meta_blocks).then(|| {
+            format!(
+                "nr_blocks {n} needs {need} era array blocks, more than the {meta_blocks} blocks of the metadata device"
+            )
+        })
+    }
+
     /// Encodes into a zeroed block at location `loc`, with checksum.
     pub fn encode(&self, loc: u64) -> Block {
         let mut b = [0u8; 4096];
@@ -181,6 +201,23 @@ mod tests {
         let b = sb.encode(0);
         assert_eq!(&b[0..4], &[0xb0, 0x7c, 0xe6, 0x33]);
         assert_eq!(EraSuperblock::decode(&b), sb);
+    }
+
+    #[test]
+    fn nr_blocks_must_fit_below_2_31_and_on_the_device() {
+        let mut sb = EraSuperblock {
+            nr_blocks: 1018 * 10,
+            ..Default::default()
+        };
+        assert_eq!(sb.nr_blocks_error(10), None);
+        assert!(sb
+            .nr_blocks_error(9)
+            .unwrap()
+            .contains("needs 10 era array blocks"));
+        sb.nr_blocks = 1 << 31;
+        assert!(sb.nr_blocks_error(u64::MAX).unwrap().contains("2^31"));
+        sb.nr_blocks = 0;
+        assert_eq!(sb.nr_blocks_error(0), None);
     }
 
     #[test]

@@ -79,3 +79,17 @@ pub fn assert_text_eq(got: &str, want: &str, what: &str) {
         );
     }
 }
+
+/// Debian's thin-provisioning-tools 0.9.0 `tool` in /usr/sbin, which must be
+/// installed; `None` when DMCE_NO_PEER_TOOLS=1 leaves the interoperability checks out.
+pub fn peer(tool: &str) -> Option<String> {
+    if std::env::var_os("DMCE_NO_PEER_TOOLS").is_some() {
+        return None;
+    }
+    let p = format!("/usr/sbin/{tool}");
+    assert!(
+        Path::new(&p).exists(),
+        "{p} is missing: install thin-provisioning-tools, or set DMCE_NO_PEER_TOOLS=1 to leave out the interoperability checks"
+    );
+    Some(p)
+}

@@ -1,0 +1,44 @@
+#!/bin/sh
+# fuzz/rotate.sh SECONDS LOGDIR [TARGET...]
+# Fuzzes the targets one after the other (all of them when none is named), each
+# for SECONDS of wall time, at the lowest priority: one core in all. Uses the
+# binaries of `cargo +nightly fuzz build -s none` as they are, so a rebuild takes
+# effect at the next target. A run that stops early (crash, timeout, out of
+# memory) is restarted for the rest of its time; its input is in
+# fuzz/artifacts/TARGET/. Each run's output goes to LOGDIR/TARGET.N.log, and one
+# line per run to LOGDIR/runs.tsv: start, target, CPU seconds, executions,
+# corpus files after the run, how it ended. A run stopped within
+# seconds of its start passes to the next target.
+set -u
+[ $# -ge 2 ] || { echo "usage: fuzz/rotate.sh SECONDS LOGDIR [TARGET...]" >&2; exit 2; }
+secs=$1 logs=$2
+shift 2
+cd "$(dirname "$0")"
+bin=target/x86_64-unknown-linux-gnu/release
+[ $# -gt 0 ] || set -- $(sed -n 's/^name = "\(.*\)"$/\1/p' Cargo.toml | grep -v '^dmce-fuzz$')
+mkdir -p "$logs"
+[ -f "$logs/runs.tsv" ] || printf 'start\ttarget\tcpu_s\texecs\tcorpus\tend\n' > "$logs/runs.tsv"
+for t in "$@"; do
+    mkdir -p "corpus/$t" "artifacts/$t"
+    if [ -f "corpus/$t.tar.zst" ] && [ -z "$(ls -A "corpus/$t")" ]; then
+        tar --zstd -xf "corpus/$t.tar.zst" -C "corpus/$t"
+    fi
+    end=$(( $(date +%s) + secs ))
+    while [ "$(date +%s)" -lt "$end" ]; do
+        left=$(( end - $(date +%s) ))
+        n=0
+        while [ -e "$logs/$t.$n.log" ]; do n=$((n + 1)); done
+        log="$logs/$t.$n.log"
+        start=$(date -u +%H:%M:%S) t0=$(date +%s)
+        RAYON_NUM_THREADS=1 /usr/bin/time -f '%U %S' -o "$log.time" nice -n 19 "$bin/$t" "corpus/$t" \
+            -max_total_time="$left" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+            -artifact_prefix="artifacts/$t/" > "$log" 2>&1
+        cpu=$(awk 'END { printf "%.0f", $1 + $2 }' "$log.time")
+        execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+        how=$(sed -n 's/^SUMMARY: libFuzzer: //p; s/^==[0-9]*== ERROR: libFuzzer: out-of-memory.*/out-of-memory/p' "$log" | head -1)
+        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$start" "$t" "$cpu" "${execs:-?}" \
+            "$(ls "corpus/$t" | wc -l)" "${how:-done}" >> "$logs/runs.tsv"
+        # Stopped within seconds (on the corpus itself): on to the next target.
+        [ $(( $(date +%s) - t0 )) -ge 10 ] || break
+    done
+done
