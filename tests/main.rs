@@ -26,6 +26,8 @@ mod live;
 mod logwrites;
 /// Warnings and the text of errors.
 mod messages;
+/// clone_metadata_size and era_metadata_size: the figure the restores require.
+mod metadata_size;
 /// Output failures: exit status kept, no panic, no file lost; the version line.
 mod output;
 /// Metadata packs: round trips, hostile packs, thin-provisioning-tools 1.3.3.
