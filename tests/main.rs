@@ -1,5 +1,7 @@
 //! The integration tests: one binary, one module per concern.
 
+/// The boot assembler (boot/dmce-assemble) on configurations.
+mod boot_config;
 /// Command-line behaviour: dispatch, options, error paths.
 mod cli;
 /// Crash safety of the restore tools: a fault at every write and flush.

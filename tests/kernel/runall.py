@@ -47,6 +47,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lab  # noqa: E402
+import boot  # noqa: E402
 import sizing  # noqa: E402
 
 META_SIZE = 8 << 20
@@ -616,6 +617,10 @@ def main():
     size_tools = {t: tool("DMCE_" + t.upper(), t) for t in
                   ("clone_metadata_size", "era_metadata_size", "clone_check", "era_check")}
     cases += sizing.cases(work, size_tools, slow=a.slow)
+    boot_tools = {t: tool("DMCE_" + t.upper(), t) for t in
+                  ("clone_restore", "era_restore", "clone_check", "era_check")}
+    boot_tools["dmce"] = [os.environ.get("DMCE_BIN", os.path.join(lab.REPO, "target", "release", "dmce"))]
+    cases += boot.cases(work, boot_tools)
     if not a.slow:
         print(f"run-all: NOTE: slow cases left out (--slow runs them): {', '.join(sizing.slow_names())}", flush=True)
     for case, scn in logwrites_cases():
@@ -637,7 +642,7 @@ def main():
         try:
             detail = fn()
             verdict = "PASS"
-        except (Failure, sizing.Failure) as e:
+        except (Failure, sizing.Failure, boot.Failure) as e:
             verdict, detail = "FAIL", str(e)
         except Skip as e:
             verdict, detail = "SKIP", str(e)
