@@ -22,7 +22,7 @@ xml=$work/era-$nr-$eras-set-bits.xml
 img=$work/era-$nr-$eras.img
 [ -s "$xml" ] || python3 benches/gen_era_xml.py "$nr" "$eras" 1 set-bits > "$xml"
 if [ ! -s "$img" ]; then
-  truncate -s $(( (nr / 1018 + (eras + 1) * (nr / 32576 + 8) + 16384) * 4096 )) "$img.tmp"
+  truncate -s "$("$ours" era_metadata_size --nr-blocks "$nr" --writesets $((eras + 1)) -u b -n)" "$img.tmp"
   "$ours" era_restore -q -i "$xml" -o "$img.tmp"
   mv "$img.tmp" "$img"
 fi

@@ -22,7 +22,7 @@ era=$work/formats-era-$nr-$eras.img
 if [ ! -s "$era" ]; then
   python3 benches/gen_era_xml.py "$nr" "$eras" 1 marked > "$work/formats-era.xml"
   rm -f "$era"
-  truncate -s $(( (nr / 1018 + (eras + 1) * (nr / 32576 + 8) + 16384) * 4096 )) "$era"
+  truncate -s "$("$ours" era_metadata_size --nr-blocks "$nr" --writesets $((eras + 1)) -u b -n)" "$era"
   "$ours" era_restore -q -i "$work/formats-era.xml" -o "$era"
   rm -f "$work/formats-era.xml"
 fi
@@ -44,7 +44,7 @@ while True:
 out.write('</superblock>\n')
 EOF
   rm -f "$clone"
-  truncate -s $(( (nr / 32576 + 16384) * 4096 )) "$clone"
+  truncate -s "$("$ours" clone_metadata_size --nr-regions "$nr" -u b -n)" "$clone"
   "$ours" clone_restore -q -i "$work/formats-clone.xml" -o "$clone"
   rm -f "$work/formats-clone.xml"
 fi

@@ -35,13 +35,13 @@ while b < n:
     b += run
 out.write('</superblock>\n')
 EOF
-  truncate -s $(( clone_regions / 8 / 4096 * 4096 * 5 / 4 + (1 << 24) )) "$clone_img"
+  truncate -s "$("$bin" clone_metadata_size --nr-regions "$clone_regions" -u b -n)" "$clone_img"
   "$bin" clone_restore -q -i "$work/clone.xml" -o "$clone_img"
 fi
 era_img=$work/era-$era_blocks.img
 if [ ! -s "$era_img" ]; then
   python3 benches/gen_era_xml.py "$era_blocks" 4 1 marked > "$work/era.xml"
-  truncate -s $(( (era_blocks * 4 / 4096 + era_blocks * 5 / 8 / 4096 + 4096) * 4096 * 2 )) "$era_img"
+  truncate -s "$("$bin" era_metadata_size --nr-blocks "$era_blocks" --writesets 5 -u b -n)" "$era_img"
   "$bin" era_restore -q -i "$work/era.xml" -o "$era_img"
 fi
 for f in clone-millions era-millions; do

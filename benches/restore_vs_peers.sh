@@ -26,7 +26,9 @@ cargo build --release -q
 ours=$(realpath "${CARGO_TARGET_DIR:-target}")/release/dmce
 xml=$work/era-$nr-$eras-$form.xml
 [ -s "$xml" ] || python3 benches/gen_era_xml.py "$nr" "$eras" 1 "$form" > "$xml"
-size=$(( (nr / 1018 + (eras + 1) * (nr / 32576 + 8) + 16384) * 4096 ))
+# The size era_restore requires (one more writeset in case the XML ends one era
+# before the current one); the peers get the same.
+size=$("$ours" era_metadata_size --nr-blocks "$nr" --writesets $((eras + 1)) -u b -n)
 declare -A cmd
 cmd[dmce]="$ours era_restore -q"
 [ -n "${PDATA_TOOLS:-}" ] && cmd[1.3.3]="$PDATA_TOOLS era_restore"

@@ -10,7 +10,8 @@
 //!   ([`pdata::tm`]) with copy-on-write shadowing, reference counting and the
 //!   kernel's two-phase commit, over which B-trees, arrays and bitsets are built in
 //!   bulk or updated in place.
-//! * [`restore`]: the safe start and the size check both restore tools share.
+//! * [`restore`]: the safe start and the size check both restore tools share;
+//!   [`sizing`]: the metadata device size a geometry needs.
 //! * [`superblock`]: the validation order both targets' superblocks share.
 //! * [`clone`] and [`era`]: each target's superblock, checker and dumper
 //!   (CLONE.md, ERA.md).
@@ -42,6 +43,7 @@ pub mod repair;
 pub mod report;
 pub mod restore;
 pub mod sim;
+pub mod sizing;
 pub mod superblock;
 pub mod trace;
 pub mod verify;

@@ -10,8 +10,9 @@ use std::io::Read;
 
 use crate::io::{zeroed_block, BlockDevice, BLOCK_SIZE};
 use crate::pdata::space_map::writer::SmError;
-use crate::pdata::space_map::{ENTRIES_PER_BITMAP, MAX_METADATA_BLOCKS};
+use crate::pdata::space_map::MAX_METADATA_BLOCKS;
 use crate::pdata::tm::{TmError, TransactionManager};
+use crate::sizing::Sizing;
 use crate::superblock::SUPERBLOCK_LOCATION;
 use crate::xml_reader::{XmlError, XmlIn};
 
@@ -20,10 +21,11 @@ use crate::xml_reader::{XmlError, XmlIn};
 pub enum RestoreError {
     /// The XML is malformed or describes impossible metadata.
     Xml(XmlError),
-    /// The output device is too small.
+    /// The output device is smaller than the kernel needs to run the target
+    /// (the figure of `clone_metadata_size` / `era_metadata_size`).
     TooSmall {
-        /// Blocks the metadata needs (the device size that suffices).
-        needed_blocks: u64,
+        /// What the geometry needs.
+        sizing: Sizing,
         /// Blocks the device has.
         have_blocks: u64,
     },
@@ -36,14 +38,26 @@ impl fmt::Display for RestoreError {
         match self {
             RestoreError::Xml(e) => write!(f, "{e}"),
             RestoreError::TooSmall {
-                needed_blocks,
+                sizing,
                 have_blocks,
-            } => write!(
-                f,
-                "the output is too small: it has {have_blocks} blocks of 4096 bytes ({} bytes), the metadata needs at least {needed_blocks} blocks ({} bytes)",
-                have_blocks * BLOCK_SIZE as u64,
-                needed_blocks * BLOCK_SIZE as u64
-            ),
+            } => {
+                let need = sizing.required_blocks();
+                write!(
+                    f,
+                    "the output is too small: it has {have_blocks} blocks of 4096 bytes ({} bytes); the kernel needs at least {need} blocks ({} bytes) to run this target and commit on it (`{}`)",
+                    have_blocks * BLOCK_SIZE as u64,
+                    need * BLOCK_SIZE as u64,
+                    sizing.sized_for.command()
+                )?;
+                if !sizing.addressable() {
+                    write!(
+                        f,
+                        "; its worst case is {} blocks, more than the {MAX_METADATA_BLOCKS} the kernel addresses",
+                        sizing.blocks
+                    )?;
+                }
+                Ok(())
+            }
             RestoreError::Write(e) => write!(f, "{e}"),
         }
     }
@@ -91,35 +105,22 @@ pub fn with_xml<R: Read + Send, T>(
     std::thread::scope(|s| f(XmlIn::parallel(s, input)))
 }
 
-/// The smallest device (in blocks) that holds `data_blocks` blocks of target
-/// metadata plus the superblock and a space map covering the whole device.
-pub fn needed_blocks(data_blocks: u64) -> u64 {
-    // superblock + index + ref-count leaf + bitmaps + data; the bitmaps depend on
-    // the device size itself, so iterate to the fixed point.
-    let mut n = 4 + data_blocks;
-    loop {
-        let tracked = n.min(MAX_METADATA_BLOCKS);
-        let want = 3 + tracked.div_ceil(ENTRIES_PER_BITMAP) + data_blocks;
-        if want <= n {
-            return n;
-        }
-        n = want;
+/// Refuses a device smaller than `sizing` requires (the blocks past what the
+/// kernel addresses do not count).
+pub fn check_size(dev: &dyn BlockDevice, sizing: &Sizing) -> Result<(), RestoreError> {
+    if fits(dev, sizing) {
+        Ok(())
+    } else {
+        Err(RestoreError::TooSmall {
+            sizing: sizing.clone(),
+            have_blocks: dev.nr_blocks(),
+        })
     }
 }
 
-/// Refuses a device smaller than `needed` blocks of target data (in addition to
-/// the superblock and the space map).
-pub fn check_size(dev: &dyn BlockDevice, data_blocks: u64) -> Result<(), RestoreError> {
-    let have = dev.nr_blocks();
-    let tracked = have.min(MAX_METADATA_BLOCKS);
-    let fits = tracked >= 3 + tracked.div_ceil(ENTRIES_PER_BITMAP) + data_blocks;
-    if !fits {
-        return Err(RestoreError::TooSmall {
-            needed_blocks: needed_blocks(data_blocks),
-            have_blocks: have,
-        });
-    }
-    Ok(())
+/// True when `dev` is as large as `sizing` requires.
+pub fn fits(dev: &dyn BlockDevice, sizing: &Sizing) -> bool {
+    dev.nr_blocks().min(MAX_METADATA_BLOCKS) >= sizing.required_blocks()
 }
 
 /// Starts a restore on `dev`: zeroes block 0 and flushes (so no old superblock
@@ -138,13 +139,19 @@ pub fn is_no_space(e: &TmError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::io::MemDevice;
+    use crate::sizing::clone_metadata_blocks;
 
     #[test]
-    fn needed_blocks_counts_the_bitmaps() {
-        assert_eq!(needed_blocks(10), 14);
-        let n = needed_blocks(16320);
-        assert_eq!(n, 3 + 2 + 16320);
-        assert!(check_size(&crate::io::MemDevice::new(n), 16320).is_ok());
-        assert!(check_size(&crate::io::MemDevice::new(n - 1), 16320).is_err());
+    fn the_size_check_takes_the_sizing_figure() {
+        let s = clone_metadata_blocks(1 << 20);
+        assert!(check_size(&MemDevice::new(s.blocks), &s).is_ok());
+        let e = check_size(&MemDevice::new(s.blocks - 1), &s).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("at least {} blocks", s.blocks))
+                && text.contains("clone_metadata_size --nr-regions 1048576"),
+            "{text}"
+        );
     }
 }

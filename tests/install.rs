@@ -184,8 +184,48 @@ fn make_install_and_uninstall() {
         want.push(format!("share/zsh/site-functions/_{n}"));
         want.push(format!("share/fish/vendor_completions.d/{n}.fish"));
     }
+    for f in [
+        "lib/dmce/dmce-assemble",
+        "lib/dracut/modules.d/90dmce/dmce-settled.sh",
+        "lib/dracut/modules.d/90dmce/module-setup.sh",
+        "share/man/man5/dmce-targets.5.gz",
+    ] {
+        want.push(f.to_string());
+    }
     want.sort();
     assert_eq!(tree(&usr), want);
+    assert_eq!(
+        tree(&root.join("etc")),
+        [
+            "dmce/targets",
+            "initramfs-tools/hooks/dmce",
+            "initramfs-tools/scripts/local-top/dmce"
+        ]
+    );
+    // The hook and the dracut module name the installed files.
+    for f in [
+        "etc/initramfs-tools/hooks/dmce",
+        "usr/lib/dracut/modules.d/90dmce/module-setup.sh",
+    ] {
+        let s = std::fs::read_to_string(root.join(f)).unwrap();
+        for want in [
+            "DMCE=/usr/sbin/dmce\n",
+            "ASSEMBLE=/usr/lib/dmce/dmce-assemble\n",
+            "CONF=/etc/dmce/targets\n",
+        ] {
+            assert!(s.contains(want), "{f}: no {want:?}");
+        }
+        assert!(!s.contains('@'), "{f}: a placeholder is left");
+    }
+    let o = Command::new("gzip")
+        .arg("-dc")
+        .arg(usr.join("share/man/man5/dmce-targets.5.gz"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.stdout,
+        std::fs::read(repo().join("man/dmce-targets.5")).unwrap()
+    );
 
     assert_eq!(
         std::fs::read(usr.join("sbin/dmce")).unwrap(),
@@ -226,4 +266,19 @@ fn make_install_and_uninstall() {
     let o = make(&d, "uninstall");
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert_eq!(tree(&root), vec!["usr/sbin/era_check".to_string()]);
+
+    // An edited configuration survives an uninstall and a new install.
+    let o = make(&d, "install");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let conf = root.join("etc/dmce/targets");
+    std::fs::write(&conf, "root clone /dev/a /dev/b /dev/c 8\n").unwrap();
+    let o = make(&d, "install");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(
+        std::fs::read_to_string(&conf).unwrap(),
+        "root clone /dev/a /dev/b /dev/c 8\n"
+    );
+    let o = make(&d, "uninstall");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(tree(&root), vec!["etc/dmce/targets".to_string()]);
 }

@@ -1,5 +1,7 @@
 //! The integration tests: one binary, one module per concern.
 
+/// The boot assembler (boot/dmce-assemble) on configurations.
+mod boot_config;
 /// Command-line behaviour: dispatch, options, error paths.
 mod cli;
 /// Crash safety of the restore tools: a fault at every write and flush.
@@ -30,6 +32,8 @@ mod live;
 mod logwrites;
 /// Warnings and the text of errors.
 mod messages;
+/// clone_metadata_size and era_metadata_size: the figure the restores require.
+mod metadata_size;
 /// Output failures: exit status kept, no panic, no file lost; the version line.
 mod output;
 /// Metadata packs: round trips, hostile packs, thin-provisioning-tools 1.3.3.

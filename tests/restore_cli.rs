@@ -66,24 +66,28 @@ fn refuses_the_input_as_output_a_missing_output_and_a_small_one() {
         "{}",
         text(&o.stderr)
     );
-    // Big enough for the era array, too small for the writesets: found mid-way.
-    std::fs::write(&img, vec![7u8; 110 * 4096]).unwrap();
+    // Large enough for one archived writeset (era_metadata_size's figure: 330
+    // blocks), not for the two of the input: found at the end.
+    std::fs::write(&img, vec![7u8; 335 * 4096]).unwrap();
     let o = run_tool("era_restore", &["-i", s(&xml), "-o", s(&img)]);
     assert!(!o.status.success());
     let err = text(&o.stderr);
     assert!(
-        err.contains("too small") && err.contains("needs at least 115 blocks"),
+        err.contains("too small")
+            && err.contains("needs at least 340 blocks")
+            && err.contains("era_metadata_size --nr-blocks 100000 --writesets 2"),
         "{err}"
     );
-    // Too small from the start.
+    // Too small from the start: nothing is written, the same figure.
     make_file(&img, 20 * 4096);
     let o = run_tool("era_restore", &["-i", s(&xml), "-o", s(&img)]);
     assert!(
-        text(&o.stderr).contains("needs at least"),
+        text(&o.stderr).contains("needs at least 340 blocks"),
         "{}",
         text(&o.stderr)
     );
-    make_file(&img, 115 * 4096);
+    assert!(std::fs::read(&img).unwrap().iter().all(|&b| b == 0));
+    make_file(&img, 340 * 4096);
     let o = run_tool("era_restore", &["-q", "-i", s(&xml), "-o", s(&img)]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let o = run_tool("era_check", &[s(&img)]);

@@ -219,9 +219,9 @@ fn era_generated_metadata_round_trips() {
         (11, 16, 4, 2, 64),
         (12, 1, 1, 1, 64),
         (13, 3000, 7, 3, 256),     // era array and bitsets of several blocks
-        (14, 100, 300, 250, 1024), // writeset tree of two levels
+        (14, 100, 300, 250, 1100), // writeset tree of two levels
         (15, 1018 * 253 + 5, 9, 0, 1024), // era array index of two levels
-        (16, 0, 0, 0, 16),
+        (16, 0, 0, 0, 32),
         (17, 777, 3, 0, 64),
         (18, 64, 2, 2, 64),
     ];

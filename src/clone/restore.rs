@@ -1,14 +1,16 @@
 //! clone_restore: fresh dm-clone metadata from the XML of clone_dump (CLONE.md §5,
 //! §11). The region bitset is streamed word by word from the sorted ranges, so
-//! memory does not depend on the number of regions.
+//! memory does not depend on the number of regions. The output must be as large
+//! as `clone_metadata_size` says for the geometry, or nothing is written.
 
 use std::io::Read;
 
 use crate::clone::superblock::CloneSuperblock;
 use crate::clone::xml::{CloneHeader, CloneXmlReader};
 use crate::io::BlockDevice;
-use crate::pdata::bitset_write::{bitset_blocks, BitsetBuilder};
+use crate::pdata::bitset_write::BitsetBuilder;
 use crate::restore::{begin, check_size, with_xml, Progress, RestoreError, RestoreSummary};
+use crate::sizing::clone_metadata_blocks;
 
 /// Restores the clone metadata described by `input` onto `dev`. The XML is read
 /// and scanned in a second thread while this one builds the metadata.
@@ -28,7 +30,9 @@ fn restore_from<D: BlockDevice>(
     progress: Option<Progress<'_>>,
 ) -> Result<(CloneHeader, RestoreSummary), RestoreError> {
     let h = xml.header();
-    check_size(&dev, bitset_blocks(h.nr_regions))?;
+    // What the kernel needs to run the target (clone_metadata_size), which also
+    // holds what is written here.
+    check_size(&dev, &clone_metadata_blocks(h.nr_regions))?;
     let mut tm = begin(dev)?;
     let mut bits = BitsetBuilder::new(h.nr_regions);
     let mut word = 0u64;

@@ -7,9 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 
 use super::restore_util::open_output;
-use super::util::{
-    committed_report, live, open_metadata, parse, say, set_quiet, warn_if_full, CLONE_LIVE_HINT,
-};
+use super::util::{committed_report, live, open_metadata, parse, say, set_quiet, CLONE_LIVE_HINT};
 use crate::clone::repair::{repair, LostRegions};
 
 /// Read what can be read from damaged dm-clone metadata and write it as fresh, clean
@@ -89,7 +87,6 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
             ));
         }
         let h = r.header;
-        warn_if_full("clone_repair", &a.output, &r.summary);
         Ok(committed_report(
             "clone_repair",
             &format!(

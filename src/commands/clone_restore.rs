@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 
 use super::restore_util::{open_input, open_output, with_progress};
-use super::util::{committed_report, parse, set_quiet, warn_if_full};
+use super::util::{committed_report, parse, set_quiet};
 use crate::clone::restore::restore;
 
 /// Restore dm-clone metadata from the XML written by clone_dump. The output is
@@ -45,7 +45,6 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
     });
     let (h, s) =
         r.with_context(|| format!("restoring {} to {}", a.input.display(), a.output.display()))?;
-    warn_if_full("clone_restore", &a.output, &s);
     Ok(committed_report(
         "clone_restore",
         &format!(

@@ -8,8 +8,7 @@ use clap::Parser;
 
 use super::restore_util::open_output;
 use super::util::{
-    committed_report, live, open_metadata, parse, say, set_quiet, warn_if_full,
-    ERA_LIVE_HINT_NO_SNAP,
+    committed_report, live, open_metadata, parse, say, set_quiet, ERA_LIVE_HINT_NO_SNAP,
 };
 use crate::era::repair::repair;
 
@@ -63,7 +62,6 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
         say(&format!("era_repair: {}: lost: {n}", a.input.display()));
     }
     let h = r.restored.header;
-    warn_if_full("era_repair", &a.output, &r.summary);
     Ok(committed_report(
         "era_repair",
         &format!(

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 
 use super::restore_util::{open_input, open_output, with_progress};
-use super::util::{committed_report, parse, set_quiet, warn_if_full};
+use super::util::{committed_report, parse, set_quiet};
 use crate::era::restore::restore;
 
 /// Restore dm-era metadata from era XML (ours, or thin-provisioning-tools'
@@ -46,7 +46,6 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
     });
     let (e, s) =
         r.with_context(|| format!("restoring {} to {}", a.input.display(), a.output.display()))?;
-    warn_if_full("era_restore", &a.output, &s);
     Ok(committed_report(
         "era_restore",
         &format!(

@@ -9,6 +9,7 @@
 mod clone_check;
 mod clone_dump;
 mod clone_metadata_pack;
+mod clone_metadata_size;
 mod clone_metadata_unpack;
 mod clone_repair;
 mod clone_replay;
@@ -19,6 +20,7 @@ mod era_check;
 mod era_dump;
 mod era_invalidate;
 mod era_metadata_pack;
+mod era_metadata_size;
 mod era_metadata_unpack;
 mod era_repair;
 mod era_replay;
@@ -27,6 +29,7 @@ mod era_verify_log;
 mod metadata_pack;
 mod replay;
 mod restore_util;
+mod size_util;
 mod util;
 mod verify_log;
 
@@ -67,6 +70,7 @@ pub const TOOLS: &[Tool] = &[
     tool!(clone_dump),
     tool!(clone_metadata_pack),
     tool!(clone_metadata_unpack),
+    tool!(clone_metadata_size),
     tool!(clone_repair),
     tool!(clone_replay),
     tool!(clone_restore),
@@ -77,6 +81,7 @@ pub const TOOLS: &[Tool] = &[
     tool!(era_invalidate),
     tool!(era_metadata_pack),
     tool!(era_metadata_unpack),
+    tool!(era_metadata_size),
     tool!(era_repair),
     tool!(era_replay),
     tool!(era_verify_log),

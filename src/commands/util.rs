@@ -169,23 +169,6 @@ pub fn committed_report(tool: &str, line: &str) -> i32 {
     super::EXIT_OK
 }
 
-/// Warns when a restore or repair left no free metadata block: the kernel shadows
-/// blocks on its first commit and would fail on such a device.
-pub fn warn_if_full(tool: &str, output: &Path, s: &crate::restore::RestoreSummary) {
-    if s.blocks_used < s.nr_blocks {
-        return;
-    }
-    let need = s.blocks_used + 1;
-    say(&format!(
-        "{tool}: {}: warning: the metadata fills the device ({}/{} blocks used): the kernel cannot commit on it; restore onto a device of more than {} blocks ({} bytes), with room to grow",
-        output.display(),
-        s.blocks_used,
-        s.nr_blocks,
-        s.blocks_used,
-        need * BLOCK_SIZE as u64
-    ));
-}
-
 /// Parses arguments; `--help` and `--version` print and give `Err(0)` (or `Err(1)`
 /// when they cannot be printed), usage errors print and give `Err(1)`.
 pub fn parse<P: Parser>(args: Vec<OsString>) -> Result<P, i32> {

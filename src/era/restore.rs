@@ -27,13 +27,12 @@ use std::io::Read;
 use crate::era::superblock::{EraSuperblock, WritesetDisk, METADATA_BLOCK_SIZE_SECTORS};
 use crate::era::xml::{EraHeader, EraItem, EraXmlReader};
 use crate::io::BlockDevice;
-use crate::pdata::array_write::{array_blocks, ArrayBuilder};
-use crate::pdata::bitset_write::{bitset_blocks, BitsetBuilder};
-use crate::pdata::btree::build::{tree_nodes, BTreeBuilder};
+use crate::pdata::array_write::ArrayBuilder;
+use crate::pdata::bitset_write::BitsetBuilder;
+use crate::pdata::btree::build::BTreeBuilder;
 use crate::pdata::tm::{TmError, TransactionManager};
-use crate::restore::{
-    begin, check_size, is_no_space, needed_blocks, with_xml, Progress, RestoreError, RestoreSummary,
-};
+use crate::restore::{begin, fits, is_no_space, with_xml, Progress, RestoreError, RestoreSummary};
+use crate::sizing::era_metadata_blocks;
 
 /// What was restored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,8 +85,19 @@ impl Ws {
     }
 }
 
-/// Restores the era metadata described by `input` onto `dev`. The XML is read
-/// and scanned in a second thread while this one builds the metadata.
+/// Restores the era metadata described by `input` onto `dev`.
+///
+/// The output must be as large as `era_metadata_size` says for the geometry and
+/// the number of writesets restored (the archived writesets the kernel will have
+/// to digest). A device too small even for one writeset is refused before anything
+/// is written; otherwise the count is known only at the end of the input, so a
+/// device large enough for fewer writesets is refused then, with its superblock
+/// already invalidated (as any restore that fails half-way leaves it). Either way
+/// the rest of the input is still read (and checked) to say how large the output
+/// must be.
+///
+/// The XML is read and scanned in a second thread while this one builds the
+/// metadata.
 pub fn restore<R: Read + Send, D: BlockDevice>(
     input: R,
     dev: D,
@@ -104,14 +114,25 @@ fn restore_from<D: BlockDevice>(
     progress: Option<Progress<'_>>,
 ) -> Result<(EraRestored, RestoreSummary), RestoreError> {
     let h = xml.header();
-    let array_size = array_blocks(h.nr_blocks as u64, 4);
-    check_size(&dev, array_size + 1)?;
-    let mut tm = begin(dev)?;
+    let nr_blocks = h.nr_blocks as u64;
+    let have_blocks = dev.nr_blocks();
+    // Writesets as long as the device, as the kernel makes them; a longer one
+    // (nr_bits above nr_blocks, which the input may give) is sized as its length.
+    let mut sized_blocks = nr_blocks;
+    let too_small = |sized_blocks: u64, writesets: u64| RestoreError::TooSmall {
+        sizing: era_metadata_blocks(sized_blocks, writesets),
+        have_blocks,
+    };
+    // None: too small from the start, only read on to count the writesets.
+    let mut tm = if fits(&dev, &era_metadata_blocks(nr_blocks, 1)) {
+        Some(begin(dev)?)
+    } else {
+        None
+    };
 
-    // Once the device is full, the rest of the input is still read (and checked)
-    // to say how large the output must be.
-    let mut full = false;
-    let mut sizes: Vec<u64> = Vec::new();
+    // Set once the device is full (or from the start without a device).
+    let mut full = tm.is_none();
+    let mut writesets = 0u64;
     let mut archived: Vec<(u32, WritesetDisk)> = Vec::new();
     let mut ws: Option<(u32, u32, Ws)> = None;
     let mut array: Option<(ArrayBuilder, u64)> = None;
@@ -135,7 +156,8 @@ fn restore_from<D: BlockDevice>(
         let item = xml.next_step()?;
         match item {
             EraItem::WritesetBegin { era, nr_bits } => {
-                sizes.push(nr_bits as u64);
+                writesets += 1;
+                sized_blocks = sized_blocks.max(nr_bits as u64);
                 ws = Some((
                     era,
                     nr_bits,
@@ -147,16 +169,18 @@ fn restore_from<D: BlockDevice>(
                 ));
             }
             EraItem::Bits { begin, end } => {
-                if let Some((_, _, w)) = ws.as_mut().filter(|_| !full) {
-                    let r = w.set(&mut tm, begin, end);
+                if let (Some((_, _, w)), Some(tm), false) = (ws.as_mut(), tm.as_mut(), full) {
+                    let r = w.set(tm, begin, end);
                     step(&mut full, r)?;
                 }
             }
             EraItem::WritesetEnd => {
-                if let Some((era, nr_bits, mut w)) = ws.take().filter(|_| !full) {
+                if let (Some((era, nr_bits, mut w)), Some(tm), false) =
+                    (ws.take(), tm.as_mut(), full)
+                {
                     let r = w
-                        .advance(&mut tm, (nr_bits as u64).div_ceil(64))
-                        .and_then(|_| w.bits.finish(&mut tm));
+                        .advance(tm, (nr_bits as u64).div_ceil(64))
+                        .and_then(|_| w.bits.finish(tm));
                     match r {
                         Ok(b) => archived.push((
                             era,
@@ -171,10 +195,10 @@ fn restore_from<D: BlockDevice>(
             }
             EraItem::EraArrayBegin => array = Some((ArrayBuilder::new(4), 0)),
             EraItem::Era { block, era } => {
-                if let Some((a, next)) = array.as_mut().filter(|_| !full) {
+                if let (Some((a, next)), Some(tm), false) = (array.as_mut(), tm.as_mut(), full) {
                     let r = a
-                        .push_n(&mut tm, &[0; 4], block - *next)
-                        .and_then(|_| a.push(&mut tm, &era.to_le_bytes()));
+                        .push_n(tm, &[0; 4], block - *next)
+                        .and_then(|_| a.push(tm, &era.to_le_bytes()));
                     *next = block + 1;
                     step(&mut full, r)?;
                 }
@@ -183,19 +207,16 @@ fn restore_from<D: BlockDevice>(
             EraItem::End => break,
         }
     }
-    if full {
-        let data: u64 = array_size
-            + sizes.iter().map(|&b| bitset_blocks(b)).sum::<u64>()
-            + tree_nodes(sizes.len() as u64, WritesetDisk::SIZE as u32);
-        return Err(RestoreError::TooSmall {
-            needed_blocks: needed_blocks(data),
-            have_blocks: tm.dev().nr_blocks(),
-        });
-    }
     let needs_current = xml.last_era().is_some_and(|e| e + 1 == h.current_era);
+    // The kernel archives a current writeset at the next resume: one more to digest.
+    let writesets = writesets + u64::from(needs_current);
+    let tm = match tm.as_mut() {
+        Some(tm) if !full && fits(tm.dev(), &era_metadata_blocks(sized_blocks, writesets)) => tm,
+        _ => return Err(too_small(sized_blocks, writesets)),
+    };
     let mut finish = |tm: &mut TransactionManager<D>| -> Result<(u64, u64, u64), TmError> {
         let (mut a, next) = array.take().unwrap_or((ArrayBuilder::new(4), 0));
-        a.push_n(tm, &[0; 4], h.nr_blocks as u64 - next)?;
+        a.push_n(tm, &[0; 4], nr_blocks - next)?;
         let era_array = a.finish(tm)?;
         let mut tree = BTreeBuilder::new(WritesetDisk::SIZE as u32);
         for (era, w) in &archived {
@@ -205,27 +226,14 @@ fn restore_from<D: BlockDevice>(
         }
         let tree = tree.finish(tm)?.root;
         let current = if needs_current {
-            BitsetBuilder::new(h.nr_blocks as u64).finish(tm)?.root
+            BitsetBuilder::new(nr_blocks).finish(tm)?.root
         } else {
             0
         };
         Ok((era_array.root, tree, current))
     };
-    let (era_array_root, writeset_tree_root, current_root) = match finish(&mut tm) {
-        Err(e) if is_no_space(&e) => {
-            let data: u64 = array_size
-                + sizes.iter().map(|&b| bitset_blocks(b)).sum::<u64>()
-                + tree_nodes(sizes.len() as u64, WritesetDisk::SIZE as u32)
-                + if needs_current {
-                    bitset_blocks(h.nr_blocks as u64)
-                } else {
-                    0
-                };
-            return Err(RestoreError::TooSmall {
-                needed_blocks: needed_blocks(data),
-                have_blocks: tm.dev().nr_blocks(),
-            });
-        }
+    let (era_array_root, writeset_tree_root, current_root) = match finish(tm) {
+        Err(e) if is_no_space(&e) => return Err(too_small(sized_blocks, writesets)),
         r => r?,
     };
     let sm_root = tm.pre_commit()?;

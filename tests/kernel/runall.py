@@ -11,6 +11,9 @@
          fresh, each verified with `dmce clone_verify_log|era_verify_log`: meta mode on every
          case, crash mode on the power-cut cases, conformance on every case; the expected
          exits come from the scenarios' `expect` lines (default 0).
+  size:  the kernel on a metadata device of exactly `dmce clone_metadata_size` /
+         `era_metadata_size`'s figure: clone hydrates fully, era runs many checkpoints
+         with snapshots; the figure is at most twice what the kernel uses (sizing.py).
   replay: tests/traces/kernel/<case>.dmtrace -> `dmce clone_replay|era_replay` -> the image
          the reference model leaves -> kernel load: clone: the kernel's hydrated set must be
          the fixture's truth and `dmce clone_dump`'s; era: status era after resume =
@@ -29,6 +32,7 @@ Tool commands (each a shell-words command line, the arguments are appended):
   DMCE_ERA_REPLAY      default "$DMCE_BIN era_replay"      (called with TRACE -o IMG)
   DMCE_CLONE_VERIFY_LOG default "$DMCE_BIN clone_verify_log"
   DMCE_ERA_VERIFY_LOG  default "$DMCE_BIN era_verify_log"
+  DMCE_CLONE_METADATA_SIZE, DMCE_ERA_METADATA_SIZE  default "$DMCE_BIN clone_metadata_size" ...
 A missing tool makes the cases that need it FAIL (never skipped).
 """
 import argparse
@@ -43,6 +47,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lab  # noqa: E402
+import boot  # noqa: E402
+import sizing  # noqa: E402
 
 META_SIZE = 8 << 20
 
@@ -575,6 +581,7 @@ def main():
     ap = argparse.ArgumentParser(prog="run-all")
     ap.add_argument("--only", help="regex on case names")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--slow", action="store_true", help="also run the slow cases (" + ", ".join(sizing.slow_names()) + ")")
     a = ap.parse_args()
     global KEEP
     KEEP = a.keep
@@ -607,6 +614,15 @@ def main():
             Failure(f"no traces in {os.path.relpath(TRACE_DIR, lab.REPO)} (tests/kernel/scn2trace makes them)"))))
     for case, trace in rcases:
         cases.append(("replay", f"replay-{case}", lambda c=case, tr=trace: run_replay_case(c, tr, work)))
+    size_tools = {t: tool("DMCE_" + t.upper(), t) for t in
+                  ("clone_metadata_size", "era_metadata_size", "clone_check", "era_check")}
+    cases += sizing.cases(work, size_tools, slow=a.slow)
+    boot_tools = {t: tool("DMCE_" + t.upper(), t) for t in
+                  ("clone_restore", "era_restore", "clone_check", "era_check")}
+    boot_tools["dmce"] = [os.environ.get("DMCE_BIN", os.path.join(lab.REPO, "target", "release", "dmce"))]
+    cases += boot.cases(work, boot_tools)
+    if not a.slow:
+        print(f"run-all: NOTE: slow cases left out (--slow runs them): {', '.join(sizing.slow_names())}", flush=True)
     for case, scn in logwrites_cases():
         cases.append(("logwrites", f"logwrites-{case}", lambda f=scn: run_logwrites_case(f, work)))
     if any(k == "logwrites" and (not a.only or re.search(a.only, n)) for k, n, _ in cases):
@@ -626,7 +642,7 @@ def main():
         try:
             detail = fn()
             verdict = "PASS"
-        except Failure as e:
+        except (Failure, sizing.Failure, boot.Failure) as e:
             verdict, detail = "FAIL", str(e)
         except Skip as e:
             verdict, detail = "SKIP", str(e)

@@ -1,6 +1,7 @@
 //! B-tree nodes (PERSISTENT-DATA.md §4).
 
 pub mod build;
+pub mod grown;
 pub(crate) mod node;
 pub mod ops;
 

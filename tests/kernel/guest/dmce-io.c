@@ -8,6 +8,10 @@
  *   dmce-io flush   DEV                    fsync (empty REQ_PREFLUSH bio)
  *   dmce-io sample  DEV SECTOR COUNT STEP  prints the stamp of every STEP-th sector
  *   dmce-io size    DEV                    prints the size in sectors
+ *   dmce-io spread  DEV FIRST STEP COUNT TAG
+ *                                          buffered 4 KiB writes at sectors FIRST,
+ *                                          FIRST + STEP, ... (COUNT of them), then
+ *                                          fsync: the target gets them as one batch
  *
  * Exit status 0 on success, 1 on an I/O error (message on stderr).
  */
@@ -122,6 +126,29 @@ static int do_sample(const char *dev, unsigned long long s0, unsigned long long 
 	return 0;
 }
 
+static int do_spread(const char *dev, unsigned long long first, unsigned long long step,
+		     unsigned long long cnt, const char *tag)
+{
+	int fd = open_dev(dev, O_WRONLY);
+	char buf[4096];
+	for (unsigned long long i = 0; i < cnt; i++) {
+		unsigned long long s = first + i * step;
+		for (int k = 0; k < 8; k++)
+			stamp(buf + k * SECTOR, tag, s + k);
+		ssize_t w = pwrite(fd, buf, sizeof(buf), (off_t)(s * SECTOR));
+		if (w != (ssize_t)sizeof(buf)) {
+			fprintf(stderr, "dmce-io: write %s at %llu: %s\n", dev, s,
+				w < 0 ? strerror(errno) : "short write");
+			return 1;
+		}
+	}
+	if (fsync(fd)) {
+		fprintf(stderr, "dmce-io: fsync %s: %s\n", dev, strerror(errno));
+		return 1;
+	}
+	return close(fd) ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 6 && !strcmp(argv[1], "write"))
@@ -142,6 +169,8 @@ int main(int argc, char **argv)
 		printf("%llu\n", b / SECTOR);
 		return 0;
 	}
-	fprintf(stderr, "usage: dmce-io write|fuawrite|discard|flush|sample|size ...\n");
+	if (argc >= 7 && !strcmp(argv[1], "spread"))
+		return do_spread(argv[2], num(argv[3]), num(argv[4]), num(argv[5]), argv[6]);
+	fprintf(stderr, "usage: dmce-io write|fuawrite|discard|flush|sample|size|spread ...\n");
 	return 2;
 }
