@@ -6,6 +6,8 @@ mod cli;
 mod crash;
 /// Damage: every live block zeroed, flipped, or made structurally wrong.
 mod damage;
+/// Fast paths (word runs, answers from the superblock) agree with the slow ones.
+mod fast_paths;
 /// Golden outputs on kernel-made images.
 mod golden;
 /// Hostile input: random mutations with fixed-up checksums never panic.

@@ -95,12 +95,17 @@ fn walk<S: CloneSink>(
         notes.findings.extend(w.report.findings().iter().cloned());
     }
     sink.begin(&sb)?;
-    let mut run: Option<u64> = None;
-    for wi in 0..nr_regions.div_ceil(64) {
-        let word = match bits.word(wi) {
-            Ok(word) => word,
+    let mut runs = Runs { run: None, sink };
+    let nr_words = nr_regions.div_ceil(64);
+    let per_block = bits.words_per_block();
+    let mut words = Vec::with_capacity(per_block as usize);
+    for bi in 0..bits.nr_array_blocks() {
+        let first = bi * per_block;
+        match bits.block_words(bi, &mut words) {
+            Ok(()) => {}
             Err(f) if repair => {
-                let (b, e) = (wi * 64, ((wi + 1) * 64).min(nr_regions));
+                let n = per_block.min(nr_words - first);
+                let (b, e) = (first * 64, ((first + n) * 64).min(nr_regions));
                 match notes.unreadable.last_mut() {
                     Some(last) if last.1 == b => last.1 = e,
                     _ => notes.unreadable.push((b, e)),
@@ -108,38 +113,74 @@ fn walk<S: CloneSink>(
                 if notes.findings.last() != Some(&f) {
                     notes.findings.push(f);
                 }
-                if unreadable_hydrated {
-                    u64::MAX
-                } else {
-                    0
+                let fill = if unreadable_hydrated { u64::MAX } else { 0 };
+                words.clear();
+                words.resize(n as usize, fill);
+                // The last word's bits past the end are never hydrated.
+                if e % 64 != 0 && first + n == nr_words {
+                    if let Some(w) = words.last_mut() {
+                        *w &= (1u64 << (e % 64)) - 1;
+                    }
                 }
             }
             Err(f) => return Err(f.into()),
-        };
-        let base = wi * 64;
-        // Fast paths for the common all-clear and all-set words.
-        if word == 0 {
-            if let Some(b) = run.take() {
-                sink.hydrated(b, base)?;
-            }
-            continue;
         }
-        if word == u64::MAX {
-            run.get_or_insert(base);
-            continue;
-        }
-        for j in 0..64 {
-            let r = base + j;
-            if word >> j & 1 == 1 {
-                run.get_or_insert(r);
-            } else if let Some(b) = run.take() {
-                sink.hydrated(b, r)?;
-            }
-        }
+        runs.words(first * 64, &words)?;
     }
-    if let Some(b) = run.take() {
-        sink.hydrated(b, nr_regions)?;
+    if let Some(b) = runs.run.take() {
+        runs.sink.hydrated(b, nr_regions)?;
     }
+    let sink = runs.sink;
     sink.end(&notes)?;
     Ok(notes)
+}
+
+/// Turns words of bits into maximal runs of set bits for a sink.
+struct Runs<'s, S: CloneSink> {
+    /// First region of the run of set bits being read.
+    run: Option<u64>,
+    sink: &'s mut S,
+}
+
+impl<S: CloneSink> Runs<'_, S> {
+    /// The words of regions `base ..`, in order.
+    fn words(&mut self, mut base: u64, words: &[u64]) -> std::io::Result<()> {
+        for &w in words {
+            // Whole words of equal bits pass with one comparison each.
+            if w == 0 {
+                if let Some(b) = self.run.take() {
+                    self.sink.hydrated(b, base)?;
+                }
+            } else if w == u64::MAX {
+                self.run.get_or_insert(base);
+            } else {
+                self.mixed(base, w)?;
+            }
+            base += 64;
+        }
+        Ok(())
+    }
+
+    /// A word of set and clear bits: from one edge of a run to the next by counting
+    /// equal bits, not one bit at a time.
+    fn mixed(&mut self, base: u64, w: u64) -> std::io::Result<()> {
+        let mut p = 0u32;
+        loop {
+            if let Some(b) = self.run {
+                // Bits shifted in from above are clear, so this stops within the word.
+                p += (w >> p).trailing_ones();
+                if p >= 64 {
+                    return Ok(());
+                }
+                self.run = None;
+                self.sink.hydrated(b, base + p as u64)?;
+            }
+            let rest = w >> p;
+            if rest == 0 {
+                return Ok(());
+            }
+            p += rest.trailing_zeros();
+            self.run = Some(base + p as u64);
+        }
+    }
 }
