@@ -81,7 +81,10 @@ impl<W: Write> XmlOut<W> {
     #[cold]
     fn drain(&mut self) -> io::Result<()> {
         let n = std::mem::take(&mut self.len);
-        let out = self.out.as_mut().expect("the writer is not used after finish()");
+        let out = self
+            .out
+            .as_mut()
+            .expect("the writer is not used after finish()");
         out.write_all(&self.buf[..n])
     }
 

@@ -130,7 +130,13 @@ fn era_invalidate_from_the_superblock_equals_the_full_walk_on_every_fixture() {
             &[false]
         };
         for &metadata_snapshot in snaps {
-            for since in [0, 1, sb.current_era, sb.current_era.saturating_add(1), u32::MAX] {
+            for since in [
+                0,
+                1,
+                sb.current_era,
+                sb.current_era.saturating_add(1),
+                u32::MAX,
+            ] {
                 let opts = InvalidateOptions {
                     written_since: since,
                     metadata_snapshot,
@@ -164,7 +170,12 @@ fn era_invalidate_since_0_still_refuses_what_it_refused() {
     std::fs::write(&good, &img).unwrap();
     let o = run_tool(
         "era_invalidate",
-        &["--written-since", "0", "--metadata-snapshot", good.to_str().unwrap()],
+        &[
+            "--written-since",
+            "0",
+            "--metadata-snapshot",
+            good.to_str().unwrap(),
+        ],
     );
     assert_eq!(o.status.code(), Some(1), "no snapshot: {o:?}");
     assert!(String::from_utf8_lossy(&o.stderr).contains("no metadata snapshot"));
@@ -172,8 +183,15 @@ fn era_invalidate_since_0_still_refuses_what_it_refused() {
     let bad = d.path("bad.img");
     std::fs::write(&bad, &img).unwrap();
     for since in ["0", "1"] {
-        let o = run_tool("era_invalidate", &["--written-since", since, bad.to_str().unwrap()]);
-        assert_eq!(o.status.code(), Some(1), "damaged superblock, since {since}: {o:?}");
+        let o = run_tool(
+            "era_invalidate",
+            &["--written-since", since, bad.to_str().unwrap()],
+        );
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "damaged superblock, since {since}: {o:?}"
+        );
         assert!(o.stdout.is_empty());
     }
 }

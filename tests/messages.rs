@@ -74,7 +74,10 @@ fn a_lost_writeset_is_over_reported_with_the_superblocks_nr_blocks() {
     let o = run_tool("era_check", &[s(&img)]);
     assert_eq!(o.status.code(), Some(1));
     let all = format!("<blocks>\n  <range begin=\"0\" end=\"{nr_blocks}\"/>\n</blocks>\n");
-    let o = run_tool("era_invalidate", &["--written-since", &era.to_string(), s(&img)]);
+    let o = run_tool(
+        "era_invalidate",
+        &["--written-since", &era.to_string(), s(&img)],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert_eq!(text(&o.stdout), all);
     assert!(

@@ -12,6 +12,7 @@
 //! ranges to a [`CloneSink`]: the XML above, JSON or a summary (`dump_out.rs`).
 
 use std::io::Write;
+use std::sync::mpsc;
 
 use crate::clone::dump_out::{CloneSink, HumanSink, JsonSink, XmlSink};
 use crate::clone::superblock;
@@ -95,7 +96,74 @@ fn walk<S: CloneSink>(
         notes.findings.extend(w.report.findings().iter().cloned());
     }
     sink.begin(&sb)?;
-    let mut runs = Runs { run: None, sink };
+    // The bitset is read and turned into ranges in a second thread, which hands
+    // them over in batches while this one writes them: reading and writing
+    // overlap, and memory stays a few batches whatever the number of regions.
+    let (notes, written) = std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::sync_channel::<Vec<(u64, u64)>>(4);
+        let reader = scope.spawn(move || {
+            let mut batch = Vec::with_capacity(BATCH);
+            let read = ranges(
+                &mut bits,
+                nr_regions,
+                repair,
+                unreadable_hydrated,
+                &mut notes,
+                |b, e| {
+                    batch.push((b, e));
+                    if batch.len() == BATCH {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                        return tx.send(full).map_err(|_| Stopped.into());
+                    }
+                    Ok(())
+                },
+            );
+            // What was read before damage stopped the dump is written too.
+            let _ = tx.send(batch);
+            read.map(|()| notes)
+        });
+        let written: std::io::Result<()> = rx
+            .iter()
+            .try_for_each(|batch| batch.into_iter().try_for_each(|(b, e)| sink.hydrated(b, e)));
+        // A writer that failed stops the reader at its next batch.
+        drop(rx);
+        let read = reader
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (read, written)
+    });
+    written?;
+    let notes = notes?;
+    sink.end(&notes)?;
+    Ok(notes)
+}
+
+/// Ranges handed from the reading thread to the writing one at a time.
+const BATCH: usize = 1 << 14;
+
+/// The reading thread stops: the writing one has given up.
+#[derive(Debug)]
+struct Stopped;
+
+impl From<Stopped> for DumpError {
+    fn from(_: Stopped) -> Self {
+        DumpError::Io(std::io::Error::other("the dump's writer stopped"))
+    }
+}
+
+/// Reads the words of the bitset in order, a block at a time, and hands each
+/// maximal range of hydrated regions to `emit`. With `repair`, an unreadable block
+/// is noted and its regions taken as `unreadable_hydrated` says; without, damage
+/// stops the walk.
+fn ranges(
+    bits: &mut BitsetCursor<'_>,
+    nr_regions: u64,
+    repair: bool,
+    unreadable_hydrated: bool,
+    notes: &mut CloneDumpNotes,
+    emit: impl FnMut(u64, u64) -> Result<(), DumpError>,
+) -> Result<(), DumpError> {
+    let mut runs = Runs { run: None, emit };
     let nr_words = nr_regions.div_ceil(64);
     let per_block = bits.words_per_block();
     let mut words = Vec::with_capacity(per_block as usize);
@@ -128,28 +196,26 @@ fn walk<S: CloneSink>(
         runs.words(first * 64, &words)?;
     }
     if let Some(b) = runs.run.take() {
-        runs.sink.hydrated(b, nr_regions)?;
+        (runs.emit)(b, nr_regions)?;
     }
-    let sink = runs.sink;
-    sink.end(&notes)?;
-    Ok(notes)
+    Ok(())
 }
 
 /// Turns words of bits into maximal runs of set bits for a sink.
-struct Runs<'s, S: CloneSink> {
+struct Runs<F> {
     /// First region of the run of set bits being read.
     run: Option<u64>,
-    sink: &'s mut S,
+    emit: F,
 }
 
-impl<S: CloneSink> Runs<'_, S> {
+impl<F: FnMut(u64, u64) -> Result<(), DumpError>> Runs<F> {
     /// The words of regions `base ..`, in order.
-    fn words(&mut self, mut base: u64, words: &[u64]) -> std::io::Result<()> {
+    fn words(&mut self, mut base: u64, words: &[u64]) -> Result<(), DumpError> {
         for &w in words {
             // Whole words of equal bits pass with one comparison each.
             if w == 0 {
                 if let Some(b) = self.run.take() {
-                    self.sink.hydrated(b, base)?;
+                    (self.emit)(b, base)?;
                 }
             } else if w == u64::MAX {
                 self.run.get_or_insert(base);
@@ -163,7 +229,7 @@ impl<S: CloneSink> Runs<'_, S> {
 
     /// A word of set and clear bits: from one edge of a run to the next by counting
     /// equal bits, not one bit at a time.
-    fn mixed(&mut self, base: u64, w: u64) -> std::io::Result<()> {
+    fn mixed(&mut self, base: u64, w: u64) -> Result<(), DumpError> {
         let mut p = 0u32;
         loop {
             if let Some(b) = self.run {
@@ -173,7 +239,7 @@ impl<S: CloneSink> Runs<'_, S> {
                     return Ok(());
                 }
                 self.run = None;
-                self.sink.hydrated(b, base + p as u64)?;
+                (self.emit)(b, base + p as u64)?;
             }
             let rest = w >> p;
             if rest == 0 {
