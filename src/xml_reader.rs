@@ -75,17 +75,41 @@ pub enum Element {
 
 /// Where an attribute's value is: in the read buffer, or decoded into the side
 /// buffer because it held an entity.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 enum Value {
-    Raw(Range<usize>),
-    Decoded(Range<usize>),
+    Raw(Span),
+    Decoded(Span),
 }
 
-/// Where the batches come from: a producer called in this thread, or one
-/// running in a thread of its own.
+/// Offsets `start..end` in a batch's buffer, decoded text or attribute list, as
+/// `u32`s: a batch holds one chunk and at most one construct of `MAX_CONSTRUCT`
+/// bytes, and the tokens of a large document stay small.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    fn of(r: Range<usize>) -> Span {
+        debug_assert!(r.end <= u32::MAX as usize);
+        Span {
+            start: r.start as u32,
+            end: r.end as u32,
+        }
+    }
+
+    fn range(self) -> Range<usize> {
+        self.start as usize..self.end as usize
+    }
+}
+
+/// Where the batches come from: a producer called in this thread (handed back
+/// the batch read last, to refill), or one running in a thread of its own (the
+/// batches read go back to it on the second channel).
 enum Source<'a> {
-    Inline(Box<dyn FnMut() -> Batch + 'a>),
-    Thread(mpsc::Receiver<Batch>),
+    Inline(Box<dyn FnMut(Option<Batch>) -> Batch + 'a>),
+    Thread(mpsc::Receiver<Batch>, mpsc::Sender<Batch>),
 }
 
 /// The streaming reader.
@@ -110,7 +134,7 @@ impl<'a> XmlIn<'a> {
     }
 
     fn inline<R: Read + 'a>(mut p: Producer<R>) -> Self {
-        XmlIn::from_source(Source::Inline(Box::new(move || p.next_batch())))
+        XmlIn::from_source(Source::Inline(Box::new(move |spare| p.next_batch(spare))))
     }
 
     /// Reads XML from `r`, scanning it in a thread of `scope` while the caller
@@ -122,15 +146,18 @@ impl<'a> XmlIn<'a> {
         r: R,
     ) -> XmlIn<'a> {
         let (tx, rx) = mpsc::sync_channel(4);
+        // At most the 4 queued, the one being made and the one being read exist,
+        // so the channel of spent batches stays as short.
+        let (spent_tx, spent) = mpsc::channel();
         let mut p = Producer::with_default_chunk(r);
         scope.spawn(move || {
             while !p.finished() {
-                if tx.send(p.next_batch()).is_err() {
+                if tx.send(p.next_batch(spent.try_recv().ok())).is_err() {
                     return;
                 }
             }
         });
-        XmlIn::from_source(Source::Thread(rx))
+        XmlIn::from_source(Source::Thread(rx, spent_tx))
     }
 
     fn from_source(src: Source<'a>) -> Self {
@@ -177,7 +204,7 @@ impl<'a> XmlIn<'a> {
 
     fn name_bytes(&self) -> &[u8] {
         self.token()
-            .map_or(&[], |t| &self.batch.buf[t.name.clone()])
+            .map_or(&[], |t| &self.batch.buf[t.name.range()])
     }
 
     /// The name of the last start tag returned.
@@ -193,7 +220,7 @@ impl<'a> XmlIn<'a> {
 
     /// The attributes of the last start tag returned.
     pub fn attrs(&self) -> RawAttrs<'_> {
-        let list = self.token().map_or(0..0, |t| t.attrs.clone());
+        let list = self.token().map_or(0..0, |t| t.attrs.range());
         RawAttrs {
             buf: &self.batch.buf,
             decoded: &self.batch.decoded,
@@ -211,14 +238,19 @@ impl<'a> XmlIn<'a> {
                 // Only after an `Eof` token: it stays the answer.
                 return Ok(Element::Eof);
             }
-            self.batch = match &mut self.src {
-                Source::Inline(next) => next(),
-                Source::Thread(rx) => rx.recv().unwrap_or_else(|_| Batch {
+            let next = match &mut self.src {
+                Source::Inline(next) => next(Some(std::mem::take(&mut self.batch))),
+                Source::Thread(rx, _) => rx.recv().unwrap_or_else(|_| Batch {
                     error: Some(self.error("the XML reader stopped unexpectedly")),
                     last: true,
                     ..Batch::default()
                 }),
             };
+            let spent = std::mem::replace(&mut self.batch, next);
+            if let Source::Thread(_, back) = &self.src {
+                // The producer may have finished and gone: then it is dropped.
+                let _ = back.send(spent);
+            }
             self.next = 0;
             self.cur = None;
         }
@@ -233,7 +265,7 @@ impl<'a> XmlIn<'a> {
 pub struct RawAttrs<'a> {
     buf: &'a [u8],
     decoded: &'a str,
-    list: &'a [(Range<usize>, Value)],
+    list: &'a [(Span, Value)],
 }
 
 impl<'a> RawAttrs<'a> {
@@ -242,10 +274,10 @@ impl<'a> RawAttrs<'a> {
     pub fn iter_bytes(self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
         self.list.iter().map(move |(k, v)| {
             let value = match v {
-                Value::Raw(r) => &self.buf[r.clone()],
-                Value::Decoded(r) => &self.decoded.as_bytes()[r.clone()],
+                Value::Raw(r) => &self.buf[r.range()],
+                Value::Decoded(r) => &self.decoded.as_bytes()[r.range()],
             };
-            (&self.buf[k.clone()], value)
+            (&self.buf[k.range()], value)
         })
     }
 
@@ -297,15 +329,12 @@ impl<'a> Attrs<'a> {
 
     /// The value of `key`, which must be present.
     pub fn req(&self, key: &str) -> Result<&'a str, String> {
-        self.get(key)
-            .ok_or_else(|| format!("<{}>: attribute {key} is missing", self.elem))
+        self.get(key).ok_or_else(|| self.missing(key))
     }
 
     /// `key` as a decimal number no larger than `max`.
     pub fn num(&self, key: &str, max: u64) -> Result<u64, String> {
-        let v = self
-            .get_bytes(key)
-            .ok_or_else(|| format!("<{}>: attribute {key} is missing", self.elem))?;
+        let v = self.get_bytes(key).ok_or_else(|| self.missing(key))?;
         let n = parse_decimal_bytes(v).ok_or_else(|| {
             format!(
                 "<{}> {key}=\"{}\": not a decimal number",
@@ -323,14 +352,20 @@ impl<'a> Attrs<'a> {
         Ok(n)
     }
 
+    fn missing(&self, key: &str) -> String {
+        format!("<{}>: attribute {key} is missing", self.elem)
+    }
+
     /// `key` as `true` or `false`.
     pub fn boolean(&self, key: &str) -> Result<bool, String> {
-        match self.req(key)? {
-            "true" => Ok(true),
-            "false" => Ok(false),
-            v => Err(format!(
-                "<{}> {key}=\"{v}\": expected true or false",
-                self.elem
+        let v = self.get_bytes(key).ok_or_else(|| self.missing(key))?;
+        match v {
+            b"true" => Ok(true),
+            b"false" => Ok(false),
+            _ => Err(format!(
+                "<{}> {key}=\"{}\": expected true or false",
+                self.elem,
+                text(v)
             )),
         }
     }

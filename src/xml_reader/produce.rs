@@ -4,10 +4,9 @@
 //! from the elements (see [`XmlIn::parallel`](super::XmlIn::parallel)).
 
 use std::io::{self, Read};
-use std::ops::Range;
 
 use super::scan::{Scan, Scanner};
-use super::{Element, Value, XmlError};
+use super::{Element, Span, Value, XmlError};
 
 /// Bytes read per batch (a batch holds the elements that end in them).
 const CHUNK: usize = 1 << 18;
@@ -21,9 +20,9 @@ pub(super) const MAX_CONSTRUCT: usize = 16 << 20;
 pub(super) struct Token {
     pub kind: Element,
     /// Its name, in the batch's buffer.
-    pub name: Range<usize>,
+    pub name: Span,
     /// Its attributes, in the batch's attribute list.
-    pub attrs: Range<usize>,
+    pub attrs: Span,
     /// Where it starts (1-based).
     pub line: u64,
     pub column: u64,
@@ -34,7 +33,7 @@ pub(super) struct Token {
 pub(super) struct Batch {
     pub buf: Vec<u8>,
     pub tokens: Vec<Token>,
-    pub attrs: Vec<(Range<usize>, Value)>,
+    pub attrs: Vec<(Span, Value)>,
     pub decoded: String,
     /// Input offset just past the last construct scanned.
     pub end: u64,
@@ -117,12 +116,29 @@ impl<R: Read> Producer<R> {
         self.finished = true;
     }
 
-    /// The next batch; after the one marked `last`, empty ones.
-    pub fn next_batch(&mut self) -> Batch {
-        let mut b = Batch {
-            buf: std::mem::take(&mut self.carry),
-            ..Batch::default()
+    /// The next batch, made in `spare` (a batch the reader is done with) when
+    /// there is one, so that its buffers are not allocated again; after the one
+    /// marked `last`, empty ones.
+    pub fn next_batch(&mut self, spare: Option<Batch>) -> Batch {
+        let mut b = match spare {
+            // A batch grown by one huge construct is not kept.
+            Some(mut b) if b.buf.capacity() <= 2 * self.chunk => {
+                b.buf.clear();
+                b.tokens.clear();
+                b.attrs.clear();
+                b.decoded.clear();
+                b.error = None;
+                b.last = false;
+                b
+            }
+            _ => Batch {
+                buf: Vec::with_capacity(self.chunk),
+                tokens: Vec::with_capacity(self.chunk / 32),
+                attrs: Vec::with_capacity(self.chunk / 16),
+                ..Batch::default()
+            },
         };
+        b.buf.extend_from_slice(&self.carry);
         if self.finished {
             b.last = true;
             return b;
@@ -177,8 +193,8 @@ impl<R: Read> Producer<R> {
                     Ok(()) => {
                         b.tokens.push(Token {
                             kind: Element::Eof,
-                            name: 0..0,
-                            attrs: 0..0,
+                            name: Span::default(),
+                            attrs: Span::default(),
                             line,
                             column,
                         });
@@ -270,8 +286,8 @@ impl<R: Read> Producer<R> {
             if let Some((kind, name, attrs)) = kind {
                 b.tokens.push(Token {
                     kind,
-                    name,
-                    attrs,
+                    name: Span::of(name),
+                    attrs: Span::of(attrs),
                     line,
                     column,
                 });
@@ -279,8 +295,9 @@ impl<R: Read> Producer<R> {
             pos = end;
             (self.line, self.line_start) = (end_line, end_line_start);
         }
+        self.carry.clear();
         if !self.finished {
-            self.carry = b.buf[pos..].to_vec();
+            self.carry.extend_from_slice(&b.buf[pos..]);
         }
         self.base += pos as u64;
         b.end = self.base;

@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use super::{Value, XmlError};
+use super::{Span, Value, XmlError};
 
 /// What one scan found.
 pub(super) enum Scan {
@@ -35,17 +35,49 @@ pub(super) fn is_space(c: u8) -> bool {
     matches!(c, b' ' | b'\t' | b'\r' | b'\n')
 }
 
-/// The bytes that end a name: white space and `/>=<"'`.
-const ENDS_NAME: [bool; 256] = {
-    let mut t = [false; 256];
+/// The class of a byte in a name: [`ENDS`] for white space and `/>=<"'`, which end
+/// it; [`HIGH`] for a byte of a multi-byte UTF-8 sequence, which must be checked.
+const NAME_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0x80;
+    while i < 256 {
+        t[i] = HIGH;
+        i += 1;
+    }
     let ends = b" \t\r\n/>=<\"'";
     let mut i = 0;
     while i < ends.len() {
-        t[ends[i] as usize] = true;
+        t[ends[i] as usize] = ENDS;
         i += 1;
     }
     t
 };
+const ENDS: u8 = 1;
+const HIGH: u8 = 2;
+
+/// The bytes of an attribute value that need a look: either quote, `<`, `&`,
+/// newline, and every byte above ASCII.
+const VALUE_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0x80;
+    while i < 256 {
+        t[i] = 1;
+        i += 1;
+    }
+    let special = b"\"'<&\n";
+    let mut i = 0;
+    while i < special.len() {
+        t[special[i] as usize] = 1;
+        i += 1;
+    }
+    t
+};
+
+/// A name scanned: where it is, and whether it has a byte above ASCII.
+struct Name {
+    at: Range<usize>,
+    high: bool,
+}
 
 /// Byte-wise equality, inline: the names compared here are a few bytes long,
 /// shorter than a call to `memcmp` is worth.
@@ -83,11 +115,24 @@ impl Scanner<'_> {
 
     /// A name: bytes up to white space or one of `/>=<"'`; `None` when the buffer
     /// ends first.
-    fn name(&mut self) -> Option<Range<usize>> {
+    #[inline]
+    fn name(&mut self) -> Option<Name> {
         let s = self.i;
-        let k = self.b[s..].iter().position(|&c| ENDS_NAME[c as usize])?;
-        self.i = s + k;
-        Some(s..self.i)
+        let mut high = false;
+        for (k, &c) in self.b[s..].iter().enumerate() {
+            match NAME_CLASS[c as usize] {
+                0 => {}
+                ENDS => {
+                    self.i = s + k;
+                    return Some(Name {
+                        at: s..self.i,
+                        high,
+                    });
+                }
+                _ => high = true,
+            }
+        }
+        None
     }
 
     /// Skips to just past `end` (counting lines); false when the buffer ends first.
@@ -103,12 +148,22 @@ impl Scanner<'_> {
         true
     }
 
-    fn check_name(&self, r: &Range<usize>, what: &str) -> Result<(), XmlError> {
-        if r.is_empty() {
+    /// The name's range, if it is one: not empty, and UTF-8.
+    #[inline(always)]
+    fn check_name(&self, n: Name, what: &str) -> Result<Range<usize>, XmlError> {
+        if n.at.is_empty() || n.high {
+            self.check_odd_name(&n, what)?;
+        }
+        Ok(n.at)
+    }
+
+    /// [`check_name`](Self::check_name) for an empty name or one above ASCII.
+    #[cold]
+    fn check_odd_name(&self, n: &Name, what: &str) -> Result<(), XmlError> {
+        if n.at.is_empty() {
             return Err(self.error(format!("malformed XML: expected {what}")));
         }
-        let name = &self.b[r.clone()];
-        if !name.is_ascii() && std::str::from_utf8(name).is_err() {
+        if std::str::from_utf8(&self.b[n.at.clone()]).is_err() {
             return Err(self.error(format!("malformed XML: {what} is not UTF-8")));
         }
         Ok(())
@@ -119,7 +174,7 @@ impl Scanner<'_> {
     pub fn construct(
         &mut self,
         at_eof: bool,
-        attrs: &mut Vec<(Range<usize>, Value)>,
+        attrs: &mut Vec<(Span, Value)>,
         decoded: &mut String,
     ) -> Result<Scan, XmlError> {
         const CDATA: &[u8] = b"<![CDATA[";
@@ -157,7 +212,7 @@ impl Scanner<'_> {
                 let Some(name) = self.name() else {
                     return Ok(Scan::NeedMore);
                 };
-                self.check_name(&name, "an element name after </")?;
+                let name = self.check_name(name, "an element name after </")?;
                 if !self.space() {
                     return Ok(Scan::NeedMore);
                 }
@@ -173,7 +228,7 @@ impl Scanner<'_> {
 
     fn start_tag(
         &mut self,
-        attrs: &mut Vec<(Range<usize>, Value)>,
+        attrs: &mut Vec<(Span, Value)>,
         decoded: &mut String,
     ) -> Result<Scan, XmlError> {
         self.i += 1;
@@ -181,7 +236,7 @@ impl Scanner<'_> {
         let Some(name) = self.name() else {
             return Ok(Scan::NeedMore);
         };
-        self.check_name(&name, "an element name after <")?;
+        let name = self.check_name(name, "an element name after <")?;
         loop {
             let before = self.i;
             if !self.space() {
@@ -211,11 +266,11 @@ impl Scanner<'_> {
             let Some(key) = self.name() else {
                 return Ok(Scan::NeedMore);
             };
-            self.check_name(&key, "an attribute name, /> or >")?;
+            let key = self.check_name(key, "an attribute name, /> or >")?;
             let key_text = &self.b[key.clone()];
             if attrs[first..]
                 .iter()
-                .any(|(k, _)| same(&self.b[k.clone()], key_text))
+                .any(|(k, _)| same(&self.b[k.range()], key_text))
             {
                 let key_text = String::from_utf8_lossy(key_text).into_owned();
                 let name_text = String::from_utf8_lossy(&self.b[name.clone()]).into_owned();
@@ -240,7 +295,7 @@ impl Scanner<'_> {
             let Some(value) = self.value(quote, decoded)? else {
                 return Ok(Scan::NeedMore);
             };
-            attrs.push((key, value));
+            attrs.push((Span::of(key), value));
         }
     }
 
@@ -252,6 +307,13 @@ impl Scanner<'_> {
         let (mut amp, mut high) = (false, false);
         let mut j = s;
         loop {
+            // Most bytes of a value are plain: one table lookup each.
+            while let Some(&c) = self.b.get(j) {
+                if VALUE_CLASS[c as usize] != 0 {
+                    break;
+                }
+                j += 1;
+            }
             let Some(&c) = self.b.get(j) else {
                 return Ok(None);
             };
@@ -281,13 +343,13 @@ impl Scanner<'_> {
         }
         self.i = j + 1;
         if !amp {
-            return Ok(Some(Value::Raw(s..j)));
+            return Ok(Some(Value::Raw(Span::of(s..j))));
         }
         let from = decoded.len();
         // Checked above when it had a non-ASCII byte; ASCII otherwise.
         let text = std::str::from_utf8(raw).unwrap_or("");
         unescape(text, decoded).map_err(|m| fail(self, m))?;
-        Ok(Some(Value::Decoded(from..decoded.len())))
+        Ok(Some(Value::Decoded(Span::of(from..decoded.len()))))
     }
 }
 
