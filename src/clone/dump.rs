@@ -15,7 +15,7 @@ use std::io::Write;
 use std::sync::mpsc;
 
 use crate::clone::dump_out::{CloneSink, HumanSink, JsonSink, XmlSink};
-use crate::clone::superblock;
+use crate::clone::superblock::{self, CloneSuperblock};
 use crate::format::DumpFormat;
 use crate::io::BlockDevice;
 use crate::pdata::bitset::BitsetCursor;
@@ -68,13 +68,28 @@ pub fn dump_as<W: Write>(
     }
 }
 
-/// Reads the hydration state and hands it to `sink`, range by range.
-fn walk<S: CloneSink>(
+/// The damage a repairing dump meets, found without writing anything: the notes
+/// [`dump`] with `repair` returns, for a caller (`clone_repair`) that must know them
+/// before it writes. The ranges are found but go nowhere.
+pub fn survey(dev: &dyn BlockDevice) -> Result<CloneDumpNotes, DumpError> {
+    let (sb, mut bits, mut notes) = open(dev, true)?;
+    ranges(
+        &mut bits,
+        sb.nr_regions(),
+        true,
+        false,
+        &mut notes,
+        |_, _| Ok(()),
+    )?;
+    Ok(notes)
+}
+
+/// Reads the superblock and opens the region bitset: damage to its index tree
+/// stops a dump that does not `repair`, and is noted by one that does.
+fn open(
     dev: &dyn BlockDevice,
-    sink: &mut S,
     repair: bool,
-    unreadable_hydrated: bool,
-) -> Result<CloneDumpNotes, DumpError> {
+) -> Result<(CloneSuperblock, BitsetCursor<'_>, CloneDumpNotes), DumpError> {
     let mut notes = CloneDumpNotes::default();
     let (sb, _) = superblock::read(dev).map_err(|e| e.finding(0))?;
     if let Some(msg) = sb.geometry_error() {
@@ -82,7 +97,7 @@ fn walk<S: CloneSink>(
     }
     let nr_regions = sb.nr_regions();
     let mut w = Walker::new(dev, sb.sm_root.nr_blocks, false);
-    let mut bits = BitsetCursor::open(
+    let bits = BitsetCursor::open(
         &mut w,
         sb.bitset_root,
         &Part::RegionBitset.into(),
@@ -95,6 +110,18 @@ fn walk<S: CloneSink>(
         }
         notes.findings.extend(w.report.findings().iter().cloned());
     }
+    Ok((sb, bits, notes))
+}
+
+/// Reads the hydration state and hands it to `sink`, range by range.
+fn walk<S: CloneSink>(
+    dev: &dyn BlockDevice,
+    sink: &mut S,
+    repair: bool,
+    unreadable_hydrated: bool,
+) -> Result<CloneDumpNotes, DumpError> {
+    let (sb, mut bits, mut notes) = open(dev, repair)?;
+    let nr_regions = sb.nr_regions();
     sink.begin(&sb)?;
     // The bitset is read and turned into ranges in a second thread, which hands
     // them over in batches while this one writes them: reading and writing
