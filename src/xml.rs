@@ -3,19 +3,26 @@
 
 use std::io::{self, Write};
 
-/// The buffer's size: it is written out when the next piece does not fit.
-const BUF_SIZE: usize = 1 << 16;
+/// The buffer's size: it is written out when the next piece does not fit. Twice
+/// the 64 KiB of the tools' output buffers, so that what is written out passes
+/// through them without being copied again.
+const BUF_SIZE: usize = 1 << 17;
 
-/// Two decimal digits for each of 0..100.
-const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
-2021222324252627282930313233343536373839\
-4041424344454647484950515253545556575859\
-6061626364656667686970717273747576777879\
-8081828384858687888990919293949596979899";
+/// Powers of ten, 10^0 to 10^19.
+const POW10: [u64; 20] = {
+    let mut t = [1u64; 20];
+    let mut i = 1;
+    while i < 20 {
+        t[i] = t[i - 1] * 10;
+        i += 1;
+    }
+    t
+};
 
 /// A buffered XML text writer. Text and numbers go straight into one fixed buffer
-/// (a number formatted in place, two digits at a step), which goes to the inner
-/// writer in blocks of 64 KiB: no allocation, one test for room per piece.
+/// (a number formatted in place, eight digits at a step), which goes to the inner
+/// writer in blocks of 128 KiB: no allocation, one test for room per piece, or one
+/// for a whole element with [`room`](Self::room).
 pub struct XmlOut<W: Write> {
     buf: Box<[u8]>,
     /// Bytes of `buf` in use.
@@ -62,14 +69,22 @@ impl<W: Write> XmlOut<W> {
     /// Writes a number in decimal.
     #[inline]
     pub fn n(&mut self, v: u64) -> io::Result<()> {
-        // u64::MAX has 20 digits.
-        if BUF_SIZE - self.len < 20 {
+        self.room(MAX_DIGITS)?.n(v);
+        Ok(())
+    }
+
+    /// Room for `n` more bytes (at most the buffer's size), what is buffered being
+    /// written out first if needed: the pieces of an element then go in through
+    /// [`Room`] without a test each.
+    #[inline]
+    pub fn room(&mut self, n: usize) -> io::Result<Room<'_>> {
+        if BUF_SIZE - self.len < n {
             self.drain()?;
         }
-        let len = v.checked_ilog10().map_or(1, |l| l as usize + 1);
-        put_decimal(&mut self.buf[self.len..self.len + len], v);
-        self.len += len;
-        Ok(())
+        Ok(Room {
+            buf: &mut self.buf,
+            len: &mut self.len,
+        })
     }
 
     fn out(&mut self) -> &mut W {
@@ -119,50 +134,91 @@ impl<W: Write> Drop for XmlOut<W> {
     }
 }
 
-/// Writes `v` in decimal into `d`, which has exactly its number of digits. Eight
-/// digits are split off at a time and their four pairs found independently, so the
-/// divisions do not wait on one another digit pair after digit pair.
+/// The most digits a `u64` has (`u64::MAX`).
+pub const MAX_DIGITS: usize = 20;
+
+/// Bytes reserved by [`XmlOut::room`], filled without testing for room each time.
+/// Writing more than was reserved is a bug in the caller, and panics.
+pub struct Room<'a> {
+    buf: &'a mut [u8],
+    len: &'a mut usize,
+}
+
+impl Room<'_> {
+    /// Text (counted in the room asked for).
+    #[inline]
+    pub fn s(&mut self, s: &str) {
+        let at = *self.len;
+        self.buf[at..at + s.len()].copy_from_slice(s.as_bytes());
+        *self.len = at + s.len();
+    }
+
+    /// A number in decimal (counted as [`MAX_DIGITS`] in the room asked for).
+    #[inline]
+    pub fn n(&mut self, v: u64) {
+        let at = *self.len;
+        let d: &mut [u8; MAX_DIGITS] = (&mut self.buf[at..at + MAX_DIGITS])
+            .try_into()
+            .expect("a slice of MAX_DIGITS bytes");
+        *self.len = at + put_decimal(d, v);
+    }
+}
+
+/// Number of decimal digits of `v`: its bit length gives the number of digits of
+/// the power of two just below it (`bits * 1233 / 4096` is `bits * log10(2)`
+/// rounded down for every bit length up to 64), and one comparison with a power
+/// of ten settles the rest. Zero is taken as one, which has the same length; no
+/// power of ten above 1 is odd, so the lowest bit never changes the comparison.
 #[inline]
-fn put_decimal(d: &mut [u8], mut v: u64) {
-    let mut i = d.len();
-    while i > 8 {
-        let low = (v % 100_000_000) as u32;
-        v /= 100_000_000;
-        put4(&mut d[i - 8..i - 4], low / 10_000);
-        put4(&mut d[i - 4..i], low % 10_000);
-        i -= 8;
-    }
-    // At most eight digits are left.
-    let mut v = v as u32;
-    if i > 4 {
-        put4(&mut d[i - 4..i], v % 10_000);
-        v /= 10_000;
-        i -= 4;
-    }
-    if i > 2 {
-        put2(&mut d[i - 2..i], v % 100);
-        v /= 100;
-        i -= 2;
-    }
-    if i == 2 {
-        put2(&mut d[..2], v);
+fn decimal_len(v: u64) -> usize {
+    let v = v | 1;
+    let bits = 64 - v.leading_zeros();
+    let t = ((bits * 1233) >> 12) as usize;
+    t + usize::from(v >= POW10[t])
+}
+
+/// The eight decimal digits of `v < 10^8`, leading zeros included, as the bytes of
+/// a little-endian `u64` whose lowest byte is the first digit. The halves, then
+/// their pairs, then their digits are split in the lanes of one word at once: three
+/// multiplications instead of a division per digit. (`x * 10486 >> 20` is `x / 100`
+/// for `x < 10^4`, `x * 103 >> 10` is `x / 10` for `x < 100`; what a higher lane
+/// shifts into a lower one lands above the mask.)
+#[inline]
+fn eight_digits(v: u64) -> u64 {
+    // Lanes of 32 bits: the first four digits in the low one.
+    let x = (v / 10_000) | ((v % 10_000) << 32);
+    // Lanes of 16 bits: the first two digits of each four in the low one.
+    let y = ((x * 10486) >> 20) & 0x0000_007f_0000_007f;
+    let x = y | ((x - y * 100) << 16);
+    // Bytes: the tens, then the units.
+    let y = ((x * 103) >> 10) & 0x000f_000f_000f_000f;
+    let x = y | ((x - y * 10) << 8);
+    x | 0x3030_3030_3030_3030
+}
+
+/// Writes `v` in decimal at the start of `d` (which has room for the most digits),
+/// eight digits at a time; returns the number of digits. A group of eight is
+/// stored whole, so bytes past the last digit may be written: the next piece
+/// overwrites them.
+#[inline]
+fn put_decimal(d: &mut [u8; MAX_DIGITS], v: u64) -> usize {
+    const E8: u64 = 100_000_000;
+    let len = decimal_len(v);
+    // The first group, without its leading zeros (shifted out of the low bytes).
+    let first = |x: u64, digits: usize| (eight_digits(x) >> (8 * (8 - digits))).to_le_bytes();
+    if v < E8 {
+        d[..8].copy_from_slice(&first(v, len));
+    } else if v < E8 * E8 {
+        let h = len - 8;
+        d[..8].copy_from_slice(&first(v / E8, h));
+        d[h..h + 8].copy_from_slice(&eight_digits(v % E8).to_le_bytes());
     } else {
-        d[0] = b'0' + v as u8;
+        let (h, low) = (len - 16, v % (E8 * E8));
+        d[..8].copy_from_slice(&first(v / (E8 * E8), h));
+        d[h..h + 8].copy_from_slice(&eight_digits(low / E8).to_le_bytes());
+        d[h + 8..h + 16].copy_from_slice(&eight_digits(low % E8).to_le_bytes());
     }
-}
-
-/// Four digits of `v < 10_000`, leading zeros included.
-#[inline]
-fn put4(d: &mut [u8], v: u32) {
-    put2(&mut d[..2], v / 100);
-    put2(&mut d[2..4], v % 100);
-}
-
-/// Two digits of `v < 100`.
-#[inline]
-fn put2(d: &mut [u8], v: u32) {
-    let r = v as usize * 2;
-    d.copy_from_slice(&PAIRS[r..r + 2]);
+    len
 }
 
 #[cfg(test)]
@@ -189,6 +245,40 @@ mod tests {
         }
         let s = String::from_utf8(x.finish().unwrap()).unwrap();
         assert_eq!(s, want);
+    }
+
+    #[test]
+    fn random_numbers_of_every_size_are_decimal() {
+        let mut x = XmlOut::new(Vec::new());
+        let mut want = String::new();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for i in 0..20_000u32 {
+            // SplitMix64, cut to a random number of bits.
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            let v = (z ^ (z >> 31)) >> (i % 64);
+            x.n(v).unwrap();
+            x.s(",").unwrap();
+            want.push_str(&format!("{v},"));
+        }
+        assert_eq!(String::from_utf8(x.finish().unwrap()).unwrap(), want);
+    }
+
+    #[test]
+    fn decimal_lengths_are_exact_at_every_power_of_two_and_ten() {
+        let mut vals = vec![0u64, u64::MAX];
+        for p in 0..64 {
+            let t = 1u64 << p;
+            vals.extend([t - 1, t, t + 1]);
+        }
+        for t in POW10 {
+            vals.extend([t - 1, t, t + 1]);
+        }
+        for v in vals {
+            assert_eq!(decimal_len(v), v.to_string().len(), "{v}");
+        }
     }
 
     #[test]
