@@ -381,6 +381,18 @@ pub fn parse_decimal_bytes(s: &[u8]) -> Option<u64> {
     if s.is_empty() {
         return None;
     }
+    if s.len() < 20 {
+        // Nineteen digits never overflow a u64: no test but the digit's.
+        let mut n: u64 = 0;
+        for &c in s {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                return None;
+            }
+            n = n * 10 + d as u64;
+        }
+        return Some(n);
+    }
     let mut n: u64 = 0;
     for &c in s {
         let d = c.wrapping_sub(b'0');
