@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
-# clone_restore, clone_check and clone_dump on generated 2^30-region metadata, each
-# against a cached `dd` of the same bytes: the image for clone_restore (written)
-# and clone_check (read), the XML for clone_dump (written). Each tool and its dd
-# run in alternation RUNS times under /usr/bin/time; printed are the medians of
-# the wall time and of the CPU time (user + sys: the machine may be shared), the
-# peak memory, the MB/s of XML consumed (clone_restore) or produced (clone_dump)
-# by wall and by CPU time, and the tool's time over dd's. Not a test: run it by
-# hand, e.g.
+# Every clone tool that reads or writes the metadata, on generated metadata, each
+# against a cached `dd` of the same bytes: clone_restore, clone_repair and
+# clone_metadata_unpack against a dd writing the image; clone_check and
+# clone_metadata_pack against a dd reading it; clone_dump against a dd writing the
+# XML. Each tool and its dd run in alternation RUNS times under /usr/bin/time;
+# printed is a Markdown table of the medians of the wall time and of the CPU time
+# (user + sys: the machine may be shared), the peak memory, the MB/s of XML
+# consumed (clone_restore) or produced (clone_dump) by wall and by CPU time, and
+# the tool's wall time over dd's. Not a test: run it by hand, e.g.
 #   benches/clone_tools.sh 5 sparse dense
 # (RUNS, then the inputs: `sparse` is 100,000 ranges of 1..5000 regions, `dense`
-# 4,000,000 ranges of 1..64; see gen_clone_xml.py). The XML is generated once into
-# $BENCH_DIR (default $CARGO_TARGET_DIR/bench, else target/bench) and kept there,
-# never in the repository; images and outputs go to $OUT_DIR (default /dev/shm),
-# so the figures are those of the tools, not of a disk. It checks that the dump
-# of each restored image is the XML it came from, byte for byte.
+# 4,000,000 ranges of 1..64, both over 2^30 regions; see gen_clone_xml.py).
+# NR_REGIONS=4194304 gives a quick run on a smaller device (the presets' number of
+# ranges scaled to it). The XML is generated once into $BENCH_DIR (default
+# $CARGO_TARGET_DIR/bench, else target/bench) and kept there, never in the
+# repository; images and outputs go to $OUT_DIR (default /dev/shm), so the
+# figures are those of the tools, not of a disk. It checks that the dump of each
+# restored image is the XML it came from, byte for byte, and that the repaired
+# and unpacked images dump to it too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
@@ -23,10 +27,10 @@ kinds=("$@")
 target=${CARGO_TARGET_DIR:-target}
 work=${BENCH_DIR:-$target/bench}
 out=${OUT_DIR:-/dev/shm}
+nr=${NR_REGIONS:-$((1 << 30))}
 mkdir -p "$work"
 cargo build --release -q
 bin=$(realpath "$target")/release/dmce
-nr=$((1 << 30))
 # The region bitset (nr / 8 bytes) with room for its index and the space map.
 size=$(( nr / 8 * 5 / 4 + (16 << 20) ))
 
@@ -38,7 +42,7 @@ timed() {
   /usr/bin/time -f "%e %U %S %M" -o "$work/t1" "$@" > /dev/null
   awk '{print $1, $2 + $3, $4}' "$work/t1" >> "$work/t-$name"
 }
-# row LABEL NAME DD_NAME XML_BYTES: one line of the table from the runs kept
+# row LABEL NAME DD_NAME XML_BYTES: one row of the table from the runs kept
 row() {
   local t=$work/t-$2 d=$work/t-$3 wall cpu kib dwall dcpu
   wall=$(awk '{print $1}' "$t" | median)
@@ -46,27 +50,29 @@ row() {
   kib=$(awk '{print $3}' "$t" | median)
   dwall=$(awk '{print $1}' "$d" | median)
   dcpu=$(awk '{print $2}' "$d" | median)
-  awk -v l="$1" -v w="$wall" -v c="$cpu" -v k="$kib" -v dw="$dwall" -v dc="$dcpu" -v b="$4" 'BEGIN {
+  awk -v l="$1" -v w="$wall" -v c="$cpu" -v k="$kib" -v dw="$dwall" -v dc="$dcpu" -v b="$4" -v dd="$5" 'BEGIN {
     mbs = (b > 0 && w > 0) ? sprintf("%.0f", b / w / 1e6) : "-";
     mbc = (b > 0 && c > 0) ? sprintf("%.0f", b / c / 1e6) : "-";
-    printf "%-22s %8.2f %8.2f %10d %9s %9s %8.2f %8.2f %7.1fx\n", l, w, c, k, mbs, mbc, dw, dc, (dw > 0 ? w / dw : 0) }'
+    vs = (dw > 0) ? sprintf("%.2fx", w / dw) : "-";
+    printf "| %s | %.2f | %.2f | %.1f | %s | %s | %s | %.2f | %.2f | %s |\n", l, w, c, k / 1024, mbs, mbc, dd, dw, dc, vs }'
 }
 
-printf 'dmce %s; %d runs each, alternating with dd; outputs in %s; %s\n' \
-  "$(git rev-parse --short HEAD 2>/dev/null || echo '?')" "$runs" "$out" "$(date -u '+%Y-%m-%d %H:%M UTC')"
-printf '%-22s %8s %8s %10s %9s %9s %8s %8s %8s\n' \
-  "tool (input)" "wall s" "cpu s" "peak KiB" "MB/s" "MB/s cpu" "dd wall" "dd cpu" "vs dd"
+printf 'dmce %s; %s; %d runs each, alternating with dd; outputs in %s; %s\n' \
+  "$(git rev-parse --short HEAD 2>/dev/null || echo '?')" "$(uname -srm)" "$runs" "$out" \
+  "$(date -u '+%Y-%m-%d %H:%M UTC')"
 for kind in "${kinds[@]}"; do
-  xml=$work/clone-$kind-1.xml
-  [ -s "$xml" ] || python3 benches/gen_clone_xml.py "$kind" 1 > "$xml"
+  xml=$work/clone-$kind-$nr-1.xml
+  [ -s "$xml" ] || python3 benches/gen_clone_xml.py "$kind" 1 "$nr" > "$xml"
   bytes=$(stat -c %s "$xml")
   img=$out/clone-bench-$kind.img
-  rm -f "$img"
+  pack=$out/clone-bench-$kind.pack
+  rm -f "$img" "$pack"
   truncate -s "$size" "$img"
   "$bin" clone_restore -q -i "$xml" -o "$img"
   "$bin" clone_dump "$img" | cmp -s - "$xml" || { echo "$kind: the dump differs from the XML restored" >&2; exit 1; }
+  "$bin" clone_metadata_pack -q -i "$img" -o "$pack"
   rm -f "$work"/t-*
-  cat "$xml" "$img" > /dev/null
+  cat "$xml" "$img" "$pack" > /dev/null
   for _ in $(seq "$runs"); do
     rm -f "$out/clone-bench-r.img"
     truncate -s "$size" "$out/clone-bench-r.img"
@@ -79,11 +85,29 @@ for kind in "${kinds[@]}"; do
     timed dump "$bin" clone_dump "$img" -o "$out/clone-bench-d.xml"
     rm -f "$out/clone-bench-dd.xml"
     timed dd-xml-write dd if="$xml" of="$out/clone-bench-dd.xml" bs=1M status=none
+    rm -f "$out/clone-bench-rep.img"
+    truncate -s "$size" "$out/clone-bench-rep.img"
+    timed repair "$bin" clone_repair -q -i "$img" -o "$out/clone-bench-rep.img"
+    rm -f "$out/clone-bench-p.pack"
+    timed pack "$bin" clone_metadata_pack -q -i "$img" -o "$out/clone-bench-p.pack"
+    rm -f "$out/clone-bench-u.img"
+    timed unpack "$bin" clone_metadata_unpack -q -i "$pack" -o "$out/clone-bench-u.img"
   done
   cmp -s "$out/clone-bench-d.xml" "$xml" || { echo "$kind: clone_dump -o differs from the XML" >&2; exit 1; }
-  echo "$kind: $(printf "%'d" "$bytes") bytes of XML, image $(( size >> 20 )) MiB"
-  row "clone_restore ($kind)" restore dd-image-write "$bytes"
-  row "clone_check ($kind)" check dd-image-read 0
-  row "clone_dump ($kind)" dump dd-xml-write "$bytes"
-  rm -f "$img" "$out"/clone-bench-{r.img,dd.img,d.xml,dd.xml} "$work"/t-* "$work/t1"
+  for i in r rep u; do
+    "$bin" clone_dump "$out/clone-bench-$i.img" | cmp -s - "$xml" ||
+      { echo "$kind: clone-bench-$i.img does not dump to the XML" >&2; exit 1; }
+  done
+  echo
+  echo "$kind: $nr regions, $(grep -c '<hydrated' "$xml") ranges, $bytes bytes of XML, image $(( size >> 20 )) MiB, pack $(stat -c %s "$pack") bytes"
+  echo
+  echo '| tool | wall s | cpu s | peak MiB | XML MB/s | XML MB/s of cpu | dd of the same bytes | dd wall s | dd cpu s | wall / dd |'
+  echo '|---|---|---|---|---|---|---|---|---|---|'
+  row "clone_restore" restore dd-image-write "$bytes" "image written"
+  row "clone_repair" repair dd-image-write 0 "image written"
+  row "clone_metadata_unpack" unpack dd-image-write 0 "image written"
+  row "clone_check" check dd-image-read 0 "image read"
+  row "clone_metadata_pack" pack dd-image-read 0 "image read"
+  row "clone_dump" dump dd-xml-write "$bytes" "XML written"
+  rm -f "$img" "$pack" "$out"/clone-bench-{r.img,dd.img,d.xml,dd.xml,rep.img,p.pack,u.img} "$work"/t-* "$work/t1"
 done

@@ -4,11 +4,13 @@ RANGES hydrated ranges, each of 1..MAX_LEN regions, sorted and maximal (at least
 one unhydrated region between two ranges), spread over the whole device.
 
 usage: gen_clone_xml.py NR_REGIONS RANGES MAX_LEN SEED > out.xml
-       gen_clone_xml.py sparse|dense SEED > out.xml
+       gen_clone_xml.py sparse|dense SEED [NR_REGIONS] > out.xml
 
 `sparse` is 2^30 regions with 100,000 ranges of 1..5000 regions, `dense` 2^30
-regions with 4,000,000 ranges of 1..64. The same arguments give the same bytes;
-the region size is 8 sectors.
+regions with 4,000,000 ranges of 1..64. Given NR_REGIONS, a preset keeps its
+range lengths and scales its number of ranges to the device (2^22 regions:
+390 sparse ranges, 15,625 dense ones), for quick runs. The same arguments give
+the same bytes; the region size is 8 sectors.
 """
 import random
 import sys
@@ -21,8 +23,11 @@ PRESETS = {
 
 def main():
     args = sys.argv[1:]
-    if len(args) == 2 and args[0] in PRESETS:
+    if len(args) in (2, 3) and args[0] in PRESETS:
         (nr, ranges, max_len), seed = PRESETS[args[0]], int(args[1])
+        if len(args) == 3:
+            scaled = int(args[2])
+            ranges, nr = max(1, ranges * scaled // nr), scaled
     elif len(args) == 4:
         nr, ranges, max_len, seed = (int(a) for a in args)
     else:
