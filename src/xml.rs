@@ -154,7 +154,8 @@ impl Room<'_> {
     }
 
     /// A number in decimal (counted as [`MAX_DIGITS`] in the room asked for).
-    #[inline]
+    /// Always inline: a call's register saves cost a third of the number.
+    #[inline(always)]
     pub fn n(&mut self, v: u64) {
         let at = *self.len;
         let d: &mut [u8; MAX_DIGITS] = (&mut self.buf[at..at + MAX_DIGITS])
