@@ -35,12 +35,19 @@ bin=$(realpath "$target")/release/dmce
 size=$(( nr / 8 * 5 / 4 + (16 << 20) ))
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# Times to the millisecond from the shell (GNU time gives hundredths), the peak
+# memory from /usr/bin/time.
+TIMEFORMAT='%3R %3U %3S'
 # timed NAME CMD...: appends "wall cpu KiB" of one run to $work/t-NAME
 timed() {
-  local name=$1
+  local name=$1 t
   shift
-  /usr/bin/time -f "%e %U %S %M" -o "$work/t1" "$@" > /dev/null
-  awk '{print $1, $2 + $3, $4}' "$work/t1" >> "$work/t-$name"
+  if ! t=$( { time /usr/bin/time -f "%M" -o "$work/t1" "$@" > /dev/null 2> "$work/err"; } 2>&1 ); then
+    echo "failed: $*" >&2
+    cat "$work/err" >&2
+    exit 1
+  fi
+  echo "$t $(cat "$work/t1")" | awk '{print $1, $2 + $3, $4}' >> "$work/t-$name"
 }
 # row LABEL NAME DD_NAME XML_BYTES: one row of the table from the runs kept
 row() {
@@ -54,7 +61,7 @@ row() {
     mbs = (b > 0 && w > 0) ? sprintf("%.0f", b / w / 1e6) : "-";
     mbc = (b > 0 && c > 0) ? sprintf("%.0f", b / c / 1e6) : "-";
     vs = (dw > 0) ? sprintf("%.2fx", w / dw) : "-";
-    printf "| %s | %.2f | %.2f | %.1f | %s | %s | %s | %.2f | %.2f | %s |\n", l, w, c, k / 1024, mbs, mbc, dd, dw, dc, vs }'
+    printf "| %s | %.3f | %.3f | %.1f | %s | %s | %s | %.3f | %.3f | %s |\n", l, w, c, k / 1024, mbs, mbc, dd, dw, dc, vs }'
 }
 
 printf 'dmce %s; %s; %d runs each, alternating with dd; outputs in %s; %s\n' \
@@ -109,5 +116,5 @@ for kind in "${kinds[@]}"; do
   row "clone_check" check dd-image-read 0 "image read"
   row "clone_metadata_pack" pack dd-image-read 0 "image read"
   row "clone_dump" dump dd-xml-write "$bytes" "XML written"
-  rm -f "$img" "$pack" "$out"/clone-bench-{r.img,dd.img,d.xml,dd.xml,rep.img,p.pack,u.img} "$work"/t-* "$work/t1"
+  rm -f "$img" "$pack" "$out"/clone-bench-{r.img,dd.img,d.xml,dd.xml,rep.img,p.pack,u.img} "$work"/t-* "$work/t1" "$work/err"
 done
