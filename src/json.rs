@@ -195,7 +195,7 @@ impl<W: Write> JsonOut<W> {
     }
 
     fn string_raw(&mut self, s: &str) -> io::Result<()> {
-        write_string(self.x.raw(), s)
+        write_string(&mut self.x, s)
     }
 
     /// Flushes and returns the writer; every container must have been closed.

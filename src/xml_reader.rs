@@ -271,7 +271,7 @@ pub struct RawAttrs<'a> {
 impl<'a> RawAttrs<'a> {
     /// The attributes in document order, as (name, value) bytes (both checked
     /// to be UTF-8 when they were scanned).
-    fn iter_bytes(self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+    pub fn iter_bytes(self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
         self.list.iter().map(move |(k, v)| {
             let value = match v {
                 Value::Raw(r) => &self.buf[r.range()],
@@ -376,9 +376,22 @@ pub fn parse_decimal(s: &str) -> Option<u64> {
     parse_decimal_bytes(s.as_bytes())
 }
 
-fn parse_decimal_bytes(s: &[u8]) -> Option<u64> {
+/// [`parse_decimal`] of bytes.
+pub fn parse_decimal_bytes(s: &[u8]) -> Option<u64> {
     if s.is_empty() {
         return None;
+    }
+    if s.len() < 20 {
+        // Nineteen digits never overflow a u64: no test but the digit's.
+        let mut n: u64 = 0;
+        for &c in s {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                return None;
+            }
+            n = n * 10 + d as u64;
+        }
+        return Some(n);
     }
     let mut n: u64 = 0;
     for &c in s {

@@ -8,6 +8,8 @@ mod cli;
 mod crash;
 /// Damage: every live block zeroed, flipped, or made structurally wrong.
 mod damage;
+/// Fast paths (word runs, answers from the superblock) agree with the slow ones.
+mod fast_paths;
 /// The fuzz targets' seeds, committed corpora and regression cases, replayed.
 mod fuzz_corpus;
 /// Golden outputs on kernel-made images.

@@ -65,7 +65,7 @@ fn a_restore_onto_a_device_too_small_to_run_on_is_refused_with_the_size_needed()
 
 /// An era image whose first writeset-tree entry is zeroed (root 0, nr_bits 0) in
 /// a leaf that still checksums: a lost writeset whose count cannot be trusted.
-fn lost_writeset_image(d: &TestDir) -> (std::path::PathBuf, u64) {
+fn lost_writeset_image(d: &TestDir) -> (std::path::PathBuf, u64, u64) {
     use dmce::pdata::checksum::{stamp, BlockKind};
     let mut img = load_zst(&repo().join("fixtures/samples/era-b-eras/metadata.img.zst"));
     let sb = dmce::era::superblock::EraSuperblock::decode((&img[..4096]).try_into().unwrap());
@@ -77,10 +77,11 @@ fn lost_writeset_image(d: &TestDir) -> (std::path::PathBuf, u64) {
     assert!(nr_entries >= 1 && node[0..4] != [0; 4]);
     let v = 32 + 8 * max_entries;
     node[v..v + 12].fill(0);
+    let era = u64::from_le_bytes(node[32..40].try_into().unwrap());
     stamp(node, root, BlockKind::BtreeNode);
     let p = d.path("lost-ws.img");
     std::fs::write(&p, &img).unwrap();
-    (p, sb.nr_blocks as u64)
+    (p, sb.nr_blocks as u64, era)
 }
 
 /// A lost writeset is over-reported with the superblock's nr_blocks, and what the
@@ -88,20 +89,27 @@ fn lost_writeset_image(d: &TestDir) -> (std::path::PathBuf, u64) {
 #[test]
 fn a_lost_writeset_is_over_reported_with_the_superblocks_nr_blocks() {
     let d = TestDir::new("msg-lost-ws");
-    let (img, nr_blocks) = lost_writeset_image(&d);
+    let (img, nr_blocks, era) = lost_writeset_image(&d);
     let o = run_tool("era_check", &[s(&img)]);
     assert_eq!(o.status.code(), Some(1));
-    let o = run_tool("era_invalidate", &["--written-since", "0", s(&img)]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    assert_eq!(
-        text(&o.stdout),
-        format!("<blocks>\n  <range begin=\"0\" end=\"{nr_blocks}\"/>\n</blocks>\n")
+    let all = format!("<blocks>\n  <range begin=\"0\" end=\"{nr_blocks}\"/>\n</blocks>\n");
+    let o = run_tool(
+        "era_invalidate",
+        &["--written-since", &era.to_string(), s(&img)],
     );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), all);
     assert!(
         text(&o.stderr).contains(&format!("all {nr_blocks} blocks are listed")),
         "{}",
         text(&o.stderr)
     );
+    // Era 0 lists every block whatever the damage: read from the superblock alone,
+    // with nothing to say about the rest.
+    let o = run_tool("era_invalidate", &["--written-since", "0", s(&img)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), all);
+    assert_eq!(text(&o.stderr), "");
     let o = run_tool("era_dump", &["-r", s(&img)]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let xml = text(&o.stdout);

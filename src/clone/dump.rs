@@ -12,9 +12,10 @@
 //! ranges to a [`CloneSink`]: the XML above, JSON or a summary (`dump_out.rs`).
 
 use std::io::Write;
+use std::sync::mpsc;
 
 use crate::clone::dump_out::{CloneSink, HumanSink, JsonSink, XmlSink};
-use crate::clone::superblock;
+use crate::clone::superblock::{self, CloneSuperblock};
 use crate::format::DumpFormat;
 use crate::io::BlockDevice;
 use crate::pdata::bitset::BitsetCursor;
@@ -67,13 +68,28 @@ pub fn dump_as<W: Write>(
     }
 }
 
-/// Reads the hydration state and hands it to `sink`, range by range.
-fn walk<S: CloneSink>(
+/// The damage a repairing dump meets, found without writing anything: the notes
+/// [`dump`] with `repair` returns, for a caller (`clone_repair`) that must know them
+/// before it writes. The ranges are found but go nowhere.
+pub fn survey(dev: &dyn BlockDevice) -> Result<CloneDumpNotes, DumpError> {
+    let (sb, mut bits, mut notes) = open(dev, true)?;
+    ranges(
+        &mut bits,
+        sb.nr_regions(),
+        true,
+        false,
+        &mut notes,
+        |_, _| Ok(()),
+    )?;
+    Ok(notes)
+}
+
+/// Reads the superblock and opens the region bitset: damage to its index tree
+/// stops a dump that does not `repair`, and is noted by one that does.
+fn open(
     dev: &dyn BlockDevice,
-    sink: &mut S,
     repair: bool,
-    unreadable_hydrated: bool,
-) -> Result<CloneDumpNotes, DumpError> {
+) -> Result<(CloneSuperblock, BitsetCursor<'_>, CloneDumpNotes), DumpError> {
     let mut notes = CloneDumpNotes::default();
     let (sb, _) = superblock::read(dev).map_err(|e| e.finding(0))?;
     if let Some(msg) = sb.geometry_error() {
@@ -81,7 +97,7 @@ fn walk<S: CloneSink>(
     }
     let nr_regions = sb.nr_regions();
     let mut w = Walker::new(dev, sb.sm_root.nr_blocks, false);
-    let mut bits = BitsetCursor::open(
+    let bits = BitsetCursor::open(
         &mut w,
         sb.bitset_root,
         &Part::RegionBitset.into(),
@@ -94,13 +110,97 @@ fn walk<S: CloneSink>(
         }
         notes.findings.extend(w.report.findings().iter().cloned());
     }
+    Ok((sb, bits, notes))
+}
+
+/// Reads the hydration state and hands it to `sink`, range by range.
+fn walk<S: CloneSink>(
+    dev: &dyn BlockDevice,
+    sink: &mut S,
+    repair: bool,
+    unreadable_hydrated: bool,
+) -> Result<CloneDumpNotes, DumpError> {
+    let (sb, mut bits, mut notes) = open(dev, repair)?;
+    let nr_regions = sb.nr_regions();
     sink.begin(&sb)?;
-    let mut run: Option<u64> = None;
-    for wi in 0..nr_regions.div_ceil(64) {
-        let word = match bits.word(wi) {
-            Ok(word) => word,
+    // The bitset is read and turned into ranges in a second thread, which hands
+    // them over in batches while this one writes them: reading and writing
+    // overlap, and memory stays a few batches whatever the number of regions.
+    let (notes, written) = std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::sync_channel::<Vec<(u64, u64)>>(4);
+        let reader = scope.spawn(move || {
+            let mut batch = Vec::with_capacity(BATCH);
+            let read = ranges(
+                &mut bits,
+                nr_regions,
+                repair,
+                unreadable_hydrated,
+                &mut notes,
+                |b, e| {
+                    batch.push((b, e));
+                    if batch.len() == BATCH {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                        return tx.send(full).map_err(|_| Stopped.into());
+                    }
+                    Ok(())
+                },
+            );
+            // What was read before damage stopped the dump is written too.
+            let _ = tx.send(batch);
+            read.map(|()| notes)
+        });
+        let written: std::io::Result<()> = rx
+            .iter()
+            .try_for_each(|batch| batch.into_iter().try_for_each(|(b, e)| sink.hydrated(b, e)));
+        // A writer that failed stops the reader at its next batch.
+        drop(rx);
+        let read = reader
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (read, written)
+    });
+    written?;
+    let notes = notes?;
+    sink.end(&notes)?;
+    Ok(notes)
+}
+
+/// Ranges handed from the reading thread to the writing one at a time.
+const BATCH: usize = 1 << 14;
+
+/// The reading thread stops: the writing one has given up.
+#[derive(Debug)]
+struct Stopped;
+
+impl From<Stopped> for DumpError {
+    fn from(_: Stopped) -> Self {
+        DumpError::Io(std::io::Error::other("the dump's writer stopped"))
+    }
+}
+
+/// Reads the words of the bitset in order, a block at a time, and hands each
+/// maximal range of hydrated regions to `emit`. With `repair`, an unreadable block
+/// is noted and its regions taken as `unreadable_hydrated` says; without, damage
+/// stops the walk.
+fn ranges(
+    bits: &mut BitsetCursor<'_>,
+    nr_regions: u64,
+    repair: bool,
+    unreadable_hydrated: bool,
+    notes: &mut CloneDumpNotes,
+    emit: impl FnMut(u64, u64) -> Result<(), DumpError>,
+) -> Result<(), DumpError> {
+    let mut runs = Runs { run: None, emit };
+    let nr_words = nr_regions.div_ceil(64);
+    let per_block = bits.words_per_block();
+    let mut words = Vec::with_capacity(per_block as usize);
+    for bi in 0..bits.nr_array_blocks() {
+        let first = bi * per_block;
+        match bits.block_words(bi, &mut words) {
+            Ok(()) => {}
             Err(f) if repair => {
-                let (b, e) = (wi * 64, ((wi + 1) * 64).min(nr_regions));
+                let n = per_block.min(nr_words - first);
+                let (b, e) = (first * 64, ((first + n) * 64).min(nr_regions));
                 match notes.unreadable.last_mut() {
                     Some(last) if last.1 == b => last.1 = e,
                     _ => notes.unreadable.push((b, e)),
@@ -108,38 +208,72 @@ fn walk<S: CloneSink>(
                 if notes.findings.last() != Some(&f) {
                     notes.findings.push(f);
                 }
-                if unreadable_hydrated {
-                    u64::MAX
-                } else {
-                    0
+                let fill = if unreadable_hydrated { u64::MAX } else { 0 };
+                words.clear();
+                words.resize(n as usize, fill);
+                // The last word's bits past the end are never hydrated.
+                if e % 64 != 0 && first + n == nr_words {
+                    if let Some(w) = words.last_mut() {
+                        *w &= (1u64 << (e % 64)) - 1;
+                    }
                 }
             }
             Err(f) => return Err(f.into()),
-        };
-        let base = wi * 64;
-        // Fast paths for the common all-clear and all-set words.
-        if word == 0 {
-            if let Some(b) = run.take() {
-                sink.hydrated(b, base)?;
-            }
-            continue;
         }
-        if word == u64::MAX {
-            run.get_or_insert(base);
-            continue;
-        }
-        for j in 0..64 {
-            let r = base + j;
-            if word >> j & 1 == 1 {
-                run.get_or_insert(r);
-            } else if let Some(b) = run.take() {
-                sink.hydrated(b, r)?;
+        runs.words(first * 64, &words)?;
+    }
+    if let Some(b) = runs.run.take() {
+        (runs.emit)(b, nr_regions)?;
+    }
+    Ok(())
+}
+
+/// Turns words of bits into maximal runs of set bits for a sink.
+struct Runs<F> {
+    /// First region of the run of set bits being read.
+    run: Option<u64>,
+    emit: F,
+}
+
+impl<F: FnMut(u64, u64) -> Result<(), DumpError>> Runs<F> {
+    /// The words of regions `base ..`, in order.
+    fn words(&mut self, mut base: u64, words: &[u64]) -> Result<(), DumpError> {
+        for &w in words {
+            // Whole words of equal bits pass with one comparison each.
+            if w == 0 {
+                if let Some(b) = self.run.take() {
+                    (self.emit)(b, base)?;
+                }
+            } else if w == u64::MAX {
+                self.run.get_or_insert(base);
+            } else {
+                self.mixed(base, w)?;
             }
+            base += 64;
+        }
+        Ok(())
+    }
+
+    /// A word of set and clear bits: from one edge of a run to the next by counting
+    /// equal bits, not one bit at a time.
+    fn mixed(&mut self, base: u64, w: u64) -> Result<(), DumpError> {
+        let mut p = 0u32;
+        loop {
+            if let Some(b) = self.run {
+                // Bits shifted in from above are clear, so this stops within the word.
+                p += (w >> p).trailing_ones();
+                if p >= 64 {
+                    return Ok(());
+                }
+                self.run = None;
+                (self.emit)(b, base + p as u64)?;
+            }
+            let rest = w >> p;
+            if rest == 0 {
+                return Ok(());
+            }
+            p += rest.trailing_zeros();
+            self.run = Some(base + p as u64);
         }
     }
-    if let Some(b) = run.take() {
-        sink.hydrated(b, nr_regions)?;
-    }
-    sink.end(&notes)?;
-    Ok(notes)
 }

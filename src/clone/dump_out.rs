@@ -29,7 +29,7 @@ use crate::clone::superblock::CloneSuperblock;
 use crate::format::{metadata_space, percent, sectors, summary_line};
 use crate::json::JsonOut;
 use crate::report::write_findings_json;
-use crate::xml::XmlOut;
+use crate::xml::{XmlOut, MAX_DIGITS};
 
 /// Receives a clone dump: the superblock, the hydrated ranges in ascending order
 /// (half-open, maximal), then the notes of a repairing dump.
@@ -73,12 +73,15 @@ impl<W: Write> CloneSink for XmlSink<W> {
     }
 
     fn hydrated(&mut self, b: u64, e: u64) -> io::Result<()> {
-        let x = self.x();
-        x.s("  <hydrated begin=\"")?;
-        x.n(b)?;
-        x.s("\" end=\"")?;
-        x.n(e)?;
-        x.s("\"/>\n")
+        // One test for room for the whole element: its text and two numbers.
+        const TEXT: &str = "  <hydrated begin=\"\" end=\"\"/>\n";
+        let mut r = self.x().room(TEXT.len() + 2 * MAX_DIGITS)?;
+        r.s("  <hydrated begin=\"");
+        r.n(b);
+        r.s("\" end=\"");
+        r.n(e);
+        r.s("\"/>\n");
+        Ok(())
     }
 
     fn end(&mut self, _notes: &CloneDumpNotes) -> io::Result<()> {

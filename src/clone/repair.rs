@@ -6,7 +6,7 @@
 //! copied. Without an operator's policy the repair refuses and names the affected
 //! region ranges.
 
-use crate::clone::dump::{dump, dump_with, CloneDumpNotes};
+use crate::clone::dump::{dump_with, survey, CloneDumpNotes};
 use crate::clone::restore::restore;
 use crate::clone::xml::CloneHeader;
 use crate::io::BlockDevice;
@@ -44,7 +44,7 @@ pub fn repair<D: BlockDevice>(
 ) -> Result<CloneRepair, RepairError> {
     probe(input)?;
     // First pass: what is lost? Nothing is written before the policy is settled.
-    let first = dump(input, std::io::sink(), true).map_err(RepairError::Unsalvageable)?;
+    let first = survey(input).map_err(RepairError::Unsalvageable)?;
     if !first.unreadable.is_empty() && policy == LostRegions::Refuse {
         return Err(RepairError::Unreadable(first.unreadable));
     }

@@ -35,6 +35,8 @@ fn restore_from<D: BlockDevice>(
     check_size(&dev, &clone_metadata_blocks(h.nr_regions))?;
     let mut tm = begin(dev)?;
     let mut bits = BitsetBuilder::new(h.nr_regions);
+    // `word` is word `wi` of the bitset, still being filled; the words before it
+    // are written. Gaps and the whole words inside a range go at once.
     let mut word = 0u64;
     let mut wi = 0u64;
     let mut n = 0u64;
@@ -45,31 +47,27 @@ fn restore_from<D: BlockDevice>(
                 p(xml.bytes_read());
             }
         }
-        let mut r = b;
-        while r < e {
-            let w = r / 64;
-            while wi < w {
-                bits.push_word(&mut tm, word)?;
-                word = 0;
-                wi += 1;
-            }
-            let lo = r % 64;
-            let hi = (e - w * 64).min(64);
-            let mask = if hi - lo == 64 {
-                u64::MAX
-            } else {
-                ((1u64 << (hi - lo)) - 1) << lo
-            };
-            word |= mask;
-            r = w * 64 + hi;
+        // Ranges are sorted, so the first word of this one is `wi` or later.
+        let (first, last) = (b / 64, (e - 1) / 64);
+        if first > wi {
+            bits.push_word(&mut tm, word)?;
+            bits.push_words(&mut tm, 0, first - wi - 1)?;
+            (wi, word) = (first, 0);
+        }
+        let lo = b % 64;
+        // One past the last bit of the range in word `last`: 1..=64.
+        let hi = e - last * 64;
+        let below_hi = if hi == 64 { u64::MAX } else { (1u64 << hi) - 1 };
+        if first == last {
+            word |= below_hi & (u64::MAX << lo);
+        } else {
+            bits.push_word(&mut tm, word | u64::MAX << lo)?;
+            bits.push_words(&mut tm, u64::MAX, last - first - 1)?;
+            (wi, word) = (last, below_hi);
         }
     }
     if h.nr_regions > 0 {
-        while wi < h.nr_regions.div_ceil(64) {
-            bits.push_word(&mut tm, word)?;
-            word = 0;
-            wi += 1;
-        }
+        bits.push_word(&mut tm, word)?;
     }
     let bitset = bits.finish(&mut tm)?;
     let sm_root = tm.pre_commit()?;

@@ -12,7 +12,7 @@
 
 use crate::clone::superblock::CloneSuperblock;
 use crate::pdata::space_map::SmRoot;
-use crate::xml_reader::{Attrs, Element, XmlError, XmlIn};
+use crate::xml_reader::{parse_decimal_bytes, Attrs, Element, RawAttrs, XmlError, XmlIn};
 
 /// The `<superblock>` attributes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +78,12 @@ impl<'a> CloneXmlReader<'a> {
                         .error("<hydrated> must be an empty element (<hydrated .../>)"));
                 }
                 let n = self.header.nr_regions;
+                if let Some((b, e)) = plain_range(self.x.attrs(), n) {
+                    if b < e && b >= self.last_end {
+                        self.last_end = e;
+                        return Ok(Some((b, e)));
+                    }
+                }
                 let r = Attrs::new("hydrated", self.x.attrs(), &["begin", "end"])
                     .and_then(|a| Ok((a.num("begin", n)?, a.num("end", n)?)))
                     .and_then(|(b, e)| {
@@ -110,6 +116,22 @@ impl<'a> CloneXmlReader<'a> {
             Element::Eof => Err(self.x.error("the input ends inside <superblock>")),
         }
     }
+}
+
+/// `begin` and `end` of a `<hydrated>` holding exactly these two attributes, each a
+/// plain decimal no larger than `max`, read in one pass; `None` for anything else,
+/// which the general path then reads to say what is wrong.
+fn plain_range(attrs: RawAttrs<'_>, max: u64) -> Option<(u64, u64)> {
+    let (mut b, mut e) = (None, None);
+    for (k, v) in attrs.iter_bytes() {
+        let slot = match k {
+            b"begin" => &mut b,
+            b"end" => &mut e,
+            _ => return None,
+        };
+        *slot = Some(parse_decimal_bytes(v).filter(|&x| x <= max)?);
+    }
+    Some((b?, e?))
 }
 
 fn parse_header(a: &Attrs<'_>) -> Result<CloneHeader, String> {

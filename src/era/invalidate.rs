@@ -60,6 +60,8 @@ pub struct Invalidation {
     /// Origin blocks tracked.
     pub nr_blocks: u64,
     words: Vec<u64>,
+    /// Every block is listed (`words` is then empty).
+    all: bool,
     /// Why blocks were listed without proof that they were written (damage).
     pub over_reported: Vec<String>,
     /// The damage found on the way.
@@ -116,11 +118,56 @@ impl Marks {
 }
 
 /// Lists the origin blocks of the era metadata on `dev` whose logical era is at least
-/// `opts.written_since`.
+/// `opts.written_since`, walking everything the answer may depend on and gathering
+/// the damage found on the way.
 pub fn invalidate(
     dev: &dyn BlockDevice,
     opts: InvalidateOptions,
 ) -> Result<Invalidation, InvalidateError> {
+    let v = view(dev, opts)?;
+    Ok(collect(
+        dev,
+        &v.live,
+        &v.view,
+        v.view_loc,
+        v.current,
+        opts.written_since as u64,
+    ))
+}
+
+/// The same list as [`invalidate`], read no further than the answer needs: with
+/// `written_since` 0 every tracked block is listed whatever its era, so only the
+/// superblock (and the snapshot's, with `metadata_snapshot`) is read and validated,
+/// and no findings are gathered from the rest. The refusals (an unusable superblock,
+/// a missing snapshot) are those of [`invalidate`].
+pub fn invalidate_list(
+    dev: &dyn BlockDevice,
+    opts: InvalidateOptions,
+) -> Result<Invalidation, InvalidateError> {
+    if opts.written_since != 0 {
+        return invalidate(dev, opts);
+    }
+    let v = view(dev, opts)?;
+    Ok(Invalidation {
+        nr_blocks: v.view.nr_blocks as u64,
+        words: Vec::new(),
+        all: true,
+        over_reported: Vec::new(),
+        findings: Vec::new(),
+    })
+}
+
+/// The superblocks an invalidation reads.
+struct View {
+    live: EraSuperblock,
+    /// The superblock whose metadata is listed: the live one or the snapshot's.
+    view: EraSuperblock,
+    view_loc: u64,
+    /// The committed current writeset, on live metadata only.
+    current: Option<crate::era::superblock::WritesetDisk>,
+}
+
+fn view(dev: &dyn BlockDevice, opts: InvalidateOptions) -> Result<View, InvalidateError> {
     let sb_err = |loc: u64, e: crate::superblock::SuperblockError| {
         InvalidateError::Superblock(e.finding(loc))
     };
@@ -158,14 +205,12 @@ pub fn invalidate(
             msg,
         )));
     }
-    Ok(collect(
-        dev,
-        &live,
-        &view,
+    Ok(View {
+        live,
+        view,
         view_loc,
         current,
-        opts.written_since as u64,
-    ))
+    })
 }
 
 fn collect(
@@ -248,6 +293,7 @@ fn collect(
     Invalidation {
         nr_blocks,
         words: marks.words.into_iter().map(|a| a.into_inner()).collect(),
+        all: false,
         over_reported: over,
         findings: w.report.findings().to_vec(),
     }
@@ -256,20 +302,28 @@ fn collect(
 impl Invalidation {
     /// True when block `b` is listed.
     pub fn contains(&self, b: u64) -> bool {
-        b < self.nr_blocks && self.words[(b / 64) as usize] >> (b % 64) & 1 == 1
+        b < self.nr_blocks && (self.all || self.words[(b / 64) as usize] >> (b % 64) & 1 == 1)
     }
 
     /// Number of blocks listed.
     pub fn count(&self) -> u64 {
+        if self.all {
+            return self.nr_blocks;
+        }
         self.words.iter().map(|w| w.count_ones() as u64).sum()
     }
 
     /// The listed blocks as maximal half-open runs, ascending.
     pub fn runs(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        // Every block: one run (none of no blocks).
+        let mut whole = (self.all && self.nr_blocks > 0).then_some((0, self.nr_blocks));
         let mut wi = 0usize;
         let mut bit = 0u64;
         let n = self.nr_blocks;
         std::iter::from_fn(move || {
+            if self.all {
+                return whole.take();
+            }
             // Find the next set bit.
             let start = loop {
                 if wi >= self.words.len() {
@@ -375,6 +429,7 @@ mod tests {
         Invalidation {
             nr_blocks: nr,
             words: m.words.into_iter().map(|a| a.into_inner()).collect(),
+            all: false,
             over_reported: vec![],
             findings: vec![],
         }
@@ -415,6 +470,7 @@ mod tests {
         let i = Invalidation {
             nr_blocks: 200,
             words: m.words.into_iter().map(|a| a.into_inner()).collect(),
+            all: false,
             over_reported: vec![],
             findings: vec![],
         };

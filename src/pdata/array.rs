@@ -110,9 +110,10 @@ pub fn validate_array_block(
     i: u64,
     from: Option<u64>,
 ) -> Result<Box<Block>, Finding> {
-    let structure = desc.structure.sub(format_args!(" block {i}"));
+    // Named only when there is something to say: a walk reads thousands of blocks.
+    let structure = || desc.structure.sub(format_args!(" block {i}"));
     let b = read_verified(dev, loc, BlockKind::ArrayBlock)
-        .map_err(|e| block_finding(loc, BlockKind::ArrayBlock, &structure, &e, from))?;
+        .map_err(|e| block_finding(loc, BlockKind::ArrayBlock, &structure(), &e, from))?;
     let h = ArrayHeader::decode(&b);
     let want = desc.entries_in_block(i);
     let msg = if h.value_size != desc.value_size {
@@ -135,7 +136,7 @@ pub fn validate_array_block(
         None
     };
     match msg {
-        Some(m) => Err(Finding::error("array-block", Some(loc), structure, m)),
+        Some(m) => Err(Finding::error("array-block", Some(loc), structure(), m)),
         None => Ok(b),
     }
 }

@@ -76,15 +76,41 @@ impl ArrayBuilder {
         Ok(())
     }
 
-    /// Appends `n` copies of `value`.
+    /// Appends `n` copies of `value`, as many at once as fit in the block being
+    /// filled.
     pub fn push_n<D: BlockDevice>(
         &mut self,
         tm: &mut TransactionManager<D>,
         value: &[u8],
-        n: u64,
+        mut n: u64,
     ) -> Result<(), TmError> {
-        for _ in 0..n {
-            self.push(tm, value)?;
+        if n == 0 {
+            return Ok(());
+        }
+        if value.len() != self.value_size as usize {
+            return Err(TmError::Invariant(format!(
+                "array value of {} bytes, expected {}",
+                value.len(),
+                self.value_size
+            )));
+        }
+        let vs = value.len();
+        let zero = value.iter().all(|&b| b == 0);
+        while n > 0 {
+            let room = self.per_block - self.cur.len() / vs;
+            let k = n.min(room as u64) as usize;
+            if zero {
+                self.cur.resize(self.cur.len() + k * vs, 0);
+            } else {
+                for _ in 0..k {
+                    self.cur.extend_from_slice(value);
+                }
+            }
+            self.nr_entries += k as u64;
+            n -= k as u64;
+            if self.cur.len() == self.per_block * vs {
+                self.flush_block(tm)?;
+            }
         }
         Ok(())
     }

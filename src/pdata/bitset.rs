@@ -144,6 +144,38 @@ impl<'d> BitsetCursor<'d> {
         Ok(w)
     }
 
+    /// Words per array block: array block `bi` holds words `bi * words_per_block()`
+    /// onwards.
+    pub fn words_per_block(&self) -> u64 {
+        self.per_block
+    }
+
+    /// Number of array blocks.
+    pub fn nr_array_blocks(&self) -> u64 {
+        self.array.desc().nr_blocks()
+    }
+
+    /// The words of array block `bi` into `out` (replacing what it held), the bits
+    /// past `nr_bits` cleared: one block read and decoded at once, for walks that go
+    /// through every word.
+    pub fn block_words(&mut self, bi: u64, out: &mut Vec<u64>) -> Result<(), Finding> {
+        let vals = self.array.block(bi)?;
+        out.clear();
+        out.extend(vals.chunks_exact(8).map(|w| le64(w, 0)));
+        let first = bi * self.per_block;
+        let end = (first + out.len() as u64) * 64;
+        if end > self.nr_bits {
+            // Only the last block holds bits past the end: clear them word by word.
+            for (j, w) in out.iter_mut().enumerate() {
+                let keep = self.nr_bits.saturating_sub((first + j as u64) * 64);
+                if keep < 64 {
+                    *w &= (1u64 << keep) - 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Bit `i` (false past `nr_bits`).
     pub fn get(&mut self, i: u64) -> Result<bool, Finding> {
         if i >= self.nr_bits {

@@ -51,14 +51,38 @@ impl BitsetBuilder {
         self.array.push(tm, &w.to_le_bytes())
     }
 
+    /// Appends `n` copies of word `w` (a run of clear or set words at once). Bits at
+    /// or past `nr_bits` are cleared, as by [`push_word`](Self::push_word).
+    pub fn push_words<D: BlockDevice>(
+        &mut self,
+        tm: &mut TransactionManager<D>,
+        w: u64,
+        n: u64,
+    ) -> Result<(), TmError> {
+        let nr_words = self.nr_bits.div_ceil(64);
+        if n > nr_words - self.words {
+            return Err(TmError::Invariant(format!(
+                "words {}..{} of a bitset of {} bits",
+                self.words,
+                self.words.saturating_add(n),
+                self.nr_bits
+            )));
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        // All but the last word, which may be the bitset's last and need its mask.
+        self.array.push_n(tm, &w.to_le_bytes(), n - 1)?;
+        self.words += n - 1;
+        self.push_word(tm, w)
+    }
+
     /// Pads with zero words and writes the index tree.
     pub fn finish<D: BlockDevice>(
         mut self,
         tm: &mut TransactionManager<D>,
     ) -> Result<BuiltArray, TmError> {
-        while self.words < self.nr_bits.div_ceil(64) {
-            self.push_word(tm, 0)?;
-        }
+        self.push_words(tm, 0, self.nr_bits.div_ceil(64) - self.words)?;
         self.array.finish(tm)
     }
 }

@@ -181,4 +181,13 @@ fn numbers_are_strict() {
     assert_eq!(parse_decimal("+1"), None);
     assert_eq!(parse_decimal(" 1"), None);
     assert_eq!(parse_decimal(""), None);
+    // Either side of the nineteen digits read without overflow tests.
+    assert_eq!(
+        parse_decimal("9999999999999999999"),
+        Some(9_999_999_999_999_999_999)
+    );
+    assert_eq!(parse_decimal("99999999999999999999"), None);
+    assert_eq!(parse_decimal("00000000000000000000042"), Some(42));
+    assert_eq!(parse_decimal("12345678901234567x9"), None);
+    assert_eq!(parse_decimal("1234567890123456789x"), None);
 }
