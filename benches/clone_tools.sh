@@ -31,8 +31,8 @@ nr=${NR_REGIONS:-$((1 << 30))}
 mkdir -p "$work"
 cargo build --release -q
 bin=$(realpath "$target")/release/dmce
-# The region bitset (nr / 8 bytes) with room for its index and the space map.
-size=$(( nr / 8 * 5 / 4 + (16 << 20) ))
+# The metadata device the kernel needs for this geometry (the restores refuse less).
+size=$("$bin" clone_metadata_size --nr-regions "$nr" -u b -n)
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # Times to the millisecond from the shell (GNU time gives hundredths), the peak
