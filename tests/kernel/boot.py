@@ -183,7 +183,7 @@ def boot(work, k, initrd, disks, root, stop, answer=None, timeout=900, mem=512):
     cmd = ["qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", str(mem), "-smp", "1",
            "-nographic", "-nodefaults", "-no-reboot", "-monitor", "none", "-serial", "stdio",
            "-kernel", os.path.join(k, "vmlinuz"), "-initrd", initrd,
-           "-append", f"console=ttyS0 root={root} rw rootdelay=20 loglevel=4"]
+           "-append", f"console=ttyS0 root={root} rw rootdelay=20 loglevel=4 no_timer_check"]
     for p in disks:
         cmd += ["-drive", f"file={p},if=virtio,format=raw,cache=writeback"]
     t0 = time.time()
