@@ -605,6 +605,8 @@ def main():
     ap.add_argument("-j", "--jobs", type=int, default=1,
                     help="cases run at once (each VM is one qemu thread; default 1)")
     a = ap.parse_args()
+    if a.jobs < 1:
+        ap.error("--jobs must be at least 1")
     global KEEP
     KEEP = a.keep
     t0 = time.time()
@@ -656,8 +658,6 @@ def main():
             why = replay_unavailable(kind)
             if why:
                 print(f"run-all: WARNING: {why} -- the replay cases will FAIL", flush=True)
-    if a.jobs < 1:
-        ap.error("--jobs must be at least 1")
     chosen = [(name, fn) for _, name, fn in cases if not a.only or re.search(a.only, name)]
     if a.jobs == 1:
         results = [run_one(name, fn) for name, fn in chosen]
