@@ -14,6 +14,9 @@
   size:  the kernel on a metadata device of exactly `dmce clone_metadata_size` /
          `era_metadata_size`'s figure: clone hydrates fully, era runs many checkpoints
          with snapshots; the figure is at most twice what the kernel uses (sizing.py).
+  boot:  the boot integration (boot/): initramfs images by mkinitramfs and dracut boot
+         the root from dm-clone / dm-era, and stop in the rescue shell without writing
+         when the metadata is damaged (boot.py).
   replay: tests/traces/kernel/<case>.dmtrace -> `dmce clone_replay|era_replay` -> the image
          the reference model leaves -> kernel load: clone: the kernel's hydrated set must be
          the fixture's truth and `dmce clone_dump`'s; era: status era after resume =
@@ -577,16 +580,36 @@ def logwrites_cases():
 
 # ------------------------------------------------------------------ main
 
+def run_one(name, fn):
+    """Runs one case; prints and returns (name, verdict, seconds, detail)."""
+    t = time.time()
+    try:
+        detail = fn()
+        verdict = "PASS"
+    except (Failure, sizing.Failure, boot.Failure) as e:
+        verdict, detail = "FAIL", str(e)
+    except Skip as e:
+        verdict, detail = "SKIP", str(e)
+    except Exception as e:  # a bug in the harness is a failure too
+        verdict, detail = "FAIL", f"{type(e).__name__}: {e}"
+    dt = time.time() - t
+    print(f"{verdict:4}  {name:32} {dt:6.1f}s  {detail}", flush=True)
+    return name, verdict, dt, detail
+
+
 def main():
     ap = argparse.ArgumentParser(prog="run-all")
     ap.add_argument("--only", help="regex on case names")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--slow", action="store_true", help="also run the slow cases (" + ", ".join(sizing.slow_names()) + ")")
+    ap.add_argument("-j", "--jobs", type=int, default=1,
+                    help="cases run at once (each VM is one qemu thread; default 1)")
     a = ap.parse_args()
+    if a.jobs < 1:
+        ap.error("--jobs must be at least 1")
     global KEEP
     KEEP = a.keep
     t0 = time.time()
-    results = []
     r = subprocess.run([os.path.join(lab.HERE, "setup")], env=dict(os.environ, DMCE_LAB_QUIET="1"))
     t_setup = time.time() - t0
     if r.returncode != 0:
@@ -635,22 +658,15 @@ def main():
             why = replay_unavailable(kind)
             if why:
                 print(f"run-all: WARNING: {why} -- the replay cases will FAIL", flush=True)
-    for kind, name, fn in cases:
-        if a.only and not re.search(a.only, name):
-            continue
-        t = time.time()
-        try:
-            detail = fn()
-            verdict = "PASS"
-        except (Failure, sizing.Failure, boot.Failure) as e:
-            verdict, detail = "FAIL", str(e)
-        except Skip as e:
-            verdict, detail = "SKIP", str(e)
-        except Exception as e:  # a bug in the harness is a failure too
-            verdict, detail = "FAIL", f"{type(e).__name__}: {e}"
-        dt = time.time() - t
-        results.append((name, verdict, dt, detail))
-        print(f"{verdict:4}  {name:32} {dt:6.1f}s  {detail}", flush=True)
+    chosen = [(name, fn) for _, name, fn in cases if not a.only or re.search(a.only, name)]
+    if a.jobs == 1:
+        results = [run_one(name, fn) for name, fn in chosen]
+    else:
+        # Every case works in its own directory under `work`; the summary keeps the
+        # cases' order, the lines above come as the cases end.
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(max_workers=a.jobs) as pool:
+            results = list(pool.map(lambda c: run_one(*c), chosen))
     total = time.time() - t0
     print()
     print(f"{'case':34} {'result':6} {'time':>7}")
