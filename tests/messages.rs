@@ -156,5 +156,5 @@ fn error_text_names_the_input_and_the_real_cause() {
         assert_eq!(e.lines().count(), 1, "{args:?}: {e}");
     }
     let o = run_tool("clone_check", &[s(&era)]);
-    assert!(text(&o.stdout).contains("this is dm-era metadata, not dm-clone"));
+    assert!(text(&o.stderr).contains("this is dm-era metadata, not dm-clone"));
 }

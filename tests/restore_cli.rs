@@ -110,9 +110,9 @@ fn a_failed_restore_leaves_no_valid_superblock() {
     let o = run_tool("clone_check", &[s(&img)]);
     assert!(!o.status.success());
     assert!(
-        text(&o.stdout).contains("unformatted"),
+        text(&o.stderr).contains("unformatted"),
         "{}",
-        text(&o.stdout)
+        text(&o.stderr)
     );
 }
 

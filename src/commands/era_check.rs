@@ -124,6 +124,7 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
     };
     Ok(report_check(
         &out.report,
+        &a.input,
         a.quiet,
         a.ignore_non_fatal_errors,
         &summary,

@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::util::same_file;
+use super::util::{check_input_path, same_file};
 use crate::io::FileDevice;
 
 /// Inputs at least this large get a progress bar (on a terminal).
@@ -16,13 +16,11 @@ const PROGRESS_MIN_BYTES: u64 = 32 << 20;
 
 /// Opens the XML input; returns it buffered, with its size.
 pub fn open_input(path: &Path) -> anyhow::Result<(BufReader<File>, u64)> {
+    check_input_path(path, false)?;
     let f = File::open(path).with_context(|| format!("{}", path.display()))?;
     let meta = f
         .metadata()
         .with_context(|| format!("{}", path.display()))?;
-    if meta.is_dir() {
-        bail!("{}: is a directory", path.display());
-    }
     Ok((BufReader::with_capacity(1 << 16, f), meta.len()))
 }
 
