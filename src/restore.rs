@@ -40,7 +40,7 @@ impl fmt::Display for RestoreError {
                 have_blocks,
             } => write!(
                 f,
-                "the output is too small: it has {have_blocks} blocks of 4096 bytes ({} bytes), the metadata needs at least {needed_blocks} blocks ({} bytes)",
+                "Output file too small: it has {have_blocks} blocks of 4096 bytes ({} bytes), the metadata needs at least {needed_blocks} blocks ({} bytes)",
                 have_blocks * BLOCK_SIZE as u64,
                 needed_blocks * BLOCK_SIZE as u64
             ),

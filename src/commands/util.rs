@@ -346,9 +346,17 @@ pub struct AtomicFile {
 }
 
 impl AtomicFile {
-    /// Starts writing `path`.
+    /// Starts writing `path`. A symbolic link is followed: the file it names is
+    /// the one replaced, and the link stays.
     pub fn create(path: &Path) -> io::Result<Self> {
         use std::os::unix::fs::PermissionsExt;
+        let resolved;
+        let path = if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+            resolved = std::fs::canonicalize(path)?;
+            resolved.as_path()
+        } else {
+            path
+        };
         let existing = std::fs::metadata(path).ok();
         if existing.as_ref().is_some_and(|m| !m.is_file()) {
             let file = std::fs::OpenOptions::new().write(true).open(path)?;
@@ -366,7 +374,9 @@ impl AtomicFile {
             base.to_string_lossy(),
             std::process::id()
         ));
+        // Readable too: a restore reads back blocks it has written.
         let file = std::fs::OpenOptions::new()
+            .read(true)
             .write(true)
             .create_new(true)
             .open(&tmp)?;
