@@ -43,10 +43,11 @@ pub enum InvalidateError {
 impl std::fmt::Display for InvalidateError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            InvalidateError::Superblock(x) => write!(f, "{x}"),
+            // Without the finding's "error:": the tool's own prefix says it.
+            InvalidateError::Superblock(x) => write!(f, "{}", x.detail()),
             InvalidateError::NoSnapshot => write!(
                 f,
-                "the metadata holds no metadata snapshot (take one with: dmsetup message <era device> 0 take_metadata_snap)"
+                "the metadata holds no metadata snapshot (no current metadata snap; take one with: dmsetup message <era device> 0 take_metadata_snap)"
             ),
         }
     }
@@ -125,6 +126,20 @@ pub fn invalidate(
         InvalidateError::Superblock(e.finding(loc))
     };
     let (live, _) = superblock::read_at(dev, 0).map_err(|e| sb_err(0, e))?;
+    if let Some(f) = crate::superblock::truncation(live.sm_root.nr_blocks, dev) {
+        // Nothing past the end can be read: every block is listed.
+        let marks = Marks::new(live.nr_blocks as u64);
+        marks.set_range(0, live.nr_blocks as u64);
+        return Ok(Invalidation {
+            nr_blocks: live.nr_blocks as u64,
+            words: marks.words.into_iter().map(|a| a.into_inner()).collect(),
+            over_reported: vec![format!(
+                "the image is truncated: all {} blocks are listed",
+                live.nr_blocks
+            )],
+            findings: vec![f],
+        });
+    }
     let (view, view_loc, current) = if opts.metadata_snapshot {
         if live.metadata_snap == 0 {
             return Err(InvalidateError::NoSnapshot);
