@@ -292,14 +292,23 @@ fn a_failed_restore_or_repair_keeps_the_previous_image_file() {
         assert_eq!(o.status.code(), Some(1), "{args:?}");
         assert_eq!(std::fs::read(&pack).unwrap(), b"previous", "{args:?}");
     }
-    // A successful restore replaces it, keeping its size and mode.
+    // A successful restore replaces it, keeping its size, mode and owner.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o640)).unwrap();
+    // And its owner, where the tool may set it (as root).
+    use std::os::unix::fs::MetadataExt;
+    let root = std::fs::metadata(&out).unwrap().uid() == 0;
+    if root {
+        std::os::unix::fs::chown(&out, Some(65534), Some(65534)).unwrap();
+    }
     let o = run_tool("era_repair", &["-q", "-i", s(&era), "-o", s(&out)]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let m = std::fs::metadata(&out).unwrap();
     assert_eq!(m.len(), 4 << 20);
     assert_eq!(m.permissions().mode() & 0o7777, 0o640);
+    if root {
+        assert_eq!((m.uid(), m.gid()), (65534, 65534));
+    }
     let o = run_tool("era_check", &[s(&out)]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
 }

@@ -381,6 +381,8 @@ impl AtomicFile {
             .create_new(true)
             .open(&tmp)?;
         if let Some(m) = existing {
+            // The replacement keeps the owner (when allowed: as root) and the mode.
+            let _ = std::os::unix::fs::fchown(&file, Some(m.uid()), Some(m.gid()));
             let _ = file.set_permissions(std::fs::Permissions::from_mode(m.mode() & 0o7777));
         }
         Ok(AtomicFile {
