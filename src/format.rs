@@ -26,7 +26,7 @@ pub enum ListFormat {
 /// The output formats of the checkers' reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum ReportFormat {
-    /// One line per finding and a summary line (the default; unchanged).
+    /// One line per finding and a summary line, on standard error (the default).
     #[default]
     Text,
     /// One JSON document: the verdict, every finding, the figures.

@@ -44,7 +44,7 @@ impl fmt::Display for RestoreError {
                 let need = sizing.required_blocks();
                 write!(
                     f,
-                    "the output is too small: it has {have_blocks} blocks of 4096 bytes ({} bytes); the kernel needs at least {need} blocks ({} bytes) to run this target and commit on it (`{}`)",
+                    "Output file too small: it has {have_blocks} blocks of 4096 bytes ({} bytes); the kernel needs at least {need} blocks ({} bytes) to run this target and commit on it (`{}`)",
                     have_blocks * BLOCK_SIZE as u64,
                     need * BLOCK_SIZE as u64,
                     sizing.sized_for.command()

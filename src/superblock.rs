@@ -53,7 +53,10 @@ impl fmt::Display for SuperblockError {
         match self {
             SuperblockError::Io(e) => write!(f, "cannot read the superblock: {e}"),
             SuperblockError::Unformatted => {
-                write!(f, "not formatted: the superblock is all zeroes")
+                write!(
+                    f,
+                    "not formatted: the superblock is all zeroes, hence bad checksum in superblock"
+                )
             }
             SuperblockError::BlocknrMismatch { found } => {
                 write!(f, "superblock self-location field says block {found}")
@@ -162,3 +165,29 @@ pub fn padding_findings(raw: &Block, ranges: &[(usize, usize)]) -> Vec<Finding> 
 pub fn is_zero(b: &[u8]) -> bool {
     b.iter().all(|&x| x == 0)
 }
+
+/// The finding for an image shorter than its space map says the metadata device is
+/// (a copy cut short, a partial read): named as such, since otherwise every block
+/// past the end would be blamed on the tree node that points at it. `None` when
+/// the device is large enough (or the space map's count is itself implausible,
+/// which the space-map check reports).
+pub fn truncation(sm_nr_blocks: u64, dev: &dyn BlockDevice) -> Option<Finding> {
+    use crate::io::BLOCK_SIZE;
+    use crate::pdata::space_map::MAX_METADATA_BLOCKS;
+    let have = dev.nr_blocks();
+    (sm_nr_blocks > have && sm_nr_blocks <= MAX_METADATA_BLOCKS).then(|| {
+        Finding::error(
+            TRUNCATED,
+            Some(SUPERBLOCK_LOCATION),
+            Part::Superblock,
+            format!(
+                "the image is truncated: its space map says the metadata device has {sm_nr_blocks} blocks ({} bytes), the device or file has {have} ({} bytes)",
+                sm_nr_blocks * BLOCK_SIZE as u64,
+                have * BLOCK_SIZE as u64
+            ),
+        )
+    })
+}
+
+/// The code of [`truncation`]'s finding.
+pub const TRUNCATED: &str = "sb-truncated";

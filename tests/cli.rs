@@ -54,7 +54,7 @@ fn tool_is_chosen_by_link_name_or_first_argument() {
     std::os::unix::fs::symlink(bin(), &link).unwrap();
     let o = Command::new(&link).arg(clone_img()).output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stdout(&o).contains("51 hydrated"));
+    assert!(stderr(&o).contains("51 hydrated"));
     let o = Command::new(bin()).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("clone_check"));
@@ -127,19 +127,19 @@ fn checker_options() {
     // Clean images: exit 0 with one summary line; -q prints nothing.
     for (t, img) in [("clone_check", clone_img()), ("era_check", era.clone())] {
         let o = run_tool(t, &[&img]);
-        assert_eq!(o.status.code(), Some(0), "{t}: {}", stdout(&o));
-        assert_eq!(stdout(&o).lines().count(), 1);
+        assert_eq!(o.status.code(), Some(0), "{t}: {}", stderr(&o));
+        assert_eq!(stderr(&o).lines().count(), 1);
         let o = run_tool(t, &["-q", &img]);
         assert_eq!(o.status.code(), Some(0));
         assert!(o.stdout.is_empty() && o.stderr.is_empty());
         let o = run_tool(t, &["--super-block-only", &img]);
         assert_eq!(o.status.code(), Some(0));
-        assert!(stdout(&o).contains("superblock OK"), "{}", stdout(&o));
+        assert!(stderr(&o).contains("superblock OK"), "{}", stderr(&o));
     }
     // The table's geometry.
     let o = run_tool("clone_check", &["--region-size", "128", &clone_img()]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stdout(&o).contains("the table says 128"));
+    assert!(stderr(&o).contains("the table says 128"));
     let o = run_tool(
         "clone_check",
         &[
@@ -155,7 +155,7 @@ fn checker_options() {
     assert_eq!(o.status.code(), Some(1));
     let o = run_tool("era_check", &["--block-size", "64", &era]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stdout(&o).contains("the table says 64"));
+    assert!(stderr(&o).contains("the table says 64"));
     let o = run_tool("era_check", &["--block-size", "128", &era]);
     assert_eq!(o.status.code(), Some(0));
 
@@ -169,15 +169,15 @@ fn checker_options() {
     let o = run_tool("clone_check", &[p.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        stdout(&o).contains("warning: block 0: superblock: flags 0x2"),
+        stderr(&o).contains("warning: block 0: superblock: flags 0x2"),
         "{}",
-        stdout(&o)
+        stderr(&o)
     );
     let o = run_tool(
         "clone_check",
         &["--ignore-non-fatal-errors", p.to_str().unwrap()],
     );
-    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     // Damage: exit 1 with the block named.
     img[4096 * 33 + 200] ^= 1;
     std::fs::write(&p, &img).unwrap();
@@ -187,11 +187,11 @@ fn checker_options() {
     );
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        stdout(&o).contains(
+        stderr(&o).contains(
             "error: block 33: space-map index block: bad space-map index block: stored checksum"
         ),
         "{}",
-        stdout(&o)
+        stderr(&o)
     );
 }
 

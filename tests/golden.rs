@@ -100,7 +100,7 @@ fn kernel_samples_through_the_binary() {
         &[sample("clone-b-partial/metadata.img").to_str().unwrap()],
     );
     assert_eq!(o.status.code(), Some(0), "{o:?}");
-    let s = String::from_utf8_lossy(&o.stdout);
+    let s = String::from_utf8_lossy(&o.stderr);
     assert!(
         s.contains("2048 regions, 51 hydrated; metadata blocks 6/2048 used"),
         "{s}"

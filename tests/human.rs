@@ -69,7 +69,7 @@ fn summary(out: &[u8]) -> (String, BTreeMap<String, String>, Vec<(String, String
 fn checker_space(tool: &str, img: &Path) -> (u64, u64) {
     let o = run_tool(tool, &[img.to_str().unwrap()]);
     assert!(o.status.success());
-    let t = String::from_utf8(o.stdout).unwrap();
+    let t = String::from_utf8(o.stderr).unwrap();
     let ut = t.trim().rsplit(' ').nth(1).unwrap();
     let (u, tot) = ut.split_once('/').unwrap();
     (u.parse().unwrap(), tot.parse().unwrap())

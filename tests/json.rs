@@ -526,7 +526,12 @@ fn part_named_by(place: &str) -> &'static [&'static str] {
 fn checker_agrees(tool: &str, args: &[&str]) -> Value {
     let text = run_tool(tool, args);
     let code = text.status.code().unwrap();
-    let text = String::from_utf8(text.stdout).unwrap();
+    // The text report is on standard error, each line naming the input.
+    let input = format!("{}: ", args.last().unwrap());
+    let text = String::from_utf8(text.stderr).unwrap();
+    assert!(text.lines().all(|l| l.starts_with(&input)), "{text}");
+    let text = text.replace(&format!("\n{input}"), "\n");
+    let text = text.strip_prefix(&input).unwrap_or(&text);
     let mut ja = vec!["--format", "json"];
     ja.extend_from_slice(args);
     let (v, jcode, _) = run_json(tool, &ja);

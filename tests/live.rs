@@ -140,7 +140,7 @@ fn era_check_reads_a_metadata_snapshot() {
     )
     .unwrap();
     let r = run_tool("era_check", &["-m", img.to_str().unwrap()]);
-    let out = String::from_utf8_lossy(&r.stdout);
+    let out = String::from_utf8_lossy(&r.stderr);
     assert_eq!(r.status.code(), Some(0), "{out}");
     assert!(
         out.contains("era metadata snapshot OK") && out.contains("current era 3"),

@@ -40,6 +40,8 @@ mod metadata_size;
 mod output;
 /// Metadata packs: round trips, hostile packs, thin-provisioning-tools 1.3.3.
 mod pack;
+/// What thin-provisioning-tools' own era tests expect; files replaced when complete.
+mod peers;
 /// Repair of healthy and damaged images.
 mod repair;
 /// The reference models replay the kernel lab's traces and agree with its images.

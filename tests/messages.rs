@@ -166,6 +166,24 @@ fn error_text_names_the_input_and_the_real_cause() {
             vec!["era_dump", "--metadata-snapshot", s(&era)],
             "no metadata snapshot",
         ),
+        (
+            vec!["era_invalidate", "--written-since", "0", s(&zero)],
+            "not formatted",
+        ),
+        (
+            vec!["era_invalidate", "--written-since", "0", s(&clone)],
+            "this is dm-clone metadata, not dm-era",
+        ),
+        (
+            vec![
+                "era_invalidate",
+                "--written-since",
+                "0",
+                "--metadata-snapshot",
+                s(&era),
+            ],
+            "no metadata snapshot",
+        ),
     ];
     for (args, phrase) in cases {
         let o = run_tool(args[0], &args[1..]);
@@ -183,5 +201,112 @@ fn error_text_names_the_input_and_the_real_cause() {
         assert_eq!(e.lines().count(), 1, "{args:?}: {e}");
     }
     let o = run_tool("clone_check", &[s(&era)]);
-    assert!(text(&o.stdout).contains("this is dm-era metadata, not dm-clone"));
+    assert!(text(&o.stderr).contains("this is dm-era metadata, not dm-clone"));
+}
+
+/// An image cut short is said to be truncated, with both sizes, instead of blaming
+/// the tree node that points past its end; the dumps do not call it damage, and
+/// era_invalidate lists every block.
+#[test]
+fn a_truncated_image_is_named_as_such() {
+    let d = TestDir::new("msg-truncated");
+    let era = load_zst(&repo().join("fixtures/samples/era-b-eras/metadata.img.zst"));
+    let clone =
+        std::fs::read(repo().join("fixtures/samples/clone-b-partial/metadata.img")).unwrap();
+    let (et, ct) = (d.path("era-cut.img"), d.path("clone-cut.img"));
+    std::fs::write(&et, &era[..5 * 4096]).unwrap();
+    std::fs::write(&ct, &clone[..5 * 4096]).unwrap();
+    for args in [
+        vec!["era_check", s(&et)],
+        vec!["era_dump", s(&et)],
+        vec!["clone_check", s(&ct)],
+        vec!["clone_dump", s(&ct)],
+    ] {
+        let o = run_tool(args[0], &args[1..]);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let e = text(&o.stderr);
+        assert!(
+            e.contains("the image is truncated")
+                && e.contains(
+                    "has 2048 blocks (8388608 bytes), the device or file has 5 (20480 bytes)"
+                ),
+            "{args:?}: {e}"
+        );
+        // One line; a checker adds its count of errors.
+        let lines = if args[0].ends_with("_check") { 2 } else { 1 };
+        assert_eq!(e.lines().count(), lines, "{args:?}: {e}");
+        assert!(e.lines().all(|l| l.contains(args[1])), "{args:?}: {e}");
+        assert!(
+            !e.contains("tree") && !e.contains("damaged"),
+            "{args:?}: {e}"
+        );
+    }
+    let o = run_tool("era_invalidate", &["--written-since", "3", s(&et)]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(
+        text(&o.stdout),
+        "<blocks>\n  <range begin=\"0\" end=\"1024\"/>\n</blocks>\n"
+    );
+    let e = text(&o.stderr);
+    assert!(
+        e.contains("the image is truncated: all 1024 blocks are listed"),
+        "{e}"
+    );
+    assert!(!e.contains("tree"), "{e}");
+    // The repairs salvage what the image holds, and say it was truncated.
+    let out = d.path("out.img");
+    for args in [
+        vec!["era_repair", "-i", s(&et), "-o", s(&out)],
+        vec![
+            "clone_repair",
+            "--assume-unhydrated",
+            "-i",
+            s(&ct),
+            "-o",
+            s(&out),
+        ],
+    ] {
+        std::fs::write(&out, vec![0u8; 4 << 20]).unwrap();
+        let o = run_tool(args[0], &args[1..]);
+        let e = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {e}");
+        assert!(e.contains("the image is truncated"), "{args:?}: {e}");
+        let check = if args[0] == "era_repair" {
+            "era_check"
+        } else {
+            "clone_check"
+        };
+        assert_eq!(
+            run_tool(check, &[s(&out)]).status.code(),
+            Some(0),
+            "{args:?}"
+        );
+    }
+}
+
+/// A finding quoted inside another line (a repairing dump's notes, a pack's reason
+/// for packing every block) is quoted without its "error:": no line of a tool's
+/// own says "error:" at all.
+#[test]
+fn a_quoted_finding_has_no_second_error_prefix() {
+    let d = TestDir::new("msg-nested");
+    let era = load_zst(&repo().join("fixtures/samples/era-b-eras/metadata.img.zst"));
+    let cut = d.path("era-cut.img");
+    std::fs::write(&cut, &era[..5 * 4096]).unwrap();
+    let (pack, out) = (d.path("p.pack"), d.path("out.img"));
+    std::fs::write(&out, vec![0u8; 4 << 20]).unwrap();
+    for args in [
+        vec!["era_dump", "--repair", s(&cut)],
+        vec!["era_metadata_pack", "-i", s(&cut), "-o", s(&pack)],
+        vec!["era_repair", "-i", s(&cut), "-o", s(&out)],
+    ] {
+        let o = run_tool(args[0], &args[1..]);
+        assert_eq!(o.status.code(), Some(0), "{args:?}");
+        let e = text(&o.stderr);
+        assert!(e.lines().count() >= 1, "{args:?}: nothing said");
+        for l in e.lines() {
+            assert!(l.starts_with(&format!("{}: ", args[0])), "{args:?}: {l}");
+            assert!(!l.contains("error:"), "{args:?}: {l}");
+        }
+    }
 }

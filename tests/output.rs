@@ -103,40 +103,51 @@ fn closed_stderr(args: &[&str]) -> Output {
 fn a_checkers_failure_survives_a_closed_pipe_and_a_full_disk() {
     let d = TestDir::new("out-verdict");
     let (era, clone, junk) = inputs(&d);
-    for args in [
-        vec!["era_check", junk.as_str()],
-        vec!["clone_check", junk.as_str()],
-        vec!["clone_check", "--region-size", "128", clone.as_str()],
-        vec!["era_check", "--block-size", "64", era.as_str()],
-        vec!["era_check", "--format", "json", junk.as_str()],
-        vec![
-            "clone_check",
-            "--format",
-            "json",
-            "--region-size",
-            "128",
-            &clone,
-        ],
+    // The text report goes to standard error, JSON to standard output.
+    for (args, json) in [
+        (vec!["era_check", junk.as_str()], false),
+        (vec!["clone_check", junk.as_str()], false),
+        (
+            vec!["clone_check", "--region-size", "128", clone.as_str()],
+            false,
+        ),
+        (vec!["era_check", "--block-size", "64", era.as_str()], false),
+        (vec!["era_check", "--format", "json", junk.as_str()], true),
+        (
+            vec![
+                "clone_check",
+                "--format",
+                "json",
+                "--region-size",
+                "128",
+                &clone,
+            ],
+            true,
+        ),
     ] {
         let o = closed_pipe(&args);
         assert_eq!(o.status.code(), Some(1), "{args:?} | closed pipe");
+        assert_eq!(closed_stderr(&args).status.code(), Some(1), "{args:?} 2>&-");
+        let o = full_stderr(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?} 2>/dev/full");
         let o = full(&args);
         assert_eq!(o.status.code(), Some(1), "{args:?} >/dev/full");
-        assert!(text(&o.stderr).contains("No space left"), "{args:?}");
+        if json {
+            assert!(text(&o.stderr).contains("No space left"), "{args:?}");
+        }
     }
     // A clean verdict that could not be printed is no clean verdict either.
-    for args in [
-        vec!["era_check", era.as_str()],
-        vec!["era_check", "--format", "json", era.as_str()],
-    ] {
-        let o = full(&args);
-        assert_eq!(o.status.code(), Some(1));
-        assert_eq!(
-            text(&o.stderr),
-            "era_check: cannot write standard output: No space left on device (os error 28)\n"
-        );
-        assert_eq!(closed_pipe(&args).status.code(), Some(1));
-    }
+    // (A closed standard error is not one: the runtime puts /dev/null there.)
+    let o = full_stderr(&["era_check", &era]);
+    assert_eq!(o.status.code(), Some(1));
+    let args = ["era_check", "--format", "json", era.as_str()];
+    let o = full(&args);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        text(&o.stderr),
+        "era_check: cannot write standard output: No space left on device (os error 28)\n"
+    );
+    assert_eq!(closed_pipe(&args).status.code(), Some(1));
 }
 
 #[test]

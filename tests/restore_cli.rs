@@ -94,8 +94,11 @@ fn refuses_the_input_as_output_a_missing_output_and_a_small_one() {
     assert!(o.status.success(), "{}", text(&o.stdout));
 }
 
+/// On an image file, a failed restore leaves the previous metadata as it was (the
+/// new image is written beside it); the block-device path, which invalidates the
+/// old superblock first, is covered in-process by `crash`.
 #[test]
-fn a_failed_restore_leaves_no_valid_superblock() {
+fn a_failed_restore_leaves_the_previous_image() {
     let d = TestDir::new("restore-invalidate");
     let (good, bad, img) = (d.path("good.xml"), d.path("bad.xml"), d.path("m.img"));
     std::fs::write(&good, gen_clone_xml(43, 64, 2048, false)).unwrap();
@@ -108,16 +111,13 @@ fn a_failed_restore_leaves_no_valid_superblock() {
             .status
             .success()
     );
+    let before = std::fs::read(&img).unwrap();
     let o = run_tool("clone_restore", &["-i", s(&bad), "-o", s(&img)]);
     assert!(!o.status.success());
     assert!(text(&o.stderr).contains("truncated"), "{}", text(&o.stderr));
+    assert!(std::fs::read(&img).unwrap() == before);
     let o = run_tool("clone_check", &[s(&img)]);
-    assert!(!o.status.success());
-    assert!(
-        text(&o.stdout).contains("unformatted"),
-        "{}",
-        text(&o.stdout)
-    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
 }
 
 /// Each bad input, the line and column the error must name, and a phrase of it.
@@ -166,7 +166,7 @@ fn bad_input_is_reported_with_line_and_column() {
         let o = run_tool(tool, &["-i", s(&p), "-o", s(&img)]);
         let err = text(&o.stderr);
         assert_eq!(o.status.code(), Some(1), "case {i}: {err}");
-        let at = format!("line {line}, column {col}: ");
+        let at = format!("{}:{line}:{col}: ", s(&p));
         assert!(
             err.contains(&at) && err.contains(phrase),
             "case {i}: expected \"{at}…{phrase}…\" in:\n{err}\ninput:\n{xml}"

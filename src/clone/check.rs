@@ -85,6 +85,10 @@ pub fn check(dev: &dyn BlockDevice, opts: &CheckOptions) -> CheckOutcome {
             ),
         ));
     }
+    if let Some(f) = crate::superblock::truncation(sb.sm_root.nr_blocks, dev) {
+        out.report.push(f);
+        return out;
+    }
     if opts.superblock_only {
         return out;
     }

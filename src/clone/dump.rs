@@ -92,6 +92,13 @@ fn open(
 ) -> Result<(CloneSuperblock, BitsetCursor<'_>, CloneDumpNotes), DumpError> {
     let mut notes = CloneDumpNotes::default();
     let (sb, _) = superblock::read(dev).map_err(|e| e.finding(0))?;
+    if let Some(f) = crate::superblock::truncation(sb.sm_root.nr_blocks, dev) {
+        if !repair {
+            return Err(f.into());
+        }
+        // Repair salvages what the image holds; what lies past its end is lost.
+        notes.findings.push(f);
+    }
     if let Some(msg) = sb.geometry_error() {
         return Err(Finding::error("clone-geometry", Some(0), Part::Superblock, msg).into());
     }

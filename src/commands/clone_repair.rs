@@ -63,13 +63,14 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
         live(a.allow_live, CLONE_LIVE_HINT),
     )?;
     let output = open_output(&a.output, &a.input)?;
-    let r = repair(&input, &output, policy).with_context(|| {
+    let r = repair(&input, output.dev(), policy).with_context(|| {
         format!(
             "repairing {} into {}",
             a.input.display(),
             a.output.display()
         )
     })?;
+    output.commit()?;
     for f in &r.notes.findings {
         say(&format!("clone_repair: {}: {f}", a.input.display()));
     }

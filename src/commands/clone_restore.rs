@@ -3,16 +3,16 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Parser;
 
-use super::restore_util::{open_input, open_output, with_progress};
+use super::restore_util::{open_input, open_output, restore_error, with_progress};
 use super::util::{committed_report, parse, set_quiet};
 use crate::clone::restore::restore;
 
 /// Restore dm-clone metadata from the XML written by clone_dump. The output is
-/// formatted afresh: its old superblock is invalidated first, so a restore that
-/// fails leaves no valid metadata behind.
+/// formatted afresh: an image file is written beside it and replaced only when the
+/// restore has committed; a block device has its old superblock invalidated first,
+/// so a restore that fails leaves no valid metadata behind.
 #[derive(Parser, Debug)]
 #[command(name = "clone_restore", version)]
 struct Args {
@@ -41,10 +41,10 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
     let (input, size) = open_input(&a.input)?;
     let dev = open_output(&a.output, &a.input)?;
     let r = with_progress(size, a.quiet, "clone_restore", |cb| {
-        restore(input, &dev, Some(cb))
+        restore(input, dev.dev(), Some(cb))
     });
-    let (h, s) =
-        r.with_context(|| format!("restoring {} to {}", a.input.display(), a.output.display()))?;
+    let (h, s) = r.map_err(|e| restore_error(e, &a.input, &a.output))?;
+    dev.commit()?;
     Ok(committed_report(
         "clone_restore",
         &format!(

@@ -36,8 +36,9 @@ struct Args {
     /// Block size of the table (sectors); a mismatch is an error.
     #[arg(long = "block-size", value_name = "SECTORS")]
     block_size: Option<u32>,
-    /// Output format: one line per finding and a summary (the default), or one JSON
-    /// document with the verdict, every finding and the metadata's figures.
+    /// Output format: one line per finding and a summary on standard error (the
+    /// default), or one JSON document on standard output with the verdict, every
+    /// finding and the metadata's figures.
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = ReportFormat::Text)]
     format: ReportFormat,
     /// Read the device even while a target holds it (suspend the target first):
@@ -124,6 +125,7 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
     };
     Ok(report_check(
         &out.report,
+        &a.input,
         a.quiet,
         a.ignore_non_fatal_errors,
         &summary,

@@ -51,13 +51,14 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<i32> {
         live(a.allow_live, ERA_LIVE_HINT_NO_SNAP),
     )?;
     let output = open_output(&a.output, &a.input)?;
-    let r = repair(&input, &output).with_context(|| {
+    let r = repair(&input, output.dev()).with_context(|| {
         format!(
             "repairing {} into {}",
             a.input.display(),
             a.output.display()
         )
     })?;
+    output.commit()?;
     for n in &r.notes.skipped {
         say(&format!("era_repair: {}: lost: {n}", a.input.display()));
     }

@@ -10,8 +10,8 @@ use anyhow::{bail, Context};
 use clap::Parser;
 
 use super::util::{
-    live, open_metadata, open_output, out_line, parse_command, same_file, say, set_quiet, spinner,
-    AtomicFile, OutputError, CLONE_LIVE_HINT, ERA_LIVE_HINT_NO_SNAP,
+    check_input_path, live, open_metadata, open_output, out_line, parse_command, same_file, say,
+    set_quiet, spinner, AtomicFile, OutputError, CLONE_LIVE_HINT, ERA_LIVE_HINT_NO_SNAP,
 };
 use crate::io::{FileDevice, BLOCK_SIZE};
 use crate::pack::{self, PackError, Selection};
@@ -195,10 +195,8 @@ pub fn run_unpack(t: Target, args: Vec<OsString>) -> anyhow::Result<i32> {
     };
     set_quiet(a.quiet);
     let open_input = || -> anyhow::Result<BufReader<File>> {
+        check_input_path(&a.input, false)?;
         let f = File::open(&a.input).with_context(|| a.input.display().to_string())?;
-        if f.metadata().is_ok_and(|m| m.is_dir()) {
-            bail!("{}: is a directory", a.input.display());
-        }
         Ok(BufReader::with_capacity(1 << 20, f))
     };
     let mut input = open_input()?;

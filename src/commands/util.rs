@@ -55,6 +55,14 @@ impl OutputError {
         }
     }
 
+    /// An error writing standard error (a checker's report).
+    pub fn stderr(source: io::Error) -> Self {
+        OutputError {
+            what: "standard error".to_string(),
+            source,
+        }
+    }
+
     /// An error writing the file `path`.
     pub fn file(path: &Path, source: io::Error) -> Self {
         OutputError {
@@ -237,6 +245,7 @@ pub fn live(allowed: bool, hint: &'static str) -> Live {
 /// unusable: missing, unreadable, in use by a running target (unless `live`
 /// allows), too small, or XML given where metadata belongs.
 pub fn open_metadata(path: &Path, restore_tool: &str, live: Live) -> anyhow::Result<FileDevice> {
+    check_input_path(path, true)?;
     let dev = match live {
         Live::Allow => FileDevice::open_read(path),
         Live::Refuse(_) => FileDevice::open_read_exclusive(path),
@@ -252,6 +261,28 @@ pub fn open_metadata(path: &Path, restore_tool: &str, live: Live) -> anyhow::Res
     Ok(dev)
 }
 
+/// Refuses an input that does not exist or cannot hold metadata (a directory; for
+/// a metadata input, anything but a regular file or a block device), with the key
+/// phrases of thin-provisioning-tools ("Couldn't find input file", "Not a block
+/// device or regular file") and the cause.
+pub fn check_input_path(path: &Path, metadata: bool) -> anyhow::Result<()> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => bail!(
+            "{}: Couldn't find input file (No such file or directory)",
+            path.display()
+        ),
+        Err(e) => Err(anyhow::Error::new(e).context(path.display().to_string())),
+        Ok(m) if m.is_dir() => bail!(
+            "{}: Not a block device or regular file (it is a directory)",
+            path.display()
+        ),
+        Ok(m) if metadata && !m.is_file() && !crate::io::is_block_device(&m) => {
+            bail!("{}: Not a block device or regular file", path.display())
+        }
+        Ok(_) => Ok(()),
+    }
+}
+
 /// Refuses an opened input that is XML or too small to hold a superblock.
 pub fn check_input(dev: &FileDevice, restore_tool: &str) -> anyhow::Result<()> {
     let path = dev.path();
@@ -259,13 +290,13 @@ pub fn check_input(dev: &FileDevice, restore_tool: &str) -> anyhow::Result<()> {
     let n = read_up_to(dev.file(), &mut head).with_context(|| format!("{}", path.display()))?;
     if looks_like_xml(&head[..n]) {
         bail!(
-            "{}: this looks like XML, not a metadata image (to turn XML into metadata use {restore_tool})",
+            "{}: This looks like XML.  This tool only supports the binary metadata format. (To turn XML into metadata use {restore_tool}.)",
             path.display()
         );
     }
     if dev.size_bytes() < BLOCK_SIZE as u64 {
         bail!(
-            "{}: too small to hold metadata ({} bytes; the superblock alone needs {BLOCK_SIZE})",
+            "{}: Metadata device/file too small.  Is this binary metadata? ({} bytes; the superblock alone needs {BLOCK_SIZE})",
             path.display(),
             dev.size_bytes()
         );
@@ -298,9 +329,17 @@ pub struct AtomicFile {
 }
 
 impl AtomicFile {
-    /// Starts writing `path`.
+    /// Starts writing `path`. A symbolic link is followed: the file it names is
+    /// the one replaced, and the link stays.
     pub fn create(path: &Path) -> io::Result<Self> {
         use std::os::unix::fs::PermissionsExt;
+        let resolved;
+        let path = if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+            resolved = std::fs::canonicalize(path)?;
+            resolved.as_path()
+        } else {
+            path
+        };
         let existing = std::fs::metadata(path).ok();
         if existing.as_ref().is_some_and(|m| !m.is_file()) {
             let file = std::fs::OpenOptions::new().write(true).open(path)?;
@@ -318,11 +357,15 @@ impl AtomicFile {
             base.to_string_lossy(),
             std::process::id()
         ));
+        // Readable too: a restore reads back blocks it has written.
         let file = std::fs::OpenOptions::new()
+            .read(true)
             .write(true)
             .create_new(true)
             .open(&tmp)?;
         if let Some(m) = existing {
+            // The replacement keeps the owner (when allowed: as root) and the mode.
+            let _ = std::os::unix::fs::fchown(&file, Some(m.uid()), Some(m.gid()));
             let _ = file.set_permissions(std::fs::Permissions::from_mode(m.mode() & 0o7777));
         }
         Ok(AtomicFile {
@@ -505,10 +548,14 @@ pub fn report_check_json(
     })
 }
 
-/// Prints findings (one line each) and returns the exit status of a check. The
-/// verdict survives an output failure: the error returned makes the tool exit 1.
+/// Prints findings (one line each, naming the input) and the verdict's summary on
+/// standard error, as thin-provisioning-tools' checkers do (standard output is
+/// left to `--format json`), and returns the exit status of the check. The verdict
+/// survives an output failure: a report that cannot be written makes the tool exit
+/// 1, even for clean metadata.
 pub fn report_check(
     report: &Report,
+    input: &Path,
     quiet: bool,
     ignore_non_fatal: bool,
     summary: &str,
@@ -517,27 +564,31 @@ pub fn report_check(
     let warnings = report.count(Severity::Warning);
     let failed = !report.passes(ignore_non_fatal);
     if !quiet {
-        let mut out = io::stdout().lock();
+        let input = input.display();
+        let mut err = io::stderr().lock();
         let mut w = || -> io::Result<()> {
             for f in report.findings() {
-                writeln!(out, "{}", escape(&f.to_string()))?;
+                writeln!(err, "{}", escape(&format!("{input}: {f}")))?;
             }
             if failed {
                 writeln!(
-                    out,
-                    "{errors} error(s), {warnings} warning(s){}",
-                    if errors == 0 {
-                        " (non-fatal; --ignore-non-fatal-errors accepts them)"
-                    } else {
-                        ""
-                    }
+                    err,
+                    "{}",
+                    escape(&format!(
+                        "{input}: {errors} error(s), {warnings} warning(s){}",
+                        if errors == 0 {
+                            " (non-fatal; --ignore-non-fatal-errors accepts them)"
+                        } else {
+                            ""
+                        }
+                    ))
                 )?;
             } else {
-                writeln!(out, "{}", escape(summary))?;
+                writeln!(err, "{}", escape(summary))?;
             }
-            out.flush()
+            err.flush()
         };
-        w().map_err(OutputError::stdout)?;
+        w().map_err(OutputError::stderr)?;
     }
     Ok(if failed {
         super::EXIT_FAILURE

@@ -109,6 +109,10 @@ pub fn check(dev: &dyn BlockDevice, opts: &CheckOptions) -> CheckOutcome {
             return out;
         }
     }
+    if let Some(f) = crate::superblock::truncation(sb.sm_root.nr_blocks, dev) {
+        r.push(f);
+        return out;
+    }
     if opts.metadata_snapshot {
         check_snapshot_only(dev, &sb, opts, &mut out);
         return out;
@@ -158,7 +162,7 @@ fn check_snapshot_only(
             "era-no-snapshot",
             None,
             SB,
-            "the metadata holds no metadata snapshot (take one with: dmsetup message <era device> 0 take_metadata_snap)",
+            "the metadata holds no metadata snapshot (no current metadata snap; take one with: dmsetup message <era device> 0 take_metadata_snap)",
         ));
         out.superblock = None;
         return;

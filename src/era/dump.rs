@@ -82,8 +82,9 @@ impl WsBits<'_> {
                 if !self.noted {
                     self.noted = true;
                     notes.skipped.push(format!(
-                        "{}: {f}; its unreadable bits are dumped as set",
-                        self.name
+                        "{}: {}; its unreadable bits are dumped as set",
+                        self.name,
+                        f.detail()
                     ));
                 }
                 Ok(all)
@@ -138,6 +139,13 @@ fn walk<S: EraSink>(
 ) -> Result<DumpNotes, DumpError> {
     let mut notes = DumpNotes::default();
     let (live, _) = superblock::read_at(dev, 0).map_err(|e| sb_error(0, e))?;
+    if let Some(f) = crate::superblock::truncation(live.sm_root.nr_blocks, dev) {
+        if !opts.repair {
+            return Err(f.into());
+        }
+        // Repair salvages what the image holds; what lies past its end is lost.
+        notes.skipped.push(f.message);
+    }
     let (sb, sb_loc) = if opts.metadata_snapshot {
         let s = live.metadata_snap;
         if s == 0 {
@@ -145,7 +153,7 @@ fn walk<S: EraSink>(
                 "era-snapshot",
                 Some(0),
                 Part::Superblock,
-                "the metadata holds no metadata snapshot (take one with: dmsetup message <era device> 0 take_metadata_snap)",
+                "the metadata holds no metadata snapshot (no current metadata snap; take one with: dmsetup message <era device> 0 take_metadata_snap)",
             )
             .into());
         }
@@ -197,8 +205,9 @@ fn walk<S: EraSink>(
             let top = hi.map_or(cur_era, |h| h.saturating_sub(1).min(cur_era));
             floor = floor.max(top);
             notes.skipped.push(format!(
-                "writeset tree: eras {lo}..{} unreadable ({f}); every block's era is raised to at least {top}",
-                hi.map_or(String::new(), |h| h.to_string())
+                "writeset tree: eras {lo}..{} unreadable ({}); every block's era is raised to at least {top}",
+                hi.map_or(String::new(), |h| h.to_string()),
+                f.detail()
             ));
         }
     }
@@ -314,7 +323,8 @@ fn walk<S: EraSink>(
             return Err(f.clone().into());
         }
         notes.skipped.push(format!(
-            "era array index: {f}; entries of unreadable array blocks are dumped as era {cur_era}"
+            "era array index: {}; entries of unreadable array blocks are dumped as era {cur_era}",
+            f.detail()
         ));
     }
     let mut array = ArrayCursor::new(dev, desc, blocks);
@@ -372,7 +382,8 @@ fn walk<S: EraSink>(
     }
     for (b, e, f) in lost {
         notes.skipped.push(format!(
-            "era array entries of blocks {b}..{e} unreadable ({f}); dumped as era {cur_era}"
+            "era array entries of blocks {b}..{e} unreadable ({}); dumped as era {cur_era}",
+            f.detail()
         ));
     }
     sink.era_array_end()?;

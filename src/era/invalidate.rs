@@ -43,10 +43,11 @@ pub enum InvalidateError {
 impl std::fmt::Display for InvalidateError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            InvalidateError::Superblock(x) => write!(f, "{x}"),
+            // Without the finding's "error:": the tool's own prefix says it.
+            InvalidateError::Superblock(x) => write!(f, "{}", x.detail()),
             InvalidateError::NoSnapshot => write!(
                 f,
-                "the metadata holds no metadata snapshot (take one with: dmsetup message <era device> 0 take_metadata_snap)"
+                "the metadata holds no metadata snapshot (no current metadata snap; take one with: dmsetup message <era device> 0 take_metadata_snap)"
             ),
         }
     }
@@ -124,7 +125,10 @@ pub fn invalidate(
     dev: &dyn BlockDevice,
     opts: InvalidateOptions,
 ) -> Result<Invalidation, InvalidateError> {
-    let v = view(dev, opts)?;
+    let v = match view(dev, opts)? {
+        Viewed::View(v) => v,
+        Viewed::Truncated(answer) => return Ok(answer),
+    };
     Ok(collect(
         dev,
         &v.live,
@@ -147,7 +151,10 @@ pub fn invalidate_list(
     if opts.written_since != 0 {
         return invalidate(dev, opts);
     }
-    let v = view(dev, opts)?;
+    let v = match view(dev, opts)? {
+        Viewed::View(v) => v,
+        Viewed::Truncated(answer) => return Ok(answer),
+    };
     Ok(Invalidation {
         nr_blocks: v.view.nr_blocks as u64,
         words: Vec::new(),
@@ -167,11 +174,40 @@ struct View {
     current: Option<crate::era::superblock::WritesetDisk>,
 }
 
-fn view(dev: &dyn BlockDevice, opts: InvalidateOptions) -> Result<View, InvalidateError> {
+/// What reading the superblocks found: where to list from, or (a truncated image)
+/// the answer itself.
+enum Viewed {
+    View(View),
+    Truncated(Invalidation),
+}
+
+fn view(dev: &dyn BlockDevice, opts: InvalidateOptions) -> Result<Viewed, InvalidateError> {
     let sb_err = |loc: u64, e: crate::superblock::SuperblockError| {
         InvalidateError::Superblock(e.finding(loc))
     };
     let (live, _) = superblock::read_at(dev, 0).map_err(|e| sb_err(0, e))?;
+    if let Some(f) = crate::superblock::truncation(live.sm_root.nr_blocks, dev) {
+        // Nothing past the end can be read: every block is listed (as many as
+        // the untruncated device can track).
+        if let Some(msg) = live.nr_blocks_error(live.sm_root.nr_blocks) {
+            return Err(InvalidateError::Superblock(Finding::error(
+                "era-nr-blocks",
+                Some(0),
+                Part::Superblock,
+                msg,
+            )));
+        }
+        return Ok(Viewed::Truncated(Invalidation {
+            nr_blocks: live.nr_blocks as u64,
+            words: Vec::new(),
+            all: true,
+            over_reported: vec![format!(
+                "the image is truncated: all {} blocks are listed",
+                live.nr_blocks
+            )],
+            findings: vec![f],
+        }));
+    }
     let (view, view_loc, current) = if opts.metadata_snapshot {
         if live.metadata_snap == 0 {
             return Err(InvalidateError::NoSnapshot);
@@ -205,12 +241,12 @@ fn view(dev: &dyn BlockDevice, opts: InvalidateOptions) -> Result<View, Invalida
             msg,
         )));
     }
-    Ok(View {
+    Ok(Viewed::View(View {
         live,
         view,
         view_loc,
         current,
-    })
+    }))
 }
 
 fn collect(

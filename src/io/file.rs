@@ -57,7 +57,8 @@ impl FileDevice {
         Self::from_file(file, path)
     }
 
-    fn from_file(mut file: File, path: &Path) -> io::Result<Self> {
+    /// A device on `file`, already open, named `path` in messages.
+    pub fn from_file(mut file: File, path: &Path) -> io::Result<Self> {
         if file.metadata()?.is_dir() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,

@@ -108,8 +108,9 @@ fn damage_summary(report: &Report, tool: &str) -> String {
     let n = report.findings().len();
     match report.first_error().or(report.findings().first()) {
         Some(f) => format!(
-            "{tool} finds {n} problem{} (the first: {f})",
-            if n == 1 { "" } else { "s" }
+            "{tool} finds {n} problem{} (the first: {})",
+            if n == 1 { "" } else { "s" },
+            f.detail()
         ),
         None => format!("{tool} could not walk the metadata"),
     }

@@ -183,7 +183,27 @@ impl Finding {
     }
 }
 
+/// A finding without its severity (`block B: structure: message [code]`), for a
+/// line that already says it is an error, or a finding quoted inside another
+/// message: one "error:" per line.
+pub struct Detail<'a>(&'a Finding);
+
+impl fmt::Display for Detail<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let x = self.0;
+        if let Some(b) = x.block {
+            write!(f, "block {b}: ")?;
+        }
+        write!(f, "{}: {} [{}]", x.structure, x.message, x.code)
+    }
+}
+
 impl Finding {
+    /// The finding without its severity: see [`Detail`].
+    pub fn detail(&self) -> Detail<'_> {
+        Detail(self)
+    }
+
     /// `error` or `warning`.
     pub fn severity_name(&self) -> &'static str {
         match self.severity {
@@ -195,11 +215,7 @@ impl Finding {
 
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: ", self.severity_name())?;
-        if let Some(b) = self.block {
-            write!(f, "block {b}: ")?;
-        }
-        write!(f, "{}: {} [{}]", self.structure, self.message, self.code)
+        write!(f, "{}: {}", self.severity_name(), self.detail())
     }
 }
 
@@ -324,15 +340,14 @@ impl std::fmt::Display for DumpError {
                 // One "error:" per line: the tool's own prefix says it already.
                 // Unformatted metadata, the other target's metadata and a missing
                 // snapshot are not damage.
-                let not_damage = matches!(x.code, "sb-unformatted" | "era-snapshot")
-                    || x.message.starts_with("this is dm-");
+                let not_damage = matches!(
+                    x.code,
+                    "sb-unformatted" | "era-snapshot" | crate::superblock::TRUNCATED
+                ) || x.message.starts_with("this is dm-");
                 if !not_damage {
                     write!(f, "metadata is damaged: ")?;
                 }
-                if let Some(b) = x.block {
-                    write!(f, "block {b}: ")?;
-                }
-                write!(f, "{}: {} [{}]", x.structure, x.message, x.code)
+                write!(f, "{}", x.detail())
             }
             DumpError::Io(e) => write!(f, "{e}"),
         }
