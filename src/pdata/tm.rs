@@ -472,6 +472,23 @@ impl<D: BlockDevice> TransactionManager<D> {
         ))
     }
 
+    /// Replaces the contents of `b`, which must be in the shadow set, by `data`
+    /// (kept as it is, not copied): what [`get_mut`](Self::get_mut) and an
+    /// overwrite of the whole block do, for callers that built the block apart.
+    pub fn put(&mut self, b: u64, data: Arc<Block>) -> Result<(), TmError> {
+        self.check_ok()?;
+        if !self.shadows.contains_key(&b) {
+            return Err(TmError::Invariant(format!(
+                "block {b} is not writable in this transaction (shadow it first)"
+            )));
+        }
+        if self.dirty.insert(b, data).is_none() {
+            self.fifo.push_back(b);
+            self.evict_except(b)?;
+        }
+        Ok(())
+    }
+
     fn evict(&mut self) -> Result<(), TmError> {
         self.evict_except(u64::MAX)
     }
@@ -571,30 +588,37 @@ impl<D: BlockDevice> TransactionManager<D> {
         Ok(())
     }
 
-    fn write_superblock(&mut self, sb: &Block) -> Result<(), TmError> {
+    fn write_superblock(&mut self, sb: &Arc<Block>) -> Result<(), TmError> {
         self.stats.blocks_written += 1;
         self.clean.remove(&SUPERBLOCK_LOCATION);
-        self.dev.write(SUPERBLOCK_LOCATION, sb).map_err(|source| {
-            self.failed = true;
-            TmError::Io {
-                op: "write",
-                block: Some(SUPERBLOCK_LOCATION),
-                source,
-            }
-        })
+        self.dev
+            .write_shared(SUPERBLOCK_LOCATION, sb)
+            .map_err(|source| {
+                self.failed = true;
+                TmError::Io {
+                    op: "write",
+                    block: Some(SUPERBLOCK_LOCATION),
+                    source,
+                }
+            })
     }
 
     /// Second phase (`dm_tm_commit`, §9.1 step 5): writes the superblock `sb`
     /// (encoded and stamped by the caller) to block 0, flushes, and starts a new
     /// transaction.
     pub fn commit(&mut self, sb: &Block) -> Result<(), TmError> {
+        self.commit_shared(Arc::new(*sb))
+    }
+
+    /// [`commit`](Self::commit) of a superblock the device may keep as it is.
+    pub fn commit_shared(&mut self, sb: Arc<Block>) -> Result<(), TmError> {
         self.check_ok()?;
         if !self.dirty.is_empty() {
             return Err(TmError::Invariant(
                 "blocks were modified after pre_commit".into(),
             ));
         }
-        self.write_superblock(sb)?;
+        self.write_superblock(&sb)?;
         self.flush()?;
         self.shadows.clear();
         self.stats.commits += 1;
@@ -608,9 +632,15 @@ impl<D: BlockDevice> TransactionManager<D> {
     /// last space-map commit, as in the kernel. Take the root for `sb` from
     /// [`sm_root`](Self::sm_root).
     pub fn commit_without_sm(&mut self, sb: &Block) -> Result<(), TmError> {
+        self.commit_without_sm_shared(Arc::new(*sb))
+    }
+
+    /// [`commit_without_sm`](Self::commit_without_sm) of a superblock the
+    /// device may keep as it is.
+    pub fn commit_without_sm_shared(&mut self, sb: Arc<Block>) -> Result<(), TmError> {
         self.check_ok()?;
         self.write_dirty()?;
-        self.write_superblock(sb)?;
+        self.write_superblock(&sb)?;
         self.flush()?;
         self.shadows.clear();
         self.stats.commits += 1;
