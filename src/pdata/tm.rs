@@ -178,6 +178,9 @@ pub struct TransactionManager<D: BlockDevice> {
     /// as (the buffer cache: every write to the device goes through here, so it
     /// never goes stale).
     clean: IntMap<u64, (BlockKind, Arc<Block>)>,
+    /// The last written block of each bitmap, when known, as the base the next
+    /// encoding of that bitmap patches (see `encode_bitmaps`).
+    bitmap_cache: Vec<Option<Arc<Block>>>,
     max_dirty: usize,
     order: WriteOrder,
     failed: bool,
@@ -213,6 +216,7 @@ impl<D: BlockDevice> TransactionManager<D> {
             dirty: IntMap::default(),
             fifo: VecDeque::new(),
             clean: IntMap::default(),
+            bitmap_cache: Vec::new(),
             max_dirty: DEFAULT_MAX_DIRTY,
             order: WriteOrder::Ascending,
             failed: false,
@@ -573,7 +577,7 @@ impl<D: BlockDevice> TransactionManager<D> {
     /// Encodes the bitmaps changed in this transaction and writes every dirty
     /// block (`dm_bm_flush` without the flush).
     fn write_dirty(&mut self) -> Result<(), TmError> {
-        self.encode_bitmaps();
+        let encoded = self.encode_bitmaps();
         let mut blocks: Vec<u64> = self.dirty.keys().copied().collect();
         blocks.sort_unstable();
         if let WriteOrder::Shuffled(seed) = self.order {
@@ -585,6 +589,10 @@ impl<D: BlockDevice> TransactionManager<D> {
             }
         }
         self.fifo.clear();
+        // The bitmaps as written are the bases of their next encoding.
+        for (k, loc) in encoded {
+            self.bitmap_cache[k] = self.clean.get(&loc).map(|(_, blk)| blk.clone());
+        }
         Ok(())
     }
 
