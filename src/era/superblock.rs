@@ -140,21 +140,27 @@ impl EraSuperblock {
     /// Encodes into a zeroed block at location `loc`, with checksum.
     pub fn encode(&self, loc: u64) -> Block {
         let mut b = [0u8; 4096];
-        put_le32(&mut b, FLAGS_OFFSET, self.flags);
-        put_le64(&mut b, MAGIC_OFFSET, ERA_MAGIC);
-        put_le32(&mut b, VERSION_OFFSET, METADATA_VERSION);
-        self.sm_root.encode(&mut b);
-        put_le32(&mut b, off::DATA_BLOCK_SIZE, self.data_block_size);
-        put_le32(&mut b, off::METADATA_BLOCK_SIZE, self.metadata_block_size);
-        put_le32(&mut b, off::NR_BLOCKS, self.nr_blocks);
-        put_le32(&mut b, off::CURRENT_ERA, self.current_era);
+        self.encode_into(loc, &mut b);
+        b
+    }
+
+    /// Encodes into `b`, which must be zeroed, at location `loc`, with checksum
+    /// (as [`encode`](Self::encode), in place).
+    pub fn encode_into(&self, loc: u64, b: &mut Block) {
+        put_le32(b, FLAGS_OFFSET, self.flags);
+        put_le64(b, MAGIC_OFFSET, ERA_MAGIC);
+        put_le32(b, VERSION_OFFSET, METADATA_VERSION);
+        self.sm_root.encode(b);
+        put_le32(b, off::DATA_BLOCK_SIZE, self.data_block_size);
+        put_le32(b, off::METADATA_BLOCK_SIZE, self.metadata_block_size);
+        put_le32(b, off::NR_BLOCKS, self.nr_blocks);
+        put_le32(b, off::CURRENT_ERA, self.current_era);
         self.current_writeset
             .encode(&mut b[off::CURRENT_WRITESET..off::CURRENT_WRITESET + 12]);
-        put_le64(&mut b, off::WRITESET_TREE_ROOT, self.writeset_tree_root);
-        put_le64(&mut b, off::ERA_ARRAY_ROOT, self.era_array_root);
-        put_le64(&mut b, off::METADATA_SNAP, self.metadata_snap);
-        stamp(&mut b, loc, BlockKind::EraSuperblock);
-        b
+        put_le64(b, off::WRITESET_TREE_ROOT, self.writeset_tree_root);
+        put_le64(b, off::ERA_ARRAY_ROOT, self.era_array_root);
+        put_le64(b, off::METADATA_SNAP, self.metadata_snap);
+        stamp(b, loc, BlockKind::EraSuperblock);
     }
 }
 

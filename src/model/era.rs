@@ -12,6 +12,7 @@
 //! calls, which the kernel runs in the worker too, still run at once).
 
 use crate::model::era_meta::EraMeta;
+use crate::model::numbered::Numbered;
 use crate::model::oracle::Oracle;
 use crate::model::user::{check_range, UserIos};
 use crate::model::{ModelError, WriteReq};
@@ -142,8 +143,7 @@ pub struct EraModel {
     worker_stopped: bool,
     now: u64,
     /// Bios not yet completed, by number.
-    bios: IntMap<usize, Bio>,
-    next_bio: usize,
+    bios: Numbered<Bio>,
     users: UserIos,
     owners: IntMap<u64, usize>,
     deferred: Vec<usize>,
@@ -184,8 +184,7 @@ impl EraModel {
             life: Life::Suspended,
             worker_stopped: true,
             now,
-            bios: IntMap::default(),
-            next_bio: 0,
+            bios: Numbered::default(),
             users: UserIos::default(),
             owners: IntMap::default(),
             deferred: Vec::new(),
@@ -304,24 +303,18 @@ impl EraModel {
     ) -> usize {
         self.users[user].pending += 1;
         let era_at_map = self.md.as_ref().map_or(0, |m| m.current_era);
-        let n = self.next_bio;
-        self.next_bio += 1;
-        self.bios.insert(
-            n,
-            Bio {
-                user,
-                kind,
-                start,
-                end,
-                fua,
-                data: DataVal {
-                    origin,
-                    sector: start,
-                },
-                era_at_map,
+        self.bios.push(Bio {
+            user,
+            kind,
+            start,
+            end,
+            fua,
+            data: DataVal {
+                origin,
+                sector: start,
             },
-        );
-        n
+            era_at_map,
+        })
     }
 
     fn check_range(&self, start: u64, end: u64) -> Result<(), ModelError> {

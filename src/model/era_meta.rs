@@ -116,7 +116,7 @@ impl EraMeta {
             // write_superblock: save_sm_root, then dm_tm_commit without a
             // pre-commit (the space map is not committed at format).
             m.sm_root = Some(m.tm.sm_root());
-            m.write_superblock_with(|tm, sb| tm.commit_without_sm(sb))?;
+            m.write_superblock_with(|tm, sb| tm.commit_without_sm_shared(sb))?;
             return Ok(m);
         }
         let (s, _) = esb::read_at(&dev, 0).map_err(|e| ModelError::Open(e.to_string()))?;
@@ -313,14 +313,14 @@ impl EraMeta {
 
     /// Second half: `prepare_superblock` and `dm_tm_commit`.
     pub fn commit_super(&mut self) -> Result<(), ModelError> {
-        self.write_superblock_with(|tm, sb| tm.commit(sb))
+        self.write_superblock_with(|tm, sb| tm.commit_shared(sb))
     }
 
     fn write_superblock_with(
         &mut self,
         commit: impl FnOnce(
             &mut TransactionManager<MetaDev>,
-            &crate::io::Block,
+            std::sync::Arc<crate::io::Block>,
         ) -> Result<(), crate::pdata::tm::TmError>,
     ) -> Result<(), ModelError> {
         let sm_root = self
@@ -343,7 +343,9 @@ impl EraMeta {
             era_array_root: self.era_array.root,
             metadata_snap: self.metadata_snap,
         };
-        commit(&mut self.tm, &s.encode(0))?;
+        let mut blk = crate::io::zeroed_shared_block();
+        s.encode_into(0, std::sync::Arc::make_mut(&mut blk));
+        commit(&mut self.tm, blk)?;
         Ok(())
     }
 
@@ -382,9 +384,7 @@ impl EraMeta {
             None => Ok(()),
             Some(DigestStep::Lookup) => {
                 // metadata_digest_lookup_writeset
-                let lowest = ops::entries(&mut self.tm, self.writeset_tree_root)?
-                    .into_iter()
-                    .next();
+                let lowest = ops::lowest(&mut self.tm, self.writeset_tree_root)?;
                 let Some((key, v)) = lowest else {
                     self.digest.step = None;
                     return Ok(());

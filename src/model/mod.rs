@@ -18,6 +18,7 @@ pub mod clone;
 pub mod clone_meta;
 pub mod era;
 pub mod era_meta;
+pub mod numbered;
 pub mod oracle;
 pub mod replay;
 pub mod user;

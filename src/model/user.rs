@@ -31,14 +31,23 @@ pub struct UserIos {
 }
 
 impl UserIos {
-    /// A new user I/O; ids must be unique.
+    /// A new user I/O; ids must be unique. Only explicit ids are indexed: an
+    /// I/O without one is named `io<n>` and found by that number.
     pub fn add(&mut self, name: Option<String>, is_async: bool) -> Result<usize, ModelError> {
         let u = self.list.len();
+        let explicit = name.is_some();
         let name = name.unwrap_or_else(|| format!("io{}", u + 1));
-        if self.by_name.contains_key(&name) {
+        let taken = if explicit {
+            self.find(&name).is_ok()
+        } else {
+            self.by_name.contains_key(&name)
+        };
+        if taken {
             return Err(ModelError::Trace(format!("id `{name}` is used twice")));
         }
-        self.by_name.insert(name.clone(), u);
+        if explicit {
+            self.by_name.insert(name.clone(), u);
+        }
         self.list.push(UserIo {
             name,
             is_async,
@@ -55,6 +64,12 @@ impl UserIos {
         self.by_name
             .get(name)
             .copied()
+            .or_else(|| {
+                // `io<n>`: the n-th I/O, when that is its name (it has no id).
+                let n: usize = name.strip_prefix("io")?.parse().ok()?;
+                let u = n.checked_sub(1)?;
+                (self.list.get(u)?.name == name).then_some(u)
+            })
             .ok_or_else(|| ModelError::Trace(format!("no I/O with id `{name}`")))
     }
 
@@ -65,7 +80,7 @@ impl UserIos {
 
     /// Whether the I/O with id `name` completed.
     pub fn is_done(&self, name: &str) -> Option<bool> {
-        self.by_name.get(name).map(|&u| self.list[u].done)
+        self.find(name).ok().map(|u| self.list[u].done)
     }
 
     /// Every I/O.

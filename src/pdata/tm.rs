@@ -178,6 +178,9 @@ pub struct TransactionManager<D: BlockDevice> {
     /// as (the buffer cache: every write to the device goes through here, so it
     /// never goes stale).
     clean: IntMap<u64, (BlockKind, Arc<Block>)>,
+    /// The last written block of each bitmap, when known, as the base the next
+    /// encoding of that bitmap patches (see `encode_bitmaps`).
+    bitmap_cache: Vec<Option<Arc<Block>>>,
     max_dirty: usize,
     order: WriteOrder,
     failed: bool,
@@ -213,6 +216,7 @@ impl<D: BlockDevice> TransactionManager<D> {
             dirty: IntMap::default(),
             fifo: VecDeque::new(),
             clean: IntMap::default(),
+            bitmap_cache: Vec::new(),
             max_dirty: DEFAULT_MAX_DIRTY,
             order: WriteOrder::Ascending,
             failed: false,
@@ -472,6 +476,23 @@ impl<D: BlockDevice> TransactionManager<D> {
         ))
     }
 
+    /// Replaces the contents of `b`, which must be in the shadow set, by `data`
+    /// (kept as it is, not copied): what [`get_mut`](Self::get_mut) and an
+    /// overwrite of the whole block do, for callers that built the block apart.
+    pub fn put(&mut self, b: u64, data: Arc<Block>) -> Result<(), TmError> {
+        self.check_ok()?;
+        if !self.shadows.contains_key(&b) {
+            return Err(TmError::Invariant(format!(
+                "block {b} is not writable in this transaction (shadow it first)"
+            )));
+        }
+        if self.dirty.insert(b, data).is_none() {
+            self.fifo.push_back(b);
+            self.evict_except(b)?;
+        }
+        Ok(())
+    }
+
     fn evict(&mut self) -> Result<(), TmError> {
         self.evict_except(u64::MAX)
     }
@@ -556,7 +577,7 @@ impl<D: BlockDevice> TransactionManager<D> {
     /// Encodes the bitmaps changed in this transaction and writes every dirty
     /// block (`dm_bm_flush` without the flush).
     fn write_dirty(&mut self) -> Result<(), TmError> {
-        self.encode_bitmaps();
+        let encoded = self.encode_bitmaps();
         let mut blocks: Vec<u64> = self.dirty.keys().copied().collect();
         blocks.sort_unstable();
         if let WriteOrder::Shuffled(seed) = self.order {
@@ -568,33 +589,44 @@ impl<D: BlockDevice> TransactionManager<D> {
             }
         }
         self.fifo.clear();
+        // The bitmaps as written are the bases of their next encoding.
+        for (k, loc) in encoded {
+            self.bitmap_cache[k] = self.clean.get(&loc).map(|(_, blk)| blk.clone());
+        }
         Ok(())
     }
 
-    fn write_superblock(&mut self, sb: &Block) -> Result<(), TmError> {
+    fn write_superblock(&mut self, sb: &Arc<Block>) -> Result<(), TmError> {
         self.stats.blocks_written += 1;
         self.clean.remove(&SUPERBLOCK_LOCATION);
-        self.dev.write(SUPERBLOCK_LOCATION, sb).map_err(|source| {
-            self.failed = true;
-            TmError::Io {
-                op: "write",
-                block: Some(SUPERBLOCK_LOCATION),
-                source,
-            }
-        })
+        self.dev
+            .write_shared(SUPERBLOCK_LOCATION, sb)
+            .map_err(|source| {
+                self.failed = true;
+                TmError::Io {
+                    op: "write",
+                    block: Some(SUPERBLOCK_LOCATION),
+                    source,
+                }
+            })
     }
 
     /// Second phase (`dm_tm_commit`, §9.1 step 5): writes the superblock `sb`
     /// (encoded and stamped by the caller) to block 0, flushes, and starts a new
     /// transaction.
     pub fn commit(&mut self, sb: &Block) -> Result<(), TmError> {
+        self.commit_shared(Arc::new(*sb))
+    }
+
+    /// [`commit`](Self::commit) of a superblock the device may keep as it is.
+    pub fn commit_shared(&mut self, sb: Arc<Block>) -> Result<(), TmError> {
         self.check_ok()?;
         if !self.dirty.is_empty() {
             return Err(TmError::Invariant(
                 "blocks were modified after pre_commit".into(),
             ));
         }
-        self.write_superblock(sb)?;
+        self.write_superblock(&sb)?;
         self.flush()?;
         self.shadows.clear();
         self.stats.commits += 1;
@@ -608,9 +640,15 @@ impl<D: BlockDevice> TransactionManager<D> {
     /// last space-map commit, as in the kernel. Take the root for `sb` from
     /// [`sm_root`](Self::sm_root).
     pub fn commit_without_sm(&mut self, sb: &Block) -> Result<(), TmError> {
+        self.commit_without_sm_shared(Arc::new(*sb))
+    }
+
+    /// [`commit_without_sm`](Self::commit_without_sm) of a superblock the
+    /// device may keep as it is.
+    pub fn commit_without_sm_shared(&mut self, sb: Arc<Block>) -> Result<(), TmError> {
         self.check_ok()?;
         self.write_dirty()?;
-        self.write_superblock(sb)?;
+        self.write_superblock(&sb)?;
         self.flush()?;
         self.shadows.clear();
         self.stats.commits += 1;

@@ -283,9 +283,15 @@ impl<V: Unit> SimDisk<V> {
         match io.kind {
             IoKind::Flush => {
                 // Completion order is seq order; each unit keeps the newest.
+                // The covered extents do not overlap, so each map can take them
+                // in its cheapest order: ascending for the durable one (appends
+                // or rewrites in place), descending for the cache (removals
+                // from the end of its sorted vector, not quadratic shifts).
+                for &(s, e, c, _) in cover.iter().rev() {
+                    self.volatile.remove_seq(s, e, c);
+                }
                 for (s, e, c, v) in cover {
                     self.durable.insert_if_newer(s, e, c, v);
-                    self.volatile.remove_seq(s, e, c);
                 }
                 if let Some(r) = &mut self.rec {
                     r.flush_completed(seq);

@@ -19,10 +19,10 @@ mod worker;
 use std::collections::BTreeMap;
 
 use crate::model::clone_meta::CloneMeta;
+use crate::model::numbered::Numbered;
 use crate::model::oracle::Oracle;
 use crate::model::user::{check_range, UserIos};
 use crate::model::{ModelError, WriteReq};
-use crate::pdata::tm::IntMap;
 use crate::sim::{
     new_clock, Clock, DataVal, InFlight, Io, IoKind, MetaDev, MetaImage, Origin, SimDisk,
 };
@@ -187,8 +187,7 @@ pub struct CloneModel {
     next_copy: usize,
     owners: InFlight<Owner>,
     /// Bios not yet completed, by number.
-    bios: IntMap<usize, Bio>,
-    next_bio: usize,
+    bios: Numbered<Bio>,
     users: UserIos,
     deferred_bios: Vec<usize>,
     deferred_discards: Vec<usize>,
@@ -257,8 +256,7 @@ impl CloneModel {
             copies: BTreeMap::new(),
             next_copy: 0,
             owners: InFlight::default(),
-            bios: IntMap::default(),
-            next_bio: 0,
+            bios: Numbered::default(),
             users: UserIos::default(),
             deferred_bios: Vec::new(),
             deferred_discards: Vec::new(),
@@ -381,10 +379,7 @@ impl CloneModel {
 
     fn new_bio(&mut self, b: Bio) -> usize {
         self.users[b.user].pending += 1;
-        let n = self.next_bio;
-        self.next_bio += 1;
-        self.bios.insert(n, b);
-        n
+        self.bios.push(b)
     }
 
     fn check_range(&self, start: u64, end: u64) -> Result<(), ModelError> {

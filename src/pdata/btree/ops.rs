@@ -20,6 +20,7 @@ use crate::pdata::checksum::BlockKind;
 use crate::pdata::le64;
 use crate::pdata::tm::{TmError, TransactionManager};
 use crate::pdata::walk::MAX_DEPTH;
+use std::sync::Arc;
 
 /// What the leaf values of a tree refer to, for reference counting (§4.9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,15 +104,6 @@ impl Node {
         le64(self.val(i), 0)
     }
 
-    /// Index of the greatest key ≤ `key` (§4.4).
-    fn lower_bound(&self, key: u64) -> Option<usize> {
-        match self.keys.binary_search(&key) {
-            Ok(i) => Some(i),
-            Err(0) => None,
-            Err(i) => Some(i - 1),
-        }
-    }
-
     fn header(&self) -> NodeHeader {
         NodeHeader {
             flags: if self.leaf { LEAF_NODE } else { INTERNAL_NODE },
@@ -141,9 +133,10 @@ fn value_len(v: &[u8], n: usize) -> Result<(), TmError> {
     Ok(())
 }
 
-fn load<D: BlockDevice>(tm: &mut TransactionManager<D>, b: u64) -> Result<Node, TmError> {
-    let blk = tm.read(b, BlockKind::BtreeNode)?;
-    let h = NodeHeader::decode(&blk);
+/// The header of node `b`, checked: it fits its block, is a leaf or an
+/// internal node, and an internal node has entries of 8-byte values.
+fn checked_header(b: u64, blk: &Block) -> Result<NodeHeader, TmError> {
+    let h = NodeHeader::decode(blk);
     if !h.fits() || (h.flags != LEAF_NODE && h.flags != INTERNAL_NODE) {
         return Err(corrupt(b, "bad header"));
     }
@@ -153,6 +146,12 @@ fn load<D: BlockDevice>(tm: &mut TransactionManager<D>, b: u64) -> Result<Node, 
             "internal node without entries or with values not of 8 bytes",
         ));
     }
+    Ok(h)
+}
+
+fn load<D: BlockDevice>(tm: &mut TransactionManager<D>, b: u64) -> Result<Node, TmError> {
+    let blk = tm.read(b, BlockKind::BtreeNode)?;
+    let h = checked_header(b, &blk)?;
     let n = h.nr_entries as usize;
     let vo = h.value_offset(0);
     Ok(Node {
@@ -197,16 +196,55 @@ pub fn lookup<D: BlockDevice>(
 ) -> Result<Option<Vec<u8>>, TmError> {
     let mut b = root;
     for _ in 0..=MAX_DEPTH {
-        let n = load(tm, b)?;
-        let Some(i) = n.lower_bound(key) else {
-            return Ok(None);
+        // The node is checked as `load` checks it, and searched in place.
+        let blk = tm.read(b, BlockKind::BtreeNode)?;
+        let h = checked_header(b, &blk)?;
+        // The index of the greatest key ≤ `key` (§4.4).
+        let n = h.nr_entries as usize;
+        let (keys, _) = blk[NODE_HEADER_SIZE..NODE_HEADER_SIZE + 8 * n].as_chunks::<8>();
+        let i = match keys.binary_search_by(|k| u64::from_le_bytes(*k).cmp(&key)) {
+            Ok(i) => i,
+            Err(0) => return Ok(None),
+            Err(i) => i - 1,
         };
-        if n.leaf {
-            return Ok((n.keys[i] == key).then(|| n.val(i).to_vec()));
+        if h.is_leaf() {
+            return Ok((h.key(&blk, i) == key).then(|| h.value(&blk, i).to_vec()));
         }
-        b = n.child(i);
+        b = le64(h.value(&blk, i), 0);
     }
     Err(corrupt(root, "tree too deep"))
+}
+
+/// The entry with the lowest key (`dm_btree_find_lowest_key`): the first
+/// entry [`entries`] would give, found by descending from the left without
+/// reading the rest of the tree.
+pub fn lowest<D: BlockDevice>(
+    tm: &mut TransactionManager<D>,
+    root: u64,
+) -> Result<Option<(u64, Vec<u8>)>, TmError> {
+    first_entry(tm, root, 0)
+}
+
+fn first_entry<D: BlockDevice>(
+    tm: &mut TransactionManager<D>,
+    b: u64,
+    depth: usize,
+) -> Result<Option<(u64, Vec<u8>)>, TmError> {
+    if depth > MAX_DEPTH {
+        return Err(corrupt(b, "tree too deep"));
+    }
+    let blk = tm.read(b, BlockKind::BtreeNode)?;
+    let h = checked_header(b, &blk)?;
+    for i in 0..h.nr_entries as usize {
+        if h.is_leaf() {
+            return Ok(Some((h.key(&blk, i), h.value(&blk, i).to_vec())));
+        }
+        // An empty leaf below (damage) is passed over, as `entries` would.
+        if let Some(e) = first_entry(tm, le64(h.value(&blk, i), 0), depth + 1)? {
+            return Ok(Some(e));
+        }
+    }
+    Ok(None)
 }
 
 /// Every key/value pair in key order.
@@ -253,15 +291,21 @@ const SPACE_THRESHOLD: usize = 8;
 /// A node's block, modified in place.
 struct Raw {
     loc: u64,
-    b: Box<Block>,
+    /// Shared with the transaction manager until the first change, which
+    /// copies it unless nothing else holds it (the shadow's one copy).
+    b: Arc<Block>,
 }
 
 impl Raw {
+    /// The block for modification.
+    fn m(&mut self) -> &mut Block {
+        Arc::make_mut(&mut self.b)
+    }
     fn nr(&self) -> usize {
         le32(&self.b[..], NR_OFF) as usize
     }
     fn set_nr(&mut self, n: usize) {
-        put_le32(&mut self.b[..], NR_OFF, n as u32);
+        put_le32(&mut self.m()[..], NR_OFF, n as u32);
     }
     fn max(&self) -> usize {
         le32(&self.b[..], MAX_OFF) as usize
@@ -279,7 +323,9 @@ impl Raw {
         le64(&self.b[..], NODE_HEADER_SIZE + 8 * i)
     }
     fn set_key(&mut self, i: usize, k: u64) {
-        put_le64(&mut self.b[..], NODE_HEADER_SIZE + 8 * i, k);
+        if self.key(i) != k {
+            put_le64(&mut self.m()[..], NODE_HEADER_SIZE + 8 * i, k);
+        }
     }
     fn voff(&self, i: usize) -> usize {
         NODE_HEADER_SIZE + 8 * self.max() + self.vs() * i
@@ -290,17 +336,21 @@ impl Raw {
     }
     fn set_val(&mut self, i: usize, v: &[u8]) {
         let o = self.voff(i);
-        self.b[o..o + v.len()].copy_from_slice(v);
+        if self.b[o..o + v.len()] != *v {
+            self.m()[o..o + v.len()].copy_from_slice(v);
+        }
     }
     fn child(&self, i: usize) -> u64 {
         le64(&self.b[..], self.voff(i))
     }
     /// A header like `from`'s with no entries (a new sibling).
     fn init_like(&mut self, from: &Raw) {
-        put_le32(&mut self.b[..], FLAGS_OFF, from.flags());
-        self.set_nr(0);
-        put_le32(&mut self.b[..], MAX_OFF, from.max() as u32);
-        put_le32(&mut self.b[..], VS_OFF, from.vs() as u32);
+        let (flags, max, vs) = (from.flags(), from.max() as u32, from.vs() as u32);
+        let b = self.m();
+        put_le32(&mut b[..], FLAGS_OFF, flags);
+        put_le32(&mut b[..], NR_OFF, 0);
+        put_le32(&mut b[..], MAX_OFF, max);
+        put_le32(&mut b[..], VS_OFF, vs);
     }
     /// `lower_bound` (`bsearch(.., want_hi = 0)`): the index of the greatest
     /// key ≤ `key`, or -1.
@@ -323,11 +373,10 @@ impl Raw {
     /// `memmove` of `count` entries from `src` to `dest` within the node.
     fn move_within(&mut self, dest: usize, src: usize, count: usize) {
         let o = NODE_HEADER_SIZE;
-        self.b
-            .copy_within(o + 8 * src..o + 8 * (src + count), o + 8 * dest);
         let (vs, v0) = (self.vs(), self.voff(0));
-        self.b
-            .copy_within(v0 + vs * src..v0 + vs * (src + count), v0 + vs * dest);
+        let b = self.m();
+        b.copy_within(o + 8 * src..o + 8 * (src + count), o + 8 * dest);
+        b.copy_within(v0 + vs * src..v0 + vs * (src + count), v0 + vs * dest);
     }
     /// `insert_at`: `array_insert` of the key and of the value, nr + 1.
     fn insert_at(&mut self, index: usize, key: u64, value: &[u8]) -> Result<(), TmError> {
@@ -370,11 +419,11 @@ type Block = crate::io::Block;
 /// at `doff` (value size of `dest`).
 fn copy_entries(dest: &mut Raw, doff: usize, src: &Raw, soff: usize, count: usize) {
     let o = NODE_HEADER_SIZE;
-    dest.b[o + 8 * doff..o + 8 * (doff + count)]
+    dest.m()[o + 8 * doff..o + 8 * (doff + count)]
         .copy_from_slice(&src.b[o + 8 * soff..o + 8 * (soff + count)]);
     let vs = dest.vs();
     let (d0, s0) = (dest.voff(doff), src.voff(soff));
-    dest.b[d0..d0 + vs * count].copy_from_slice(&src.b[s0..s0 + vs * count]);
+    dest.m()[d0..d0 + vs * count].copy_from_slice(&src.b[s0..s0 + vs * count]);
 }
 
 /// `shift_down` (dm-btree.c): erases the first `count` entries.
@@ -446,17 +495,16 @@ fn rload<D: BlockDevice>(tm: &mut TransactionManager<D>, b: u64) -> Result<Raw, 
     if !h.fits() || (h.flags != LEAF_NODE && h.flags != INTERNAL_NODE) {
         return Err(corrupt(b, "bad header"));
     }
-    Ok(Raw {
-        loc: b,
-        b: Box::new(*blk),
-    })
+    Ok(Raw { loc: b, b: blk })
 }
 
 /// Writes the node back (the validator's `prepare_for_write` sets `blocknr`).
 fn rstore<D: BlockDevice>(tm: &mut TransactionManager<D>, n: &mut Raw) -> Result<(), TmError> {
-    put_le64(&mut n.b[..], BLOCKNR_OFF, n.loc);
-    tm.get_mut(n.loc)?.copy_from_slice(&n.b[..]);
-    Ok(())
+    if le64(&n.b[..], BLOCKNR_OFF) != n.loc {
+        let loc = n.loc;
+        put_le64(&mut n.m()[..], BLOCKNR_OFF, loc);
+    }
+    tm.put(n.loc, n.b.clone())
 }
 
 /// `new_block`: a zeroed node block.
@@ -464,7 +512,7 @@ fn rnew<D: BlockDevice>(tm: &mut TransactionManager<D>) -> Result<Raw, TmError> 
     let loc = tm.new_block(BlockKind::BtreeNode)?;
     Ok(Raw {
         loc,
-        b: crate::io::zeroed_block(),
+        b: crate::io::zeroed_shared_block(),
     })
 }
 
@@ -531,10 +579,10 @@ fn split_beneath<D: BlockDevice>(
     rn.init_like(pn);
     rn.set_nr(nrr);
     copy_entries(&mut rn, 0, pn, nl, nrr);
-    put_le32(&mut pn.b[..], FLAGS_OFF, INTERNAL_NODE);
+    put_le32(&mut pn.m()[..], FLAGS_OFF, INTERNAL_NODE);
     pn.set_nr(2);
-    put_le32(&mut pn.b[..], MAX_OFF, calc_max_entries(8));
-    put_le32(&mut pn.b[..], VS_OFF, 8);
+    put_le32(&mut pn.m()[..], MAX_OFF, calc_max_entries(8));
+    put_le32(&mut pn.m()[..], VS_OFF, 8);
     pn.set_key(0, ln.key(0));
     pn.set_val(0, &ln.loc.to_le_bytes());
     pn.set_key(1, rn.key(0));
@@ -936,8 +984,7 @@ fn rebalance_children<D: BlockDevice>(
 ) -> Result<(), TmError> {
     if n.nr() == 1 {
         let b = n.child(0);
-        let child = tm.read(b, BlockKind::BtreeNode)?;
-        n.b.copy_from_slice(&child[..]);
+        n.b = tm.read(b, BlockKind::BtreeNode)?;
         // As the kernel: the child loses its reference, its children gain none
         // (they are only ever unshared here in practice).
         tm.dec(b)?;

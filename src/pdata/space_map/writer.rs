@@ -9,12 +9,17 @@
 //! transaction manager ([`crate::pdata::tm`]), because writing the space map
 //! allocates blocks from the space map itself (§7.8).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::io::Block;
 use crate::pdata::le64;
-use crate::pdata::space_map::{IndexEntry, ENTRIES_PER_BITMAP};
+use crate::pdata::space_map::{set_bitmap_entry, IndexEntry, ENTRIES_PER_BITMAP};
+use crate::pdata::tm::IntMap;
+
+/// Changed bitmap entries remembered for [`SpaceMap::take_touched`]; past this
+/// many, the caller encodes the bitmaps whole.
+const MAX_TOUCHED: usize = 1024;
 
 /// Why a space-map operation failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +84,10 @@ pub struct SpaceMap {
     big: BTreeMap<u64, u32>,
     /// Committed count of every block changed since the last space-map commit
     /// (the kernel's `old_ll`, §7.9).
-    orig: HashMap<u64, u32>,
+    orig: IntMap<u64, u32>,
+    /// Blocks whose bitmap value changed since [`SpaceMap::take_touched`], in
+    /// the order they changed (`None`: too many to list).
+    touched: Option<Vec<u64>>,
     nr_allocated: u64,
     /// Allocation cursor (`smm->begin`): not reset by a commit (Linux ≥ 5.14).
     begin: u64,
@@ -99,7 +107,8 @@ impl SpaceMap {
             nr_blocks,
             small: vec![0; n],
             big: BTreeMap::new(),
-            orig: HashMap::new(),
+            orig: IntMap::default(),
+            touched: None,
             nr_allocated: 0,
             begin: 0,
             entries: Vec::new(),
@@ -193,6 +202,15 @@ impl SpaceMap {
 
     fn store(&mut self, b: u64, c: u32) {
         let i = b as usize;
+        if self.small[i] != c.min(3) as u8 {
+            if let Some(t) = &mut self.touched {
+                if t.len() < MAX_TOUCHED {
+                    t.push(b);
+                } else {
+                    self.touched = None;
+                }
+            }
+        }
         if c >= 3 {
             self.small[i] = 3;
             self.big.insert(b, c);
@@ -293,6 +311,26 @@ impl SpaceMap {
     /// The overflow entries (block, count ≥ 3) in block order.
     pub fn overflow_entries(&self) -> Vec<(u64, u32)> {
         self.big.iter().map(|(&b, &c)| (b, c)).collect()
+    }
+
+    /// The blocks whose bitmap value changed since the last call (possibly
+    /// more than once each), or `None` when that is not known (the first call,
+    /// or too many changes): then every bitmap must be encoded whole.
+    pub fn take_touched(&mut self) -> Option<Vec<u64>> {
+        self.touched.replace(Vec::new())
+    }
+
+    /// Brings the words of bitmap `k` in `blk`, an encoding of it as it was
+    /// when [`take_touched`](Self::take_touched) returned `touched`, up to
+    /// date: the entries of `touched` that fall in it are rewritten (what
+    /// `sm_ll_inc`/`sm_ll_dec` do to the shadowed bitmap in place).
+    pub fn patch_bitmap(&self, k: u64, blk: &mut Block, touched: &[u64]) {
+        let base = k * ENTRIES_PER_BITMAP;
+        for &b in touched {
+            if b >= base && b - base < ENTRIES_PER_BITMAP {
+                set_bitmap_entry(blk, (b - base) as usize, self.bitmap_value(b));
+            }
+        }
     }
 
     /// Encodes the bitmap words of bitmap `k` into `blk` (header fields are left
@@ -411,6 +449,52 @@ mod tests {
             }
             assert_eq!(got[..], want[..]);
         }
+    }
+
+    #[test]
+    fn patched_bitmaps_match_whole_encodings() {
+        let n = ENTRIES_PER_BITMAP + 500;
+        let mut sm = SpaceMap::new(n);
+        sm.push_entry(9);
+        sm.push_entry(10);
+        assert_eq!(
+            sm.take_touched(),
+            None,
+            "nothing is known before the first call"
+        );
+        let mut base: Vec<[u8; 4096]> = (0..2)
+            .map(|k| {
+                let mut b = [0u8; 4096];
+                sm.encode_bitmap(k, &mut b);
+                b
+            })
+            .collect();
+        let mut x = 11u64;
+        for round in 0..40 {
+            for _ in 0..(round * 7 % 50) {
+                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                let b = (x >> 33) % n;
+                let up = sm.count(b) == 0 || !(x >> 20).is_multiple_of(3);
+                sm.bump(b, up).unwrap();
+            }
+            let t = sm.take_touched().expect("few changes are listed");
+            for k in 0..2u64 {
+                sm.patch_bitmap(k, &mut base[k as usize], &t);
+                let mut whole = [0u8; 4096];
+                sm.encode_bitmap(k, &mut whole);
+                assert_eq!(base[k as usize][..], whole[..], "round {round} bitmap {k}");
+            }
+        }
+        let mut sm = SpaceMap::new(n);
+        sm.take_touched();
+        for b in 0..MAX_TOUCHED as u64 {
+            sm.bump(b, true).unwrap();
+        }
+        assert_eq!(sm.take_touched().map(|t| t.len()), Some(MAX_TOUCHED));
+        for b in 0..MAX_TOUCHED as u64 + 1 {
+            sm.bump(b, true).unwrap();
+        }
+        assert_eq!(sm.take_touched(), None, "too many changes to list");
     }
 
     #[test]

@@ -206,16 +206,53 @@ impl<D: BlockDevice> TransactionManager<D> {
     }
 
     /// Encodes every bitmap whose block belongs to this transaction from the
-    /// in-core counts.
-    pub(super) fn encode_bitmaps(&mut self) {
-        for k in 0..self.sm.entries().len() {
+    /// in-core counts; returns them (bitmap number, block). A bitmap whose last
+    /// written block is known is that block with the entries changed since
+    /// rewritten, which gives the same words as encoding it whole.
+    pub(super) fn encode_bitmaps(&mut self) -> Vec<(usize, u64)> {
+        let touched = self.sm.take_touched();
+        let n = self.sm.entries().len();
+        self.bitmap_cache.resize(n, None);
+        let mut encoded = Vec::new();
+        for k in 0..n {
+            let base = self.bitmap_cache[k].take();
             let loc = self.sm.entries()[k].blocknr;
-            if self.shadows.get(&loc) == Some(&BlockKind::SmBitmap) {
-                let mut blk = zeroed_shared_block();
-                self.sm.encode_bitmap(k as u64, Arc::make_mut(&mut blk));
-                self.dirty.insert(loc, blk);
+            if self.shadows.get(&loc) != Some(&BlockKind::SmBitmap) {
+                // Unchanged in this transaction: its base stays valid unless an
+                // entry of it changed all the same.
+                let kb = k as u64;
+                let changed = touched
+                    .as_ref()
+                    .is_none_or(|t| t.iter().any(|&b| b / ENTRIES_PER_BITMAP == kb));
+                if !changed {
+                    self.bitmap_cache[k] = base;
+                }
+                continue;
             }
+            let blk = match (base, &touched) {
+                (Some(mut blk), Some(t)) => {
+                    self.sm.patch_bitmap(k as u64, Arc::make_mut(&mut blk), t);
+                    blk
+                }
+                _ => {
+                    let mut blk = zeroed_shared_block();
+                    self.sm.encode_bitmap(k as u64, Arc::make_mut(&mut blk));
+                    blk
+                }
+            };
+            #[cfg(debug_assertions)]
+            {
+                let mut whole = crate::io::zeroed_block();
+                self.sm.encode_bitmap(k as u64, &mut whole);
+                debug_assert!(
+                    whole[16..] == blk[16..],
+                    "bitmap {k}: the patched encoding differs from the whole one"
+                );
+            }
+            self.dirty.insert(loc, blk);
+            encoded.push((k, loc));
         }
+        encoded
     }
 }
 
