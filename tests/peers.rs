@@ -124,7 +124,7 @@ fn inputs_the_tools_refuse_are_named_with_the_peers_phrases() {
         &r(&xml, &small),
         &[
             "Output file too small",
-            "the metadata needs at least",
+            "the kernel needs at least",
             s(&small),
         ],
     );
