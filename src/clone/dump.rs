@@ -246,41 +246,86 @@ impl<F: FnMut(u64, u64) -> Result<(), DumpError>> Runs<F> {
     /// The words of regions `base ..`, in order.
     fn words(&mut self, mut base: u64, words: &[u64]) -> Result<(), DumpError> {
         for &w in words {
-            // Whole words of equal bits pass with one comparison each.
-            if w == 0 {
-                if let Some(b) = self.run.take() {
-                    (self.emit)(b, base)?;
+            // The bits where the state changes from the region before: each is
+            // the start of a run or its end, in turn. Whole words that change
+            // nothing (clear outside a run, set inside one) have none.
+            let before = u64::from(self.run.is_some());
+            let mut edges = w ^ ((w << 1) | before);
+            while edges != 0 {
+                let at = base + u64::from(edges.trailing_zeros());
+                edges &= edges - 1;
+                match self.run.take() {
+                    Some(b) => (self.emit)(b, at)?,
+                    None => self.run = Some(at),
                 }
-            } else if w == u64::MAX {
-                self.run.get_or_insert(base);
-            } else {
-                self.mixed(base, w)?;
             }
             base += 64;
         }
         Ok(())
     }
+}
 
-    /// A word of set and clear bits: from one edge of a run to the next by counting
-    /// equal bits, not one bit at a time.
-    fn mixed(&mut self, base: u64, w: u64) -> Result<(), DumpError> {
-        let mut p = 0u32;
-        loop {
-            if let Some(b) = self.run {
-                // Bits shifted in from above are clear, so this stops within the word.
-                p += (w >> p).trailing_ones();
-                if p >= 64 {
-                    return Ok(());
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The runs of `words`, bit by bit.
+    fn naive(words: &[u64]) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        let mut run = None;
+        for i in 0..words.len() as u64 * 64 {
+            let set = words[(i / 64) as usize] >> (i % 64) & 1 == 1;
+            match (set, run) {
+                (true, None) => run = Some(i),
+                (false, Some(b)) => {
+                    out.push((b, i));
+                    run = None;
                 }
-                self.run = None;
-                (self.emit)(b, base + p as u64)?;
+                _ => {}
             }
-            let rest = w >> p;
-            if rest == 0 {
-                return Ok(());
+        }
+        if let Some(b) = run {
+            out.push((b, words.len() as u64 * 64));
+        }
+        out
+    }
+
+    #[test]
+    fn runs_of_words_are_those_of_their_bits() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..200 {
+            let words: Vec<u64> = (0..40)
+                .map(|_| match next() % 6 {
+                    0 => 0,
+                    1 => u64::MAX,
+                    2 => next() & next(),
+                    3 => 1 << (next() % 64),
+                    4 => !(1u64 << (next() % 64)),
+                    _ => next(),
+                })
+                .collect();
+            let mut got = Vec::new();
+            let mut runs = Runs {
+                run: None,
+                emit: |b, e| {
+                    got.push((b, e));
+                    Ok(())
+                },
+            };
+            // Handed over in pieces, as blocks are.
+            let (a, b) = words.split_at(17);
+            runs.words(0, a).unwrap();
+            runs.words(17 * 64, b).unwrap();
+            if let Some(b) = runs.run.take() {
+                (runs.emit)(b, words.len() as u64 * 64).unwrap();
             }
-            p += rest.trailing_zeros();
-            self.run = Some(base + p as u64);
+            assert_eq!(got, naive(&words), "{words:x?}");
         }
     }
 }
