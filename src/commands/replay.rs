@@ -213,7 +213,7 @@ pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::R
         let c = &outcome.crash;
         writeln!(
             out,
-            "{name}: {} statements, {} commits, {} expectations, {} failed; {} crash points, {} states, {} distinct metadata views, {} violations; {secs:.2} s ({:.0} states/s)",
+            "{name}: {} statements, {} commits, {} expectations, {} failed; {} crash points, {} states, {} distinct metadata views, {} violations; {secs:.2} s{}",
             outcome.events,
             outcome.commits,
             outcome.expects.len(),
@@ -222,7 +222,11 @@ pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::R
             c.states,
             c.views,
             outcome.violations.len(),
-            c.states as f64 / secs.max(1e-6)
+            if c.states > 0 {
+                format!(" ({:.0} states/s)", c.states as f64 / secs.max(1e-6))
+            } else {
+                String::new()
+            }
         )?;
         if c.skipped_sectors > 0 {
             writeln!(
