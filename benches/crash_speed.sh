@@ -35,7 +35,7 @@ row() { # NAME COMMAND...
   views=$(grep -o '[0-9]* distinct metadata views' <<< "$summary" | cut -d' ' -f1)
   rate=$(grep -o '[0-9]* states/s' <<< "$summary" | cut -d' ' -f1)
   printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$name" "${points:--}" "$states" "$views" \
-    "$secs" "$cpu" "$rate"
+    "$secs" "$cpu" "${rate:--}"
 }
 for t in tests/traces/kernel/*.dmtrace; do
   case $(basename "$t") in

@@ -125,18 +125,17 @@ pub fn invalidate(
     dev: &dyn BlockDevice,
     opts: InvalidateOptions,
 ) -> Result<Invalidation, InvalidateError> {
-    let v = match view(dev, opts)? {
-        Viewed::View(v) => v,
-        Viewed::Truncated(answer) => return Ok(answer),
-    };
-    Ok(collect(
-        dev,
-        &v.live,
-        &v.view,
-        v.view_loc,
-        v.current,
-        opts.written_since as u64,
-    ))
+    Ok(match view(dev, opts)? {
+        Viewed::Truncated(answer) => answer,
+        Viewed::View(v) => collect(
+            dev,
+            &v.live,
+            &v.view,
+            v.view_loc,
+            v.current,
+            opts.written_since as u64,
+        ),
+    })
 }
 
 /// The same list as [`invalidate`], read no further than the answer needs: with
@@ -151,16 +150,15 @@ pub fn invalidate_list(
     if opts.written_since != 0 {
         return invalidate(dev, opts);
     }
-    let v = match view(dev, opts)? {
-        Viewed::View(v) => v,
-        Viewed::Truncated(answer) => return Ok(answer),
-    };
-    Ok(Invalidation {
-        nr_blocks: v.view.nr_blocks as u64,
-        words: Vec::new(),
-        all: true,
-        over_reported: Vec::new(),
-        findings: Vec::new(),
+    Ok(match view(dev, opts)? {
+        Viewed::Truncated(answer) => answer,
+        Viewed::View(v) => Invalidation {
+            nr_blocks: v.view.nr_blocks as u64,
+            words: Vec::new(),
+            all: true,
+            over_reported: Vec::new(),
+            findings: Vec::new(),
+        },
     })
 }
 
