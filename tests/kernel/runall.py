@@ -271,9 +271,13 @@ def run_reject_case(kind, what, work):
     if tool_missing(check):
         raise Failure(f"tool missing: {check[0]}")
     c = subprocess.run(check + check_args, capture_output=True, text=True, timeout=300)
-    finding = next((l for l in c.stdout.splitlines() if l.startswith("error:")), "")
+    # The checker's report goes to stderr, each line naming the file: "IMG: error: ...".
+    finding = next((l for l in (c.stderr + c.stdout).splitlines()
+                    if l.startswith("error:") or ": error: " in l), "")
     if c.returncode != 1 or not finding:
-        raise Failure(f"`{' '.join(check + check_args)}` exited {c.returncode} without an error: {c.stdout.strip()[:200]}")
+        raise Failure(f"`{' '.join(check + check_args)}` exited {c.returncode} without an error: "
+                      f"{(c.stderr + c.stdout).strip()[:200]}")
+    finding = "error: " + finding.split("error: ", 1)[-1]
     return "rejected: " + (reason[0].split("] ", 1)[-1] if reason else str(r.get("error"))) + f"; {kind}_check: {finding}"
 
 
