@@ -422,6 +422,7 @@ fn generator_run(max_ops: usize) {
         (Target::Clone, Variant::LiveBitmapCommit, "I2"),
         (Target::Clone, Variant::FuaOverwriteEarlyAck, "I3"),
         (Target::Clone, Variant::PartialDiscardWrap, "I2"),
+        (Target::Clone, Variant::ReclaimSourceBeforeCommit, "I5"),
         (Target::Era, Variant::IncoreBitBeforeCommit, "E2"),
         (Target::Era, Variant::NoRecoverCurrentWriteset, "E2"),
         (Target::Era, Variant::SmRootBeforePrecommit, "E1"),

@@ -191,6 +191,15 @@ impl Oracle {
             .map(|(i, _)| i)
     }
 
+    /// The sectors of every user write and discard, as ranges.
+    pub fn ranges(&self) -> Vec<(u64, u64)> {
+        self.ops
+            .iter()
+            .flatten()
+            .map(|o| (o.start, o.end))
+            .collect()
+    }
+
     /// Sectors written by user writes acknowledged durable, as ranges with the
     /// user number (for I3).
     pub fn acked_ranges(&self) -> Vec<(u64, u64, usize)> {

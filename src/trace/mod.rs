@@ -66,6 +66,12 @@ pub enum Variant {
     CommitBeforeWorkerStop,
     /// EB5: dm-era digests with a stale bitset cache.
     StaleDigestCache,
+    /// H-C4: dm-clone shifts region numbers to sectors in 32 bits (a 32-bit
+    /// host before 9fc06ff56845).
+    RegionShift32bit,
+    /// H-C5: a source that gives back the space of each region copied, before
+    /// the commit that records the copy (a design hazard, not an upstream bug).
+    ReclaimSourceBeforeCommit,
 }
 
 impl Variant {
@@ -86,6 +92,11 @@ impl Variant {
         (Variant::SmRootBeforePrecommit, "sm-root-before-precommit"),
         (Variant::CommitBeforeWorkerStop, "commit-before-worker-stop"),
         (Variant::StaleDigestCache, "stale-digest-cache"),
+        (Variant::RegionShift32bit, "region-shift-32bit"),
+        (
+            Variant::ReclaimSourceBeforeCommit,
+            "reclaim-source-before-commit",
+        ),
     ];
 
     /// The variant called `name` in traces.

@@ -9,6 +9,10 @@
 //!   states × touched sectors.
 //! * I3 (dm-clone): every sector of an acknowledged-durable write is in a region
 //!   hydrated in the state (otherwise the read goes to the source: data lost).
+//! * I5 (dm-clone): crash refinement: every sector a user write or discard
+//!   touched, or the source was sent, reads through the target (the
+//!   destination where its region is hydrated in the state, else the source)
+//!   a value the oracle allows.
 //! * I6 (dm-clone): the source device is never written, discarded or flushed.
 //! * I7 (dm-clone, at clean points): after a suspend the durable hydrated set
 //!   equals the in-core one.
@@ -77,6 +81,38 @@ pub fn image_hydrated(img: &MetaImage) -> Result<Bits, String> {
     Ok(bits)
 }
 
+/// What `disk` may hold at sector `s` after a power cut: its durable value
+/// (`base` where it was never written), plus its cached value when newer, plus
+/// every write or discard in flight over `s`.
+fn possible(disk: &crate::sim::SimDisk<DataVal>, s: u64, base: DataVal) -> Vec<DataVal> {
+    let (dseq, dval) = disk.durable().get(s).unwrap_or((0, base));
+    let mut out = vec![dval];
+    let at = |io: &crate::sim::Io<DataVal>| {
+        let v = io.val.expect("writes carry a value");
+        match v.origin {
+            Origin::Init(_) | Origin::User(_) => DataVal {
+                origin: v.origin,
+                sector: v.sector + (s - io.start),
+            },
+            o => DataVal {
+                origin: o,
+                sector: s,
+            },
+        }
+    };
+    if let Some((c, v)) = disk.volatile().get(s) {
+        if c > dseq {
+            out.push(v);
+        }
+    }
+    for (_, io) in disk.inflight() {
+        if io.kind != IoKind::Flush && io.start <= s && s < io.end {
+            out.push(at(io));
+        }
+    }
+    out
+}
+
 /// Sectors checked per crash point at most (I2/I3), to bound the work on huge
 /// devices; what is left is said in the summary.
 const SECTOR_BUDGET: u64 = 1 << 22;
@@ -106,46 +142,47 @@ impl<'m> CloneChecker<'m> {
 
     /// What the destination may hold at sector `s` after the power cut.
     fn dest_possible(&self, s: u64) -> Vec<DataVal> {
-        let d = &self.m.dest;
-        let (dseq, dval) = d.durable().get(s).unwrap_or((0, self.m.dest_base(s)));
-        let mut out = vec![dval];
-        let at = |io: &crate::sim::Io<DataVal>| {
-            let v = io.val.expect("writes carry a value");
-            match v.origin {
-                Origin::Init(_) | Origin::User(_) => DataVal {
-                    origin: v.origin,
-                    sector: v.sector + (s - io.start),
-                },
-                o => DataVal {
-                    origin: o,
-                    sector: s,
-                },
-            }
-        };
-        if let Some((c, v)) = d.volatile().get(s) {
-            if c > dseq {
-                out.push(v);
-            }
-        }
-        for (_, io) in d.inflight() {
-            if io.kind != IoKind::Flush && io.start <= s && s < io.end {
-                out.push(at(io));
-            }
-        }
-        out
+        possible(&self.m.dest, s, self.m.dest_base(s))
     }
 
     fn bad_value(&mut self, s: u64) -> Option<DataVal> {
         if let Some(b) = self.bad.get(&s) {
             return *b;
         }
-        let allowed = self.m.oracle.allowed(s, self.m.read_sector(s, false));
+        let allowed = self.m.oracle.allowed(s, self.m.source_base(s));
         let b = self
             .dest_possible(s)
             .into_iter()
             .find(|v| !allowed.allows(v));
         self.bad.insert(s, b);
         b
+    }
+
+    /// I5 for a sector of a region not hydrated in the state: the read goes to
+    /// the source, whose possible values must be allowed.
+    fn bad_source_value(&self, s: u64) -> Option<DataVal> {
+        let allowed = self.m.oracle.allowed(s, self.m.source_base(s));
+        possible(&self.m.source, s, self.m.source_base(s))
+            .into_iter()
+            .find(|v| !allowed.allows(v))
+    }
+
+    /// The sectors a crash may have changed the reading of: those of every user
+    /// write and discard, and every range the source was sent.
+    fn touched(&self) -> Vec<(u64, u64)> {
+        let mut r = self.m.oracle.ranges();
+        let src = &self.m.source;
+        r.extend(src.landed().iter().map(|(a, b, _, _)| (a, b)));
+        r.extend(src.inflight().map(|(_, io)| (io.start, io.end)));
+        r.sort_unstable();
+        let mut out: Vec<(u64, u64)> = Vec::new();
+        for (a, b) in r {
+            match out.last_mut() {
+                Some(l) if a <= l.1 => l.1 = l.1.max(b),
+                _ => out.push((a, b)),
+            }
+        }
+        out
     }
 
     fn describe(&self, v: DataVal) -> String {
@@ -164,7 +201,24 @@ impl<'m> CloneChecker<'m> {
         }
     }
 
-    /// I1, I2 and I3 on the state `img` (id `state`) of crash point `cp`.
+    fn describe_source(&self, v: DataVal) -> String {
+        match v.origin {
+            Origin::Discarded => "the source holds discarded data".into(),
+            Origin::Zero => "the source holds zeroes".into(),
+            Origin::Init(_) => format!(
+                "the source holds its initial content (sector {}), which an acknowledged write replaced",
+                v.sector
+            ),
+            Origin::User(n) => format!(
+                "the source holds write {}",
+                self.m.user_name(n).unwrap_or("?")
+            ),
+            Origin::Byte(b) => format!("the source holds byte 0x{b:02x}"),
+        }
+    }
+
+    /// I1, I2, I3, I5 and I6 on the state `img` (id `state`) of crash point
+    /// `cp`.
     pub fn check(&mut self, img: &MetaImage, cp: usize, state: &str) -> Vec<Violation> {
         let v = |id, what| Violation {
             id,
@@ -236,6 +290,34 @@ impl<'m> CloneChecker<'m> {
                         ),
                     ));
                     return out;
+                }
+            }
+        }
+        // I5: every touched sector reads, through the target, a value the
+        // oracle allows. Hydrated regions read the destination, which I2 has
+        // checked; the others read the source.
+        if !out.iter().any(|x| x.id == "I2") {
+            'i5: for (a, b) in self.touched() {
+                for s in a..b.min(self.m.size()) {
+                    if budget == 0 {
+                        self.skipped += b.min(self.m.size()) - s;
+                        continue 'i5;
+                    }
+                    budget -= 1;
+                    let r = self.m.region_of(s);
+                    if h.get(r) {
+                        continue;
+                    }
+                    if let Some(x) = self.bad_source_value(s) {
+                        out.push(v(
+                            "I5",
+                            format!(
+                                "region {r} is not hydrated, so sector {s} reads from the source: {}",
+                                self.describe_source(x)
+                            ),
+                        ));
+                        break 'i5;
+                    }
                 }
             }
         }
@@ -370,5 +452,61 @@ impl<'m> EraChecker<'m> {
             }
         }
         Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod i5 {
+    use super::*;
+    use crate::model::clone::CloneConfig;
+    use crate::sim::Io;
+    use crate::trace::{Init, Variant};
+
+    fn model() -> CloneModel {
+        let cfg = CloneConfig {
+            size: 64,
+            region_size: 8,
+            meta_blocks: 256,
+            hydration: false,
+            threshold: 1,
+            batch: 1,
+            discard_passdown: true,
+            dest_init: Init::Stamp,
+            source_init: Init::Stamp,
+            discard_zeroes: false,
+            meta_writethrough: false,
+            dest_writethrough: false,
+            copy_us: 1000,
+        };
+        CloneModel::new(cfg, Variant::Fixed, 0).unwrap()
+    }
+
+    /// An unhydrated region whose source was discarded reads discarded data:
+    /// I5 fires, naming the region and the sector; untouched, the state passes.
+    #[test]
+    fn i5_fires_when_an_unhydrated_region_reads_a_changed_source() {
+        let mut m = model();
+        let img = m.meta_image();
+        assert!(CloneChecker::new(&m).check(&img, 1, "s").is_empty());
+        let io = Io {
+            kind: IoKind::Discard,
+            start: 16,
+            end: 24,
+            val: Some(DataVal {
+                origin: Origin::Discarded,
+                sector: 16,
+            }),
+            fua: false,
+        };
+        let s = m.source.issue(io).unwrap();
+        m.source.complete(s).unwrap();
+        let v = CloneChecker::new(&m).check(&img, 1, "s");
+        let i5: Vec<_> = v.iter().filter(|v| v.id == "I5").collect();
+        assert_eq!(i5.len(), 1, "{v:?}");
+        assert!(
+            i5[0].what.contains("region 2") && i5[0].what.contains("sector 16"),
+            "{}",
+            i5[0].what
+        );
     }
 }

@@ -369,6 +369,14 @@ impl CloneModel {
         }
     }
 
+    /// The source's initial content at sector `s`.
+    pub fn source_base(&self, s: u64) -> DataVal {
+        DataVal {
+            origin: init_val(self.cfg.source_init, SOURCE),
+            sector: s,
+        }
+    }
+
     /// Region size in sectors.
     pub fn region_size(&self) -> u64 {
         self.cfg.region_size
@@ -382,6 +390,18 @@ impl CloneModel {
     /// Region of sector `s`.
     pub fn region_of(&self, s: u64) -> u64 {
         s >> self.region_shift
+    }
+
+    /// `region_to_sector`: `(sector_t)region_nr << region_shift`. The
+    /// `region-shift-32bit` variant shifts in a 32-bit `unsigned long` first, as
+    /// a 32-bit host did before 9fc06ff56845 ("dm clone: Add missing casts to
+    /// prevent overflows and data corruption"), so the sector wraps at 2^32.
+    pub(super) fn region_to_sector(&self, r: u64) -> u64 {
+        let s = r << self.region_shift;
+        if self.variant == Variant::RegionShift32bit {
+            return s as u32 as u64;
+        }
+        s
     }
 
     /// True when region `r` is hydrated in core.

@@ -107,7 +107,7 @@ impl CloneModel {
     ) -> Result<(), ModelError> {
         if self.cfg.discard_passdown && success {
             let (rs, nr) = self.bio_region_range(b);
-            let start = rs << self.region_shift;
+            let start = self.region_to_sector(rs);
             // trim_bio: bi_size = to_bytes(len), a 32-bit byte count.
             let len = nr.wrapping_shl(self.region_shift);
             let len = ((len << 9) as u32 as u64) >> 9;
@@ -168,8 +168,11 @@ impl CloneModel {
         manual: bool,
         due: Option<u64>,
     ) -> Result<(), ModelError> {
-        let start = head << self.region_shift;
-        let end = ((head + nr) << self.region_shift).min(self.cfg.size);
+        // The last region of the target may be short (its tail_size).
+        let len =
+            ((head + nr) << self.region_shift).min(self.cfg.size) - (head << self.region_shift);
+        let start = self.region_to_sector(head);
+        let end = start + len;
         self.hydrations_in_flight += nr;
         let origin = init_val(self.cfg.source_init, SOURCE);
         // kcopyd reads the source, then writes the destination.
@@ -229,9 +232,35 @@ impl CloneModel {
         for r in job.head..job.head + job.nr {
             self.hydration_complete(r)?;
         }
+        if self.variant == Variant::ReclaimSourceBeforeCommit {
+            self.reclaim_source(job.head, job.nr)?;
+        }
         if self.hydration_enabled && self.ios_in_flight == 0 {
             self.worker_kicked = true;
         }
+        Ok(())
+    }
+
+    /// The `reclaim-source-before-commit` variant (HAZARDS.md H-C5, a design
+    /// hazard with no upstream counterpart: dm-clone opens the source
+    /// read-only): a source that gives back the space of the regions just
+    /// copied, as soon as the copy completed, before any commit records them.
+    /// The fixed model never sends the source anything.
+    fn reclaim_source(&mut self, head: u64, nr: u64) -> Result<(), ModelError> {
+        let start = head << self.region_shift;
+        let end = ((head + nr) << self.region_shift).min(self.cfg.size);
+        let io = Io {
+            kind: IoKind::Discard,
+            start,
+            end,
+            val: Some(DataVal {
+                origin: Origin::Discarded,
+                sector: start,
+            }),
+            fua: false,
+        };
+        let s = self.source.issue(io)?;
+        self.source.complete(s)?;
         Ok(())
     }
 
