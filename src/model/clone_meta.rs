@@ -79,7 +79,12 @@ impl CloneMeta {
         target_size: u64,
         variant: Variant,
     ) -> Result<Self, ModelError> {
-        let nr_regions = target_size.div_ceil(region_size);
+        // dm_clone_metadata_open: `nr_regions` is an `unsigned long` too.
+        let nr_regions = if variant == Variant::NrRegions32bit {
+            target_size.div_ceil(region_size) as u32 as u64
+        } else {
+            target_size.div_ceil(region_size)
+        };
         let mut blk = crate::io::zeroed_block();
         dev.read(0, &mut blk).map_err(ModelError::io)?;
         let formatted = blk.iter().any(|&b| b != 0);

@@ -93,12 +93,13 @@ pub(super) fn header(target: Target, s: &RawStmt<'_>) -> Result<Header> {
             )
         })?),
     };
-    let expect = match args.word("expect", "`ok` or `violation:<ID>`")? {
+    let expect = match args.word("expect", "`ok`, `refused` or `violation:<ID>`")? {
         None => None,
         Some(("ok", _)) => Some(Outcome::Ok),
+        Some(("refused", _)) => Some(Outcome::Refused),
         Some((w, v)) => match w.strip_prefix("violation:") {
             Some(id) if !id.is_empty() => Some(Outcome::Violation(id.to_string())),
-            _ => return Err(args.kind(v, "`ok` or `violation:<ID>`")),
+            _ => return Err(args.kind(v, "`ok`, `refused` or `violation:<ID>`")),
         },
     };
     Ok(Header {

@@ -69,6 +69,9 @@ pub enum Variant {
     /// H-C4: dm-clone shifts region numbers to sectors in 32 bits (a 32-bit
     /// host before 9fc06ff56845).
     RegionShift32bit,
+    /// H-C3: dm-clone computes the region count in a 32-bit `unsigned long`
+    /// (a 32-bit host before cd481c12269b).
+    NrRegions32bit,
     /// H-C5: a source that gives back the space of each region copied, before
     /// the commit that records the copy (a design hazard, not an upstream bug).
     ReclaimSourceBeforeCommit,
@@ -93,6 +96,7 @@ impl Variant {
         (Variant::CommitBeforeWorkerStop, "commit-before-worker-stop"),
         (Variant::StaleDigestCache, "stale-digest-cache"),
         (Variant::RegionShift32bit, "region-shift-32bit"),
+        (Variant::NrRegions32bit, "nr-regions-32bit"),
         (
             Variant::ReclaimSourceBeforeCommit,
             "reclaim-source-before-commit",
@@ -127,6 +131,9 @@ pub enum Outcome {
     Ok,
     /// `violation:<ID>`: the named invariant (I1..I7, E1..E4, G1..G4) must fire.
     Violation(String),
+    /// `refused`: the kernel must refuse the trace's table (an extension of
+    /// REPLAY.md §2.2, for the fixed twin of a bug whose fix is a refusal).
+    Refused,
 }
 
 /// The header line: `dmtrace 1 <clone|era> [key=value ...]`.

@@ -44,6 +44,7 @@ impl Display for Outcome {
         match self {
             Outcome::Ok => f.write_str("ok"),
             Outcome::Violation(id) => write!(f, "violation:{id}"),
+            Outcome::Refused => f.write_str("refused"),
         }
     }
 }

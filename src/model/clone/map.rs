@@ -6,8 +6,18 @@ use super::*;
 impl CloneModel {
     /// `clone_map`.
     pub(super) fn map(&mut self, b: usize) -> Result<(), ModelError> {
-        self.ios_in_flight += 1;
         let bio = self.bios[&b].clone();
+        if bio.kind != BioKind::Flush
+            && (bio.end.max(1) - 1) >> self.region_shift >= self.nr_regions
+        {
+            // Only the nr-regions-32bit variant gets here (its bitmaps are sized
+            // for the truncated count): the kernel would index past them.
+            return Err(ModelError::NotEnabled(format!(
+                "sectors {}..{} lie beyond the {} regions the bitmaps were sized for: the kernel indexes past them",
+                bio.start, bio.end, self.nr_regions
+            )));
+        }
+        self.ios_in_flight += 1;
         match bio.kind {
             // REQ_PREFLUSH bios carry no data: commit if changed, pass down.
             BioKind::Flush => self.remap_and_issue(b),

@@ -71,6 +71,23 @@ impl CloneConfig {
     /// Validates what the constructor checks (`parse_region_size`,
     /// `validate_nr_regions`).
     pub fn validate(&self) -> Result<(), ModelError> {
+        self.validate_as(Variant::Fixed)
+    }
+
+    /// The region count `clone_ctr` computes: `dm_sector_div_up(ti->len,
+    /// region_size)`, which the `nr-regions-32bit` variant stores in a 32-bit
+    /// `unsigned long` without the overflow check cd481c12269b added, so it is
+    /// truncated and the later 2^31 check passes on the truncated value.
+    pub fn nr_regions(&self, variant: Variant) -> u64 {
+        let n = self.size.div_ceil(self.region_size);
+        if variant == Variant::NrRegions32bit {
+            return n as u32 as u64;
+        }
+        n
+    }
+
+    /// [`CloneConfig::validate`] as the kernel of `variant` does it.
+    pub fn validate_as(&self, variant: Variant) -> Result<(), ModelError> {
         let rs = self.region_size;
         if !rs.is_power_of_two() || !(8..=(1 << 21)).contains(&rs) {
             return Err(ModelError::Trace(format!(
@@ -80,7 +97,7 @@ impl CloneConfig {
         if self.size == 0 {
             return Err(ModelError::Trace("size must be at least 1 sector".into()));
         }
-        if self.size.div_ceil(rs) > 1 << 31 {
+        if self.nr_regions(variant) > 1 << 31 {
             return Err(ModelError::Trace(
                 "too many regions; consider increasing the region size".into(),
             ));
@@ -225,12 +242,12 @@ impl CloneModel {
     /// time `now`.
     pub fn new(cfg: CloneConfig, variant: Variant, now_ms: u64) -> Result<Self, ModelError> {
         let now = now_ms.saturating_mul(1000);
-        cfg.validate()?;
+        cfg.validate_as(variant)?;
         let clock = new_clock();
         let meta_dev = MetaDev::new(cfg.meta_blocks, cfg.meta_writethrough, clock.clone());
         let dest = SimDisk::new(cfg.size, cfg.dest_writethrough, clock.clone());
         let source = SimDisk::new(cfg.size, true, clock.clone());
-        let nr_regions = cfg.size.div_ceil(cfg.region_size);
+        let nr_regions = cfg.nr_regions(variant);
         let mut m = CloneModel {
             variant,
             clock,

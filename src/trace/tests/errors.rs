@@ -165,7 +165,7 @@ fn headers() {
     fails("dmtrace 1 cloned", 1, 11, "expected the target `clone` or `era`, found `cloned`");
     fails("dmtrace 1 clone colour=red", 1, 17, "unknown key `colour` for `dmtrace` (expected one of: variant, expect,");
     fails("dmtrace 1 clone variant=buggy", 1, 25, "unknown variant `buggy` (expected one of: fixed, commit-");
-    fails("dmtrace 1 clone expect=fail", 1, 24, "expected `ok` or `violation:<ID>`, found `fail`");
+    fails("dmtrace 1 clone expect=fail", 1, 24, "expected `ok`, `refused` or `violation:<ID>`, found `fail`");
     fails("dmtrace 1 clone expect=violation:", 1, 24, "found `violation:`");
     fails("dmtrace 1 clone seed=x", 1, 22, "expected a number, found `x`");
     fails("dmtrace 1 clone seed=1 seed=2", 1, 24, "duplicate key `seed`");

@@ -66,6 +66,7 @@ fn header(target: Target) -> impl Strategy<Value = Header> {
     let variant = of(prop::sample::select(Variant::ALL).prop_map(|(v, _)| v));
     let outcome = of(prop_oneof![
         Just(Outcome::Ok),
+        Just(Outcome::Refused),
         "[A-Z][0-9]{1,2}".prop_map(Outcome::Violation)
     ]);
     (variant, outcome, of(num()), of(text()), extra()).prop_map(
