@@ -63,6 +63,34 @@ fn emitted_logs_of_buggy_variants_are_caught_and_fixed_ones_pass() {
     }
 }
 
+/// EB4 in the metadata log alone: the old table's late write-back lands over
+/// blocks live in the new table's committed metadata, which a later flush makes
+/// visible to the log (the negative trace itself ends in a power cut before it).
+#[test]
+fn late_write_back_after_a_reload_is_caught_in_meta_mode() {
+    let d = TestDir::new("logwrites-eb4");
+    let neg = repo().join("tests/traces/era/neg-commit-before-worker-stop.dmtrace");
+    let text = std::fs::read_to_string(&neg).unwrap();
+    let text = text.replace("crash ", "write block=3\nflush\ncrash ");
+    for (variant, buggy) in [("commit-before-worker-stop", true), ("fixed", false)] {
+        let text = text.replace(
+            "variant=commit-before-worker-stop expect=violation:E1",
+            &format!("variant={variant}"),
+        );
+        let trace = d.path(&format!("{variant}.dmtrace"));
+        std::fs::write(&trace, &text).unwrap();
+        let dir = d.path(variant);
+        emit("era", &trace, &dir);
+        let (code, out) = run_mode("era", "meta", &dir);
+        if buggy {
+            assert_eq!(code, 1, "{out}");
+            assert!(out.contains("era_verify_log: G2 at entry"), "{out}");
+        } else {
+            assert_eq!(code, 0, "{out}");
+        }
+    }
+}
+
 #[test]
 fn every_fixed_negative_trace_verifies_clean_in_both_modes() {
     let d = TestDir::new("logwrites-fixed");
@@ -72,7 +100,14 @@ fn every_fixed_negative_trace_verifies_clean_in_both_modes() {
         for e in std::fs::read_dir(&dir).unwrap() {
             let p = e.unwrap().path();
             let name = p.file_name().unwrap().to_str().unwrap().to_string();
-            if !name.ends_with(".fixed.dmtrace") {
+            // A refused table has no logs; 1 GiB regions beyond sector 2^32
+            // would make logs and a source image of gigabytes.
+            if !name.ends_with(".fixed.dmtrace")
+                || std::fs::read_to_string(&p)
+                    .unwrap()
+                    .contains("expect=refused")
+                || name.starts_with("neg-region-shift-32bit")
+            {
                 continue;
             }
             let out = d.path(&name);

@@ -341,11 +341,8 @@ fn byte_identity_report() {
     }
 }
 
-/// Variants without a negative trace yet, and why.
-const NOT_EXPRESSED: &[(&str, &str)] = &[(
-    "commit-before-worker-stop",
-    "needs dm-bufio's late write-back of dirty blocks after a reload",
-)];
+/// Variants without a negative trace, and why.
+const NOT_EXPRESSED: &[(&str, &str)] = &[];
 
 #[test]
 fn negative_traces_fire_and_their_fixed_twins_pass() {

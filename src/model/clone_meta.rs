@@ -70,6 +70,13 @@ impl std::fmt::Debug for CloneMeta {
 }
 
 impl CloneMeta {
+    /// `metadata_close` of a table being destroyed: the block manager's
+    /// dm-bufio client writes back the blocks it holds dirty, without a commit.
+    pub fn destroy(mut self) -> Result<(), ModelError> {
+        self.tm.write_back_dirty()?;
+        Ok(())
+    }
+
     /// `dm_clone_metadata_open`: formats an all-zero superblock
     /// (`__format_metadata`), otherwise opens the committed metadata
     /// (`__open_metadata`) and loads the bitset in core.

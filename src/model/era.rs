@@ -806,6 +806,31 @@ impl EraModel {
         Ok(())
     }
 
+    /// `reload`: `dmsetup reload` + `resume` (`do_resume`): the new table's
+    /// `era_ctr` opens the metadata while the old table is suspended, the new
+    /// one's `era_preresume` runs, and only then is the old table destroyed
+    /// (`dm_table_destroy` → `era_dtr` → `metadata_close`), its block manager
+    /// writing back the blocks it still holds dirty. After the fixed postsuspend
+    /// it holds none; with `commit-before-worker-stop` it holds what the worker
+    /// changed after the commit (EB4).
+    pub fn reload(&mut self) -> Result<(), ModelError> {
+        if self.life == Life::Running {
+            self.suspend()?;
+        }
+        if self.life != Life::Suspended {
+            return Err(ModelError::NotEnabled(
+                "reload of a target that is not loaded".into(),
+            ));
+        }
+        let old = self.md.take();
+        self.construct()?;
+        self.resume()?;
+        if let Some(old) = old {
+            old.destroy()?;
+        }
+        Ok(())
+    }
+
     /// Reloads the table on the devices as they are: open, then preresume.
     pub fn recover(&mut self) -> Result<(), ModelError> {
         if !matches!(self.life, Life::Crashed | Life::Removed) {

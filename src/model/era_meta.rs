@@ -78,6 +78,13 @@ impl std::fmt::Debug for EraMeta {
 const WS_SIZE: u32 = WritesetDisk::SIZE as u32;
 
 impl EraMeta {
+    /// `metadata_close` of a table being destroyed: the block manager's
+    /// dm-bufio client writes back the blocks it holds dirty, without a commit.
+    pub fn destroy(mut self) -> Result<(), ModelError> {
+        self.tm.write_back_dirty()?;
+        Ok(())
+    }
+
     /// `metadata_open`: formats an all-zero superblock (`format_metadata`) or
     /// opens the committed metadata (`open_metadata`, which loads the committed
     /// current writeset unless the variant is `no-recover-current-writeset`).

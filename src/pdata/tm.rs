@@ -576,6 +576,21 @@ impl<D: BlockDevice> TransactionManager<D> {
 
     /// Encodes the bitmaps changed in this transaction and writes every dirty
     /// block (`dm_bm_flush` without the flush).
+    /// Writes back every dirty block without a flush or a commit, as the
+    /// kernel's block manager does when its dm-bufio client is destroyed
+    /// (`dm_bufio_client_destroy` writes the dirty buffers it holds).
+    pub fn write_back_dirty(&mut self) -> Result<(), TmError> {
+        let mut blocks: Vec<u64> = self.dirty.keys().copied().collect();
+        blocks.sort_unstable();
+        for b in blocks {
+            if let Some(blk) = self.dirty.remove(&b) {
+                self.write_back(b, blk)?;
+            }
+        }
+        self.fifo.clear();
+        Ok(())
+    }
+
     fn write_dirty(&mut self) -> Result<(), TmError> {
         let encoded = self.encode_bitmaps();
         let mut blocks: Vec<u64> = self.dirty.keys().copied().collect();

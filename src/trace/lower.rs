@@ -30,6 +30,7 @@ const COMMON: &[&str] = &[
     "remove",
     "crash",
     "recover",
+    "reload",
     "mark",
     "expect",
     "commit.meta",
@@ -208,6 +209,7 @@ pub(super) fn lower(target: Target, s: &RawStmt<'_>) -> Result<Event> {
         "resume" => bare(Event::Resume),
         "remove" => bare(Event::Remove),
         "recover" => bare(Event::Recover),
+        "reload" => bare(Event::Reload),
         "status" => Ok(Event::Status {
             noflush: Args::new(s, v, &["noflush"], None)?.flag("noflush")?,
         }),

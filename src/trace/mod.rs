@@ -426,6 +426,12 @@ pub enum Event {
     },
     /// `recover`.
     Recover,
+    /// `reload`: `dmsetup reload` of the same table, then `resume`: the new
+    /// table's constructor opens the metadata while the old table is suspended,
+    /// the new one's preresume runs, then the old table is destroyed and its
+    /// block manager writes back what it still holds (an addition to REPLAY.md
+    /// §2.2's common verbs).
+    Reload,
     /// `mark label=`.
     Mark {
         /// The label.

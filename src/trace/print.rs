@@ -304,6 +304,7 @@ impl Display for Event {
             Event::Resume => f.write_str("resume"),
             Event::Remove => f.write_str("remove"),
             Event::Recover => f.write_str("recover"),
+            Event::Reload => f.write_str("reload"),
             Event::Commit => f.write_str("commit"),
             Event::CommitPre => f.write_str("commit.pre"),
             Event::CommitFlushDest => f.write_str("commit.flush-dest"),

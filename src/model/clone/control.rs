@@ -219,6 +219,29 @@ impl CloneModel {
         self.resume()
     }
 
+    /// `reload`: `dmsetup reload` + `resume`: the new table's `clone_ctr`
+    /// opens the metadata while the old table is suspended, the new table
+    /// resumes, then the old one is destroyed (`clone_dtr` →
+    /// `dm_clone_metadata_close`), its block manager writing back what it still
+    /// holds dirty (nothing after postsuspend's commit).
+    pub fn reload(&mut self) -> Result<(), ModelError> {
+        if self.life == Life::Running {
+            self.suspend()?;
+        }
+        if self.life != Life::Suspended {
+            return Err(ModelError::NotEnabled(
+                "reload of a target that is not loaded".into(),
+            ));
+        }
+        let old = self.meta.take();
+        self.construct()?;
+        self.resume()?;
+        if let Some(old) = old {
+            old.destroy()?;
+        }
+        Ok(())
+    }
+
     /// `commit.pre`.
     pub fn commit_pre(&mut self) -> Result<(), ModelError> {
         self.running()?;

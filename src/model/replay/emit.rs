@@ -230,6 +230,7 @@ impl Runner {
             Event::Status { .. } => Some("msg:status".to_string()),
             Event::Suspend => Some("msg:suspend".into()),
             Event::Resume => Some("msg:resume".into()),
+            Event::Reload => Some("msg:reload".into()),
             Event::Checkpoint => Some("msg:checkpoint".into()),
             Event::SnapTake => Some("msg:take_metadata_snap".into()),
             Event::SnapDrop => Some("msg:drop_metadata_snap".into()),

@@ -463,6 +463,7 @@ impl Runner {
             Event::Worker => m.run_worker(),
             Event::Suspend => m.suspend(),
             Event::Resume => m.resume(),
+            Event::Reload => m.reload(),
             Event::Status { noflush } => {
                 let st = m.status(*noflush)?;
                 self.out.statuses.push((line, st));
@@ -515,6 +516,7 @@ impl Runner {
             Event::Worker => m.worker(),
             Event::Suspend => m.suspend(),
             Event::Resume => m.resume(),
+            Event::Reload => m.reload(),
             Event::Status { .. } => {
                 let st = m.status()?;
                 self.out.statuses.push((line, st));

@@ -144,7 +144,7 @@ fn syntax() {
     let e = err("dmtrace 1 clone\nmark label=\u{7}\u{9b}");
     assert!(!e.to_string().chars().any(|c| c.is_control()), "{e}");
     let verbs = "config, write, discard, flush, read, complete, tick, worker, suspend, resume, status, remove, \
-                 crash, recover, mark, expect, commit.meta, commit.super, msg, wait, hydrate.start, hydrate.done, \
+                 crash, recover, reload, mark, expect, commit.meta, commit.super, msg, wait, hydrate.start, hydrate.done, \
                  commit, commit.pre, commit.flush-dest";
     let e = err("dmtrace 1 clone\nfrob\n");
     assert_eq!(e.to_string(), format!("2:1: unknown verb `frob` (expected one of: {verbs})"));

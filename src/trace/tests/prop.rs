@@ -236,6 +236,7 @@ fn event(target: Target) -> BoxedStrategy<Event> {
             Event::Resume,
             Event::Remove,
             Event::Recover,
+            Event::Reload,
             Event::CommitMeta,
             Event::CommitSuper
         ]),
