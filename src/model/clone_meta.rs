@@ -126,6 +126,7 @@ impl CloneMeta {
             variant,
         };
         m.tm.set_unordered_superblock(variant == Variant::SbBeforeMetaFlush);
+        m.tm.set_alloc_committed_only(variant == Variant::AllocIgnoresCurrentCounts);
         if !formatted {
             m.write_metadata()?;
             m.write_superblock()?;

@@ -101,6 +101,7 @@ impl EraMeta {
             // create_fresh_metadata + write_superblock
             let mut tm = TransactionManager::format(dev)?;
             tm.set_unordered_superblock(variant == Variant::SbBeforeMetaFlush);
+            tm.set_alloc_committed_only(variant == Variant::AllocIgnoresCurrentCounts);
             // dm_btree_empty, then dm_array_empty.
             let tree = ops::empty(&mut tm, WS_SIZE)?;
             let era_array = Array::empty(&mut tm, 4)?;
@@ -135,6 +136,7 @@ impl EraMeta {
         }
         let mut tm = TransactionManager::open(dev, &s.sm_root)?;
         tm.set_unordered_superblock(variant == Variant::SbBeforeMetaFlush);
+        tm.set_alloc_committed_only(variant == Variant::AllocIgnoresCurrentCounts);
         let mut ws = [Writeset::default(), Writeset::default()];
         if variant != Variant::NoRecoverCurrentWriteset {
             // de89afc1e40f: the committed current writeset is kept.

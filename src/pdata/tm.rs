@@ -576,6 +576,12 @@ impl<D: BlockDevice> TransactionManager<D> {
 
     /// Encodes the bitmaps changed in this transaction and writes every dirty
     /// block (`dm_bm_flush` without the flush).
+    /// Allocation from the committed counts only (HAZARDS.md H-PD1), for the
+    /// reference model's `alloc-ignores-current-counts` variant.
+    pub fn set_alloc_committed_only(&mut self, on: bool) {
+        self.sm.set_alloc_committed_only(on);
+    }
+
     /// Writes back every dirty block without a flush or a commit, as the
     /// kernel's block manager does when its dm-bufio client is destroyed
     /// (`dm_bufio_client_destroy` writes the dirty buffers it holds).

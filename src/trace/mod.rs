@@ -72,6 +72,9 @@ pub enum Variant {
     /// H-C3: dm-clone computes the region count in a 32-bit `unsigned long`
     /// (a 32-bit host before cd481c12269b).
     NrRegions32bit,
+    /// H-PD1: the metadata space map allocates from the committed counts only
+    /// (before 4feaef830de7), handing out a block in use in the open transaction.
+    AllocIgnoresCurrentCounts,
     /// H-C5: a source that gives back the space of each region copied, before
     /// the commit that records the copy (a design hazard, not an upstream bug).
     ReclaimSourceBeforeCommit,
@@ -97,6 +100,10 @@ impl Variant {
         (Variant::StaleDigestCache, "stale-digest-cache"),
         (Variant::RegionShift32bit, "region-shift-32bit"),
         (Variant::NrRegions32bit, "nr-regions-32bit"),
+        (
+            Variant::AllocIgnoresCurrentCounts,
+            "alloc-ignores-current-counts",
+        ),
         (
             Variant::ReclaimSourceBeforeCommit,
             "reclaim-source-before-commit",
@@ -131,8 +138,9 @@ pub enum Outcome {
     Ok,
     /// `violation:<ID>`: the named invariant (I1..I7, E1..E4, G1..G4) must fire.
     Violation(String),
-    /// `refused`: the kernel must refuse the trace's table (an extension of
-    /// REPLAY.md §2.2, for the fixed twin of a bug whose fix is a refusal).
+    /// `refused`: the kernel must refuse the trace: its table, or an operation
+    /// it has no metadata space for (an extension of REPLAY.md §2.2, for the
+    /// fixed twin of a bug whose fix is a refusal).
     Refused,
 }
 

@@ -95,6 +95,10 @@ pub struct SpaceMap {
     entries: Vec<IndexEntry>,
     /// `ll->bitmap_index_changed`.
     index_changed: bool,
+    /// Allocation looks at the committed counts only, as before 4feaef830de7
+    /// (HAZARDS.md H-PD1): a block in use in the open transaction can be
+    /// handed out again. Only the reference model's variant sets it.
+    committed_only: bool,
 }
 
 impl SpaceMap {
@@ -113,6 +117,7 @@ impl SpaceMap {
             begin: 0,
             entries: Vec::new(),
             index_changed: false,
+            committed_only: false,
         }
     }
 
@@ -271,7 +276,16 @@ impl SpaceMap {
     /// (`sm_ll_find_common_free_block`).
     pub fn find_common_free(&self, begin: u64, end: u64) -> Option<u64> {
         let end = end.min(self.nr_blocks);
-        (begin..end).find(|&b| self.small[b as usize] == 0 && self.committed_count(b) == 0)
+        (begin..end).find(|&b| {
+            (self.committed_only || self.small[b as usize] == 0) && self.committed_count(b) == 0
+        })
+    }
+
+    /// Makes allocation consider the committed counts only (the kernel before
+    /// 4feaef830de7, "dm space map common: fix to ensure new block isn't
+    /// already in use", which made `sm_ll_find_common_free_block` check both).
+    pub fn set_alloc_committed_only(&mut self, on: bool) {
+        self.committed_only = on;
     }
 
     /// Picks the block to allocate (`sm_metadata_new_block_`): the first common

@@ -117,7 +117,19 @@ impl<D: BlockDevice> TransactionManager<D> {
         let outer = self.recursion;
         self.recursion = outer.max(1);
         let mut r = Ok(());
+        // Each change can queue a few more (a bitmap shadowed, a ref-count
+        // tree node); a space map whose allocations are unsound (the
+        // alloc-ignores-current-counts variant) can queue them forever.
+        let mut budget = 64 + 16 * self.sm.nr_blocks();
         while let Some(&(up, b)) = self.bops.front() {
+            if budget == 0 {
+                self.bops.clear();
+                r = Err(TmError::Invariant(
+                    "the space map's own changes do not settle: an allocation handed out a block in use".into(),
+                ));
+                break;
+            }
+            budget -= 1;
             r = self.ll_change(b, up);
             if r.is_err() {
                 break;
