@@ -66,6 +66,9 @@ pub enum Variant {
     CommitBeforeWorkerStop,
     /// EB5: dm-era digests with a stale bitset cache.
     StaleDigestCache,
+    /// H-E7: dm-era marks only the first era block of a discard (6.1's
+    /// `era_map`; no upstream fix).
+    DiscardFirstBlockOnly,
 }
 
 impl Variant {
@@ -86,6 +89,7 @@ impl Variant {
         (Variant::SmRootBeforePrecommit, "sm-root-before-precommit"),
         (Variant::CommitBeforeWorkerStop, "commit-before-worker-stop"),
         (Variant::StaleDigestCache, "stale-digest-cache"),
+        (Variant::DiscardFirstBlockOnly, "discard-first-block-only"),
     ];
 
     /// The variant called `name` in traces.
