@@ -541,3 +541,138 @@ fn i7_fires_when_a_completed_flush_left_a_hydrated_region_volatile() {
     let flushed = image_after(&format!("{head}flush\n"));
     assert!(dmce::verify::clone_flushed(&flushed, &[(0, 1)], 4).is_none());
 }
+
+/// The era kernel-lab traces (the bulk one aside), parsed.
+fn era_kernel_traces() -> Vec<(String, Trace)> {
+    let mut out = Vec::new();
+    for (dir, _) in fixtures() {
+        let case = dir.file_name().unwrap().to_string_lossy().into_owned();
+        if case.starts_with("era-") && !case.ends_with("-millions") {
+            let t = load_trace(&case);
+            out.push((case, t));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// The era blocks of the trace's discards, each as (first, one past the last).
+fn discarded_blocks(t: &Trace) -> Vec<(u64, u64)> {
+    let bs = t
+        .stmts
+        .iter()
+        .find_map(|s| match &s.event {
+            Event::Config(c) => c.block,
+            _ => None,
+        })
+        .expect("era config");
+    t.stmts
+        .iter()
+        .filter_map(|s| match &s.event {
+            Event::Discard {
+                loc: Loc::Sectors(a, b),
+                ..
+            } => Some((a / bs, b.div_ceil(bs))),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn era_kernel_traces_run_on_the_variant_of_the_kernel_they_were_recorded_on() {
+    // 6.1 marks only the first era block of a discard (HAZARDS H-E7): the
+    // traces say so, and on the fixed model the images of those with a
+    // multi-block discard no longer agree with the kernel's.
+    use dmce::trace::Variant;
+    let mut differ = 0;
+    for (case, mut t) in era_kernel_traces() {
+        assert_eq!(
+            t.header.variant,
+            Some(Variant::DiscardFirstBlockOnly),
+            "{case}"
+        );
+        let multi = discarded_blocks(&t).iter().any(|&(a, b)| b - a > 1);
+        t.header.variant = Some(Variant::Fixed);
+        let out = replay(&t).unwrap_or_else(|e| panic!("{case}: {e}"));
+        let dir = repo().join("fixtures/kernel").join(&case);
+        let kernel = load_zst(&dir.join("metadata.img.zst"));
+        let same = era_dump(&image_bytes(&out), true, false) == era_dump(&kernel, true, false);
+        assert_eq!(same, !multi, "{case}: multi-block discard {multi}");
+        differ += usize::from(multi);
+    }
+    assert_eq!(differ, 2, "era-crash and era-eras discard several blocks");
+}
+
+#[test]
+fn era_kernel_traces_crash_states_fixed_clean_and_the_kernel_variant_caught() {
+    // Crash points after every statement. On the fixed model no invariant
+    // fires; on the 6.1 variant of the traces E2 names a block of the
+    // multi-block discard other than its first (a real kernel bug, H-E7), and
+    // nothing else fires.
+    use dmce::model::replay::{replay_with, ReplayOptions};
+    use dmce::trace::Variant;
+    let opts = ReplayOptions {
+        every_statement: true,
+        ..Default::default()
+    };
+    let mut caught = BTreeSet::new();
+    for (case, t) in era_kernel_traces() {
+        let discards = discarded_blocks(&t);
+        let out = replay_with(&t, opts).unwrap_or_else(|e| panic!("{case}: {e}"));
+        for v in &out.violations {
+            assert_eq!(v.id, "E2", "{case}: {v}");
+            let block: u64 = v
+                .what
+                .strip_prefix("block ")
+                .and_then(|r| r.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{case}: {v}"));
+            assert!(
+                discards.iter().any(|&(a, b)| a < block && block < b),
+                "{case}: {v}"
+            );
+            caught.insert(case.clone());
+        }
+        let mut fixed = t.clone();
+        fixed.header.variant = Some(Variant::Fixed);
+        let out = replay_with(&fixed, opts).unwrap_or_else(|e| panic!("{case}: {e}"));
+        assert!(
+            out.violations.is_empty(),
+            "{case} on the fixed model: {:?}",
+            out.violations
+        );
+        assert!(out.crash.points > 0, "{case}");
+    }
+    assert_eq!(
+        caught.into_iter().collect::<Vec<_>>(),
+        ["era-crash", "era-eras"],
+        "E2 on the 6.1 variant"
+    );
+}
+
+#[test]
+fn replay_cli_variant_overrides_the_trace_header() {
+    let trace = repo().join("tests/traces/era/neg-discard-first-block-only.dmtrace");
+    let trace = trace.to_str().unwrap();
+    let o = run_tool("era_replay", &[trace]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("violation E2"), "{out}");
+    let o = run_tool("era_replay", &[trace, "--variant", "fixed"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains(" 0 violations"), "{out}");
+    let fixed = repo().join("tests/traces/era/neg-discard-first-block-only.fixed.dmtrace");
+    let o = run_tool(
+        "era_replay",
+        &[
+            fixed.to_str().unwrap(),
+            "--variant",
+            "discard-first-block-only",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let o = run_tool("era_replay", &[trace, "--variant", "buggy"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown variant `buggy`"));
+}

@@ -30,9 +30,11 @@ struct Args {
     /// Operations per generated trace, with --generate.
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=4))]
     max_ops: u8,
-    /// The model variant of the generated traces, with --generate.
-    #[arg(long, value_name = "NAME", default_value = "fixed")]
-    variant: String,
+    /// The model variant: with --generate, that of the generated traces
+    /// (default fixed); with a trace, the one it runs on instead of its
+    /// header's `variant=` (fixed, or the name of a re-introduced kernel bug).
+    #[arg(long, value_name = "NAME")]
+    variant: Option<String>,
     /// When the trace violates an invariant, print the smallest trace (by
     /// removing statements) that still violates it.
     #[arg(long)]
@@ -112,7 +114,7 @@ pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::R
         ));
         return Ok(EXIT_TRACE);
     };
-    let trace = match crate::trace::parse(&text) {
+    let mut trace = match crate::trace::parse(&text) {
         Ok(t) => t,
         Err(e) => {
             say(&format!("{name}: {}:{e}", trace_path.display()));
@@ -143,6 +145,12 @@ pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::R
                 out.display()
             ));
             return Ok(EXIT_TRACE);
+        }
+    }
+    if let Some(n) = &a.variant {
+        match variant_named(name, n) {
+            Ok(v) => trace.header.variant = Some(v),
+            Err(code) => return Ok(code),
         }
     }
     opts.crash.seed = trace.header.seed.unwrap_or(a.seed);
@@ -247,14 +255,9 @@ pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::R
 
 /// `--generate`: the bounded exhaustive generator on one variant.
 fn generate(name: &str, target: Target, a: &Args, opts: ReplayOptions) -> anyhow::Result<i32> {
-    let Some(variant) = crate::trace::Variant::from_name(&a.variant) else {
-        let names: Vec<&str> = crate::trace::Variant::ALL.iter().map(|(_, n)| *n).collect();
-        say(&format!(
-            "{name}: unknown variant `{}`; variants: {}",
-            a.variant,
-            names.join(", ")
-        ));
-        return Ok(super::EXIT_FAILURE);
+    let variant = match variant_named(name, a.variant.as_deref().unwrap_or("fixed")) {
+        Ok(v) => v,
+        Err(code) => return Ok(code),
     };
     let r = crate::gen::run(target, variant, a.max_ops as usize, opts);
     let mut out = std::io::stdout().lock();
@@ -289,6 +292,18 @@ fn generate(name: &str, target: Target, a: &Args, opts: ReplayOptions) -> anyhow
     }
     out.flush().map_err(OutputError::stdout)?;
     Ok(if r.violating > 0 { 1 } else { super::EXIT_OK })
+}
+
+/// The variant `--variant` names, or (an unknown name, said) the exit status.
+fn variant_named(name: &str, n: &str) -> Result<crate::trace::Variant, i32> {
+    crate::trace::Variant::from_name(n).ok_or_else(|| {
+        let names: Vec<&str> = crate::trace::Variant::ALL.iter().map(|(_, n)| *n).collect();
+        say(&format!(
+            "{name}: unknown variant `{n}`; variants: {}",
+            names.join(", ")
+        ));
+        super::EXIT_FAILURE
+    })
 }
 
 fn parse_with(cmd: clap::Command, args: Vec<OsString>) -> Result<Args, i32> {

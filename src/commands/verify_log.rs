@@ -47,6 +47,18 @@ struct Common {
     /// Seed of those samples.
     #[arg(long, value_name = "S", default_value_t = 0)]
     seed: u64,
+    /// The reference model's variant in `conformance` mode: fixed, or the
+    /// kernel bug the captured kernel has (e.g. discard-first-block-only for
+    /// dm-era on 6.1).
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "fixed",
+        value_parser = clap::builder::PossibleValuesParser::new(
+            crate::trace::Variant::ALL.iter().map(|(_, n)| *n)
+        )
+    )]
+    variant: String,
     /// Print nothing at all, errors included; the exit status is the verdict.
     #[arg(short, long)]
     quiet: bool,
@@ -215,8 +227,10 @@ fn verify(
             let user = user.ok_or_else(|| {
                 VerifyError::Input(format!("{name}: conformance mode needs --user-log FILE"))
             })?;
+            // clap admits only the names of `Variant::ALL`.
+            let variant = crate::trace::Variant::from_name(&c.variant).unwrap_or_default();
             let st = vlog::MetaState::new(nr, base);
-            vlog::conformance::verify(target, &meta, st, &user, out)
+            vlog::conformance::verify(target, &meta, st, &user, variant, out)
         }
     }
 }

@@ -32,6 +32,19 @@ pub const ORIGIN: u8 = 0;
 /// rest — see `map_pieces`.)
 pub const USER_BIO_SECTORS: u64 = 2048;
 
+/// The era blocks a write or a discard sent to the origin modified (for E2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Modified {
+    /// The first era block.
+    pub first: u64,
+    /// One past the last era block.
+    pub end: u64,
+    /// The era the user had observed when the bio was mapped.
+    pub era: u32,
+    /// A discard (else a write).
+    pub discard: bool,
+}
+
 /// The table line and the simulated devices.
 #[derive(Debug, Clone)]
 pub struct EraConfig {
@@ -154,8 +167,9 @@ pub struct EraModel {
     commits: u64,
     /// The user I/O, for the ideal-disk oracle.
     pub oracle: Oracle,
-    /// Writes sent to the origin: era block and the era seen when mapped.
-    submitted: Vec<(u64, u32)>,
+    /// Writes and discards sent to the origin: the era blocks they modified
+    /// (first, one past the last) and the era seen when mapped.
+    submitted: Vec<Modified>,
 }
 
 impl std::fmt::Debug for EraModel {
@@ -398,7 +412,9 @@ impl EraModel {
         Ok(())
     }
 
-    /// A user discard (one bio; `era_map` marks only its first block).
+    /// A user discard: one bio, not split at era-block boundaries (dm core
+    /// splits discards only at target boundaries), so it may span many era
+    /// blocks (HAZARDS H-E7).
     pub fn discard(
         &mut self,
         start: u64,
@@ -462,16 +478,48 @@ impl EraModel {
         self.users.is_done(name)
     }
 
+    /// The era blocks a data bio modifies: `[first, end)`.
+    fn modified(&self, bio: &Bio) -> (u64, u64) {
+        let bs = self.cfg.block_size;
+        let first = bio.start / bs;
+        (
+            first,
+            bio.end.max(bio.start + 1).div_ceil(bs).max(first + 1),
+        )
+    }
+
+    /// The era blocks `era_map` and the worker mark for a data bio: `[first,
+    /// end)`.
+    ///
+    /// Fixed: every block the bio modifies (HAZARDS H-E7). The kernel marks
+    /// `get_block(era, bio)`, the bio's first block, only: right for writes,
+    /// which `max_io_len` splits at era-block boundaries, wrong for a discard,
+    /// which dm core does not split there, so the content of its other blocks
+    /// changes without being recorded. Upstream has no fix (observed on
+    /// 6.1.192). The `discard-first-block-only` variant marks the first block
+    /// alone, as `era_map` and `process_deferred_bios` do.
+    fn marked_blocks(&self, bio: &Bio) -> (u64, u64) {
+        let (first, end) = self.modified(bio);
+        if self.variant == Variant::DiscardFirstBlockOnly {
+            (first, first + 1)
+        } else {
+            (first, end)
+        }
+    }
+
     /// `era_map`.
     fn map(&mut self, b: usize) -> Result<(), ModelError> {
         let bio = self.bios[&b].clone();
-        let block = bio.start / self.cfg.block_size;
-        // REQ_PREFLUSH bios carry no data; writes (discards included) to a
-        // block not marked in core wait for the worker.
-        if bio.kind != BioKind::Flush && !self.md()?.current_marked(block) {
-            self.deferred.push(b);
-            self.worker_kicked = true;
-            return Ok(());
+        // REQ_PREFLUSH bios carry no data; writes (discards included) with a
+        // block to mark that is not marked in core wait for the worker.
+        if bio.kind != BioKind::Flush {
+            let (first, end) = self.marked_blocks(&bio);
+            let md = self.md()?;
+            if (first..end).any(|blk| !md.current_marked(blk)) {
+                self.deferred.push(b);
+                self.worker_kicked = true;
+                return Ok(());
+            }
         }
         self.submit(b)
     }
@@ -479,8 +527,13 @@ impl EraModel {
     fn submit(&mut self, b: usize) -> Result<(), ModelError> {
         let bio = self.bios[&b].clone();
         if bio.kind != BioKind::Flush {
-            self.submitted
-                .push((bio.start / self.cfg.block_size, bio.era_at_map));
+            let (first, end) = self.modified(&bio);
+            self.submitted.push(Modified {
+                first,
+                end,
+                era: bio.era_at_map,
+                discard: bio.kind == BioKind::Discard,
+            });
         }
         let kind = match bio.kind {
             BioKind::Flush => IoKind::Flush,
@@ -551,9 +604,11 @@ impl EraModel {
         let bios = std::mem::take(&mut self.deferred);
         let mut commit_needed = false;
         for &b in &bios {
-            let block = self.bios[&b].start / self.cfg.block_size;
-            if self.md()?.test_and_set(block)? {
-                commit_needed = true;
+            let (first, end) = self.marked_blocks(&self.bios[&b]);
+            for block in first..end {
+                if self.md()?.test_and_set(block)? {
+                    commit_needed = true;
+                }
             }
         }
         self.marking = Some(Marking {
@@ -590,8 +645,10 @@ impl EraModel {
         let commit_needed = m.commit_needed;
         for b in m.bios {
             if commit_needed {
-                let block = self.bios[&b].start / self.cfg.block_size;
-                self.md()?.set_incore(block);
+                let (first, end) = self.marked_blocks(&self.bios[&b]);
+                for block in first..end {
+                    self.md()?.set_incore(block);
+                }
             }
             self.submit(b)?;
         }
@@ -915,9 +972,10 @@ impl EraModel {
         Ok(())
     }
 
-    /// Every write sent to the origin so far: its era block and the era the user
-    /// had observed when it was mapped (for E2).
-    pub fn submitted(&self) -> &[(u64, u32)] {
+    /// Every write and discard sent to the origin so far: the era blocks it
+    /// modified (every block the bio overlaps, whatever the variant marks) and
+    /// the era the user had observed when it was mapped (for E2).
+    pub fn submitted(&self) -> &[Modified] {
         &self.submitted
     }
 

@@ -444,6 +444,56 @@ fn era_status_is_an_rpc_and_commits() {
 }
 
 #[test]
+fn era_discard_marks_every_block_it_overlaps_and_the_variant_only_its_first() {
+    // Sectors 12..28 at 8 sectors a block: blocks 1 (partly), 2 and 3 (partly).
+    for (variant, marked) in [
+        (Variant::Fixed, vec![(1, 4)]),
+        (Variant::DiscardFirstBlockOnly, vec![(1, 2)]),
+    ] {
+        let mut m = EraModel::new(era_cfg(1024, 8), variant, 0).unwrap();
+        m.discard(12, 28, None, false).unwrap();
+        assert_eq!(since(&m, 1), marked, "{variant}");
+        // A discard inside one block marks that block alone on both.
+        m.discard(41, 42, None, false).unwrap();
+        let mut want = marked.clone();
+        want.push((5, 6));
+        assert_eq!(since(&m, 1), want, "{variant}");
+        // Writes are split at block boundaries: every block is marked on both.
+        m.write(w(60, 84, false, None, false)).unwrap();
+        want.push((7, 11));
+        assert_eq!(since(&m, 1), want, "{variant}");
+    }
+}
+
+#[test]
+fn era_e2_fires_on_a_crash_after_a_discard_that_marked_only_its_first_block() {
+    use crate::verify::EraChecker;
+    for (variant, fires) in [
+        (Variant::Fixed, false),
+        (Variant::DiscardFirstBlockOnly, true),
+    ] {
+        let mut m = EraModel::new(era_cfg(1024, 8), variant, 0).unwrap();
+        m.discard(8, 32, None, false).unwrap();
+        // The power cut after the discard completed: what is durable.
+        let img = m.meta_image();
+        let v = EraChecker::new(&m).check(&img, 2, "s");
+        let e2: Vec<_> = v.iter().filter(|x| x.id == "E2").collect();
+        if fires {
+            assert_eq!(e2.len(), 1, "{variant}: {v:?}");
+            assert!(
+                e2[0].what.starts_with(
+                    "block 2 was discarded (the discard covers blocks 1..=3) in era 1"
+                ),
+                "{}",
+                e2[0]
+            );
+        } else {
+            assert!(v.is_empty(), "{variant}: {v:?}");
+        }
+    }
+}
+
+#[test]
 fn invariant_checks_fire_on_hand_made_bad_states() {
     use crate::sim::{DataVal, Io, IoKind};
     use crate::verify::{clone_suspended, CloneChecker};

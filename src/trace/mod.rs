@@ -78,6 +78,9 @@ pub enum Variant {
     /// H-C5: a source that gives back the space of each region copied, before
     /// the commit that records the copy (a design hazard, not an upstream bug).
     ReclaimSourceBeforeCommit,
+    /// H-E7: dm-era marks only the first era block of a discard (6.1's
+    /// `era_map`; no upstream fix).
+    DiscardFirstBlockOnly,
 }
 
 impl Variant {
@@ -108,6 +111,7 @@ impl Variant {
             Variant::ReclaimSourceBeforeCommit,
             "reclaim-source-before-commit",
         ),
+        (Variant::DiscardFirstBlockOnly, "discard-first-block-only"),
     ];
 
     /// The variant called `name` in traces.

@@ -18,7 +18,8 @@
 //!   equals the in-core one.
 //! * E2 (dm-era): after the kernel's recovery (open, then preresume's resize and
 //!   rollover, run in a copy), `era_invalidate --written-since e` reports every
-//!   block written while the user saw era `e`.
+//!   block written while the user saw era `e`: every era block a write or a
+//!   discard overlapped, not only its first (HAZARDS H-E7).
 
 pub mod log;
 mod monotone;
@@ -427,7 +428,8 @@ impl<'m> EraChecker<'m> {
             Err(e) => return vec![v("E1", format!("the kernel's recovery fails: {e}"))],
         };
         let mut cache: HashMap<u32, crate::era::invalidate::Invalidation> = HashMap::new();
-        for &(block, era) in self.m.submitted() {
+        for m in self.m.submitted() {
+            let era = m.era;
             if let std::collections::hash_map::Entry::Vacant(e) = cache.entry(era) {
                 match invalidate(
                     &rec,
@@ -442,11 +444,20 @@ impl<'m> EraChecker<'m> {
                     Err(err) => return vec![v("E1", format!("recovered metadata: {err}"))],
                 }
             }
-            if !cache[&era].contains(block) {
+            if let Some(block) = (m.first..m.end).find(|&b| !cache[&era].contains(b)) {
+                let what = if m.discard {
+                    format!(
+                        "discarded (the discard covers blocks {}..={})",
+                        m.first,
+                        m.end - 1
+                    )
+                } else {
+                    "written".to_string()
+                };
                 return vec![v(
                     "E2",
                     format!(
-                        "block {block} was written in era {era}, but after recovery era_invalidate --written-since {era} does not list it"
+                        "block {block} was {what} in era {era}, but after recovery era_invalidate --written-since {era} does not list it"
                     ),
                 )];
             }

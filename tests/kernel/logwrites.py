@@ -38,6 +38,7 @@ VARIANTS = {  # module variant -> (loaded module to replace, file in the initram
 }
 DATA_ROLE = {"clone": "dest", "era": "origin"}
 IMAGE_ROLE = {"clone": "source", "era": "origin"}
+VERIFY_MODES = ("meta", "crash", "conformance")  # `<target>_verify_log --mode`
 TARGET_NAME = {"clone": "clone", "era": "era"}
 
 
@@ -216,7 +217,7 @@ def open_log_bytes(path):
 
 def parse_scn(path):
     """Log-writes scenario.  Directives: case, target clone|era, description, module VARIANT,
-    disk NAME SIZE [stamp TAG] [log], table ..., timeout, mem, expect MODE EXIT [ID].
+    disk NAME SIZE [stamp TAG] [log], table ..., timeout, mem, expect MODE[:VARIANT] EXIT [ID].
     Workload (all through the top log-writes device): write/fua-write S N TAG, discard S N,
     flush, message WORDS..., wait-hydrated [T], sleep S, settle; last: end remove|powercut."""
     sc = {"file": os.path.relpath(path, lab.REPO), "disks": [], "work": [], "module": "fixed",
@@ -259,7 +260,14 @@ def parse_scn(path):
         elif w[0] == "mem":
             sc["mem"] = int(w[1])
         elif w[0] == "expect":
-            # expect MODE EXIT [ID]: what `dmce <target>_verify_log --mode MODE` must answer
+            # expect MODE EXIT [ID]: what `dmce <target>_verify_log --mode MODE` must answer;
+            # expect conformance:VARIANT EXIT [ID]: the same with `--variant VARIANT` (the
+            # reference model with a kernel bug the captured kernel has), besides the
+            # default run on the fixed model.
+            mode, _, variant = w[1].partition(":")
+            if mode not in VERIFY_MODES or (variant and mode != "conformance"):
+                sys.exit(f"{where}: expect MODE must be one of {', '.join(VERIFY_MODES)}, "
+                         f"or conformance:VARIANT")
             sc["expect"][w[1]] = {"exit": int(w[2]), "id": w[3] if len(w) > 3 else None}
         elif w[0] == "end":
             if w[1] not in ("remove", "powercut"):
@@ -522,8 +530,7 @@ def capture(path, outroot, keep=False, work=None):
                   "image": f"{image_role}.img.gz"},
         "workload": [{k: v for k, v in p.items() if k != "where"} for p in plan],
         "logs": out_logs,
-        "expect": {m: sc["expect"].get(m, {"exit": 0, "id": None})
-                   for m in (["meta", "crash", "conformance"] if crashed else ["meta", "conformance"])},
+        "expect": expectations(sc, crashed),
         "guest_ops": op_times,
         "dmesg": lab.dm_lines(res["dmesg"]),
         "wall_seconds": None,
@@ -550,6 +557,15 @@ def capture(path, outroot, keep=False, work=None):
         shutil.rmtree(work, ignore_errors=True)
     elif keep:
         log(f"work dir: {work}")
+    return out
+
+
+def expectations(sc, crashed):
+    """verifier runs of a capture -> expected exit and id: every mode that applies (default
+    exit 0), then the scenario's conformance runs on a model variant (`conformance:VARIANT`)."""
+    modes = ["meta", "crash", "conformance"] if crashed else ["meta", "conformance"]
+    out = {m: sc["expect"].get(m, {"exit": 0, "id": None}) for m in modes}
+    out.update({m: e for m, e in sc["expect"].items() if ":" in m})
     return out
 
 
@@ -583,6 +599,13 @@ entry (the rest of the log device was zeros).  Marks on all three logs: `activat
 activation, `q<n>` after the n-th fsync returned, `msg:<message>` (spaces as `_`) after a
 target message returned; a clean remove adds `dm-log-writes-end`.  After a power cut the
 super's `nr_entries` may be smaller than the number of entries: read past it.
+
+Verifier expectations (`expect` in the scenario, `case.json`): the exit of `dmce
+<target>_verify_log --mode MODE` on the logs; `conformance:VARIANT` is conformance mode
+with `--variant VARIANT`, the reference model with a bug the captured kernel has.  The
+6.1 dm-era marks only the first era block of a discard (HAZARDS H-E7, `era_map`): a
+capture with a multi-block discard conforms to `discard-first-block-only`, and the fixed
+model names the discard's other blocks in its differences.
 
 Figures: entries (all / flush / FUA / discard) per log, `sb` = writes to metadata block 0
 (sectors 0-7) in the meta log, `lag` = the super's `nr_entries` is behind the entries.

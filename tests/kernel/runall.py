@@ -530,7 +530,9 @@ def gunzip_to(src, dst):
 
 
 def verify_args(case, d, mode):
-    """command-line arguments of `<target>_verify_log` for one mode (files uncompressed)."""
+    """command-line arguments of `<target>_verify_log` for one mode (files uncompressed);
+    `conformance:VARIANT` is conformance mode with `--variant VARIANT`."""
+    mode, _, variant = mode.partition(":")
     f = case["files"]
     data = "dest" if case["target"] == "clone" else "origin"
     args = ["--mode", mode, "--meta-log", os.path.join(d, "meta.log")]
@@ -539,6 +541,8 @@ def verify_args(case, d, mode):
         args += [f"--{data}-log", os.path.join(d, f"{data}.log"), img, os.path.join(d, f["image"][:-3])]
     elif mode == "conformance":
         args += ["--user-log", os.path.join(d, "top.log")]
+        if variant:
+            args += ["--variant", variant]
     return args
 
 

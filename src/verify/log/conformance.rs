@@ -21,6 +21,13 @@
 //! metadata (the same dump), and byte for byte when a model image of the first
 //! replay is identical block by block. A kernel image no model state reproduces
 //! is a violation; a byte difference is reported with its first block.
+//!
+//! The model runs as the fixed kernel unless told a variant: a kernel with a
+//! known bug (6.1's dm-era marks only the first era block of a discard, HAZARDS
+//! H-E7) is compared with the variant that has it. For dm-era, a violation
+//! names the blocks whose logical era differs between the kernel's commit and
+//! the model's state at the next mark (or at the end of a log closed by a
+//! remove).
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
@@ -29,11 +36,13 @@ use std::hash::{Hash, Hasher};
 
 use super::{LogViolation, MetaState, Summary, Target, VerifyError, Violation};
 use crate::clone::superblock as csb;
+use crate::era::invalidate::{invalidate, InvalidateOptions};
 use crate::era::superblock as esb;
 use crate::io::BLOCK_SIZE;
 use crate::logwrites::{Log, LogSource, END_MARK};
 use crate::model::replay::{replay_with, ReplayOptions};
 use crate::sim::MetaImage;
+use crate::trace::Variant;
 
 /// The kernel's committed images: the device after each superblock write,
 /// with the entry that wrote it; and the device at each mark, by label and
@@ -354,12 +363,14 @@ fn background_hydration<R: LogSource>(kernel: &[(u64, MetaImage)], user: &Log<R>
         .any(|r| !touched.contains(&r))
 }
 
-/// Verifies that the model reproduces every committed image of the kernel.
+/// Verifies that the model (of `variant`) reproduces every committed image of
+/// the kernel.
 pub fn verify<R: LogSource>(
     target: Target,
     meta: &Log<R>,
     mut st: MetaState,
     user: &Log<R>,
+    variant: Variant,
     out: &mut dyn FnMut(LogViolation),
 ) -> Result<Summary, VerifyError> {
     let nr_blocks = st.nr_blocks;
@@ -542,7 +553,7 @@ pub fn verify<R: LogSource>(
         let text = to_trace(target, user, &cfg, remove, &extra);
         // The first pass must run; an extra pass the model refuses (a wait
         // while hydration is off) only explains less.
-        let (images, internal) = match run_model(&text) {
+        let (images, internal) = match run_model(&text, variant) {
             Ok(x) => x,
             Err(e) if !models.is_empty() => {
                 sum.warnings
@@ -599,7 +610,7 @@ pub fn verify<R: LogSource>(
     // of its added commits kept where the kernel committed the same metadata.
     for ((fine_text, _), fp) in texts[2..].iter().zip(&fine_fp) {
         let placed = placed_trace(target, fine_text, fp, &kernel_fp);
-        let Ok((images, internal)) = run_model(&placed) else {
+        let Ok((images, internal)) = run_model(&placed, variant) else {
             continue;
         };
         models[0].extend(images);
@@ -655,11 +666,20 @@ pub fn verify<R: LogSource>(
             ));
         } else {
             sum.violations += 1;
+            let mut what =
+                format!("kernel commit {k}: no state of the model holds the same metadata");
+            if target == Target::Era {
+                if let Some(d) = model_at_next_mark(*entry, &marks, &texts[0], remove)
+                    .and_then(|(at, m)| era_difference(img, m).map(|d| format!("; {at}: {d}")))
+                {
+                    what.push_str(&d);
+                }
+            }
             out(LogViolation(Violation {
                 id: "conformance",
                 cp: *entry as usize,
                 state: String::new(),
-                what: format!("kernel commit {k}: no state of the model holds the same metadata"),
+                what,
             }));
         }
     }
@@ -670,6 +690,124 @@ pub fn verify<R: LogSource>(
         ));
     }
     Ok(sum)
+}
+
+/// The first replay's state at the first mark the metadata log holds after
+/// `entry` (what the model had committed by the line of that mark), or at the
+/// end of a log closed by a remove; with where that is.
+fn model_at_next_mark<'a>(
+    entry: u64,
+    marks: &HashMap<(String, usize), (u64, MetaImage)>,
+    first: &'a (String, Vec<(usize, MetaImage)>),
+    remove: bool,
+) -> Option<(String, &'a MetaImage)> {
+    let (text, images) = first;
+    let next = marks
+        .iter()
+        .filter(|(_, (i, _))| *i > entry)
+        .min_by_key(|(_, (i, _))| *i)
+        .map(|(key, _)| key);
+    let end = || {
+        remove
+            .then(|| images.last().map(|(_, m)| ("at the end".to_string(), m)))
+            .flatten()
+    };
+    let Some((label, n)) = next else {
+        return end();
+    };
+    if label == END_MARK {
+        return end();
+    }
+    let want = format!("mark label={}", word(label));
+    let line = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| *l == want)
+        .nth(*n)
+        .map(|(i, _)| i + 1)?;
+    let img = images.iter().rev().find(|(l, _)| *l < line)?;
+    Some((format!("at the next mark `{label}`"), &img.1))
+}
+
+/// Eras below the current one that [`era_difference`] tells apart at most.
+const ERAS_SEARCHED: u32 = 256;
+
+/// Runs of differing blocks [`era_difference`] names at most.
+const RUNS_NAMED: usize = 8;
+
+/// Each block's logical era (what `era_invalidate --written-since` answers
+/// from) in `img`, for eras `lo..=top`; blocks older than `lo` are absent.
+fn logical_eras(img: &MetaImage, lo: u32, top: u32) -> Option<HashMap<u64, u32>> {
+    let mut eras = HashMap::new();
+    for e in (lo..=top).rev() {
+        let i = invalidate(
+            img,
+            InvalidateOptions {
+                written_since: e,
+                metadata_snapshot: false,
+            },
+        )
+        .ok()?;
+        for b in i.runs().flat_map(|(a, b)| a..b) {
+            eras.entry(b).or_insert(e);
+        }
+    }
+    Some(eras)
+}
+
+/// Where two dm-era images differ: the runs of blocks whose logical era is
+/// not the same in the kernel's and the model's, with both eras.
+fn era_difference(kernel: &MetaImage, model: &MetaImage) -> Option<String> {
+    let era = |img: &MetaImage| esb::read_at(img, 0).ok().map(|(sb, _)| sb.current_era);
+    let top = era(kernel)?.max(era(model)?);
+    let lo = top.saturating_sub(ERAS_SEARCHED).max(1);
+    let (k, m) = (
+        logical_eras(kernel, lo, top)?,
+        logical_eras(model, lo, top)?,
+    );
+    let mut blocks: Vec<u64> = k.keys().chain(m.keys()).copied().collect();
+    blocks.sort_unstable();
+    blocks.dedup();
+    // Runs of consecutive blocks with the same pair of eras.
+    let mut runs: Vec<(u64, u64, Option<u32>, Option<u32>)> = Vec::new();
+    for b in blocks {
+        let (x, y) = (k.get(&b).copied(), m.get(&b).copied());
+        if x == y {
+            continue;
+        }
+        match runs.last_mut() {
+            Some((_, e, px, py)) if *e + 1 == b && *px == x && *py == y => *e = b,
+            _ => runs.push((b, b, x, y)),
+        }
+    }
+    if runs.is_empty() {
+        return None;
+    }
+    let name = |e: Option<u32>| match e {
+        Some(e) => format!("era {e}"),
+        None if lo == 1 => "never written".to_string(),
+        None => format!("before era {lo}"),
+    };
+    let mut parts: Vec<String> = runs
+        .iter()
+        .take(RUNS_NAMED)
+        .map(|&(a, b, x, y)| {
+            let blocks = if a == b {
+                format!("block {a}")
+            } else {
+                format!("blocks {a}..={b}")
+            };
+            format!(
+                "{blocks}: {} in the kernel, {} in the model",
+                name(x),
+                name(y)
+            )
+        })
+        .collect();
+    if runs.len() > RUNS_NAMED {
+        parts.push(format!("{} more runs", runs.len() - RUNS_NAMED));
+    }
+    Some(parts.join("; "))
 }
 
 /// True when the hydrated set of `img` lies between two consecutive sets the
@@ -692,10 +830,14 @@ fn between(img: &MetaImage, passes: &[Vec<crate::model::bits::Bits>]) -> bool {
 /// that committed, and every commit the model made (those while the target was
 /// created included).
 #[allow(clippy::type_complexity)]
-fn run_model(text: &str) -> Result<(Vec<(usize, MetaImage)>, Vec<MetaImage>), VerifyError> {
-    let trace = crate::trace::parse(text).map_err(|e| {
+fn run_model(
+    text: &str,
+    variant: Variant,
+) -> Result<(Vec<(usize, MetaImage)>, Vec<MetaImage>), VerifyError> {
+    let mut trace = crate::trace::parse(text).map_err(|e| {
         VerifyError::Input(format!("the user log makes a malformed trace: line {e}"))
     })?;
+    trace.header.variant = Some(variant);
     let opts = ReplayOptions {
         keep_commits: true,
         ..Default::default()

@@ -11,8 +11,8 @@
 //!   user log (every acknowledged user write is in a hydrated region and on the
 //!   destination).
 //! * dm-era: E1; E2 (after the kernel's recovery, every block the origin log
-//!   wrote is listed by `era_invalidate --written-since` the era it was written
-//!   in). The era of a write is the one in force at the flush before it in the
+//!   wrote or discarded, each era block of a discard included, is listed by
+//!   `era_invalidate --written-since` the era it was written in). The era of a write is the one in force at the flush before it in the
 //!   origin log: the era at activation plus the `msg:checkpoint` marks logged
 //!   by then. Captures mark every log after each checkpoint message returns and
 //!   flush their writes before sending one (tests/kernel/README.md).
@@ -278,7 +278,9 @@ fn era(
         if e.is_flush() {
             era_at_flush = era_now;
         }
-        if e.is_write() {
+        // Every era block a write or a discard changed, not only its first
+        // (HAZARDS H-E7: a discard reaches dm-era whole).
+        if e.is_write() || e.is_discard() {
             let (a, b) = (e.sector * s, (e.sector + e.nr_sectors) * s);
             for blk in a / bs..b.div_ceil(bs) {
                 need.entry(era_at_flush).or_default().insert(blk);
@@ -301,7 +303,7 @@ fn era(
                 "E2",
                 last,
                 format!(
-                    "block {b} (and {} more) was written on the origin in era {era}, but after recovery era_invalidate --written-since {era} does not list it",
+                    "block {b} (and {} more) was written or discarded on the origin in era {era}, but after recovery era_invalidate --written-since {era} does not list it",
                     missing.len() - 1
                 ),
             ));
