@@ -8,7 +8,10 @@
 # fuzz/artifacts/TARGET/. Each run's output goes to LOGDIR/TARGET.N.log, and one
 # line per run to LOGDIR/runs.tsv: start, target, CPU seconds, executions,
 # corpus files after the run, how it ended. A run stopped within
-# seconds of its start passes to the next target.
+# seconds of its start passes to the next target. FUZZ_TIMEOUT (seconds, default
+# 10) is libFuzzer's -timeout, which counts wall time: on a host busy with other
+# work a niced fuzzer sees false hangs, so raise it there and re-run each
+# timeout-* artifact alone to tell a real hang (over 10 s) from a starved one.
 set -u
 [ $# -ge 2 ] || { echo "usage: fuzz/rotate.sh SECONDS LOGDIR [TARGET...]" >&2; exit 2; }
 secs=$1 logs=$2
@@ -31,7 +34,7 @@ for t in "$@"; do
         log="$logs/$t.$n.log"
         start=$(date -u +%H:%M:%S) t0=$(date +%s)
         RAYON_NUM_THREADS=1 /usr/bin/time -f '%U %S' -o "$log.time" nice -n 19 "$bin/$t" "corpus/$t" \
-            -max_total_time="$left" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+            -max_total_time="$left" -timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb=2048 -print_final_stats=1 \
             -artifact_prefix="artifacts/$t/" > "$log" 2>&1
         cpu=$(awk 'END { printf "%.0f", $1 + $2 }' "$log.time")
         execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
