@@ -148,7 +148,7 @@ pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::R
         }
     }
     if let Some(n) = &a.variant {
-        match variant_named(name, n) {
+        match variant_named(name, target, n) {
             Ok(v) => trace.header.variant = Some(v),
             Err(code) => return Ok(code),
         }
@@ -255,7 +255,7 @@ pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::R
 
 /// `--generate`: the bounded exhaustive generator on one variant.
 fn generate(name: &str, target: Target, a: &Args, opts: ReplayOptions) -> anyhow::Result<i32> {
-    let variant = match variant_named(name, a.variant.as_deref().unwrap_or("fixed")) {
+    let variant = match variant_named(name, target, a.variant.as_deref().unwrap_or("fixed")) {
         Ok(v) => v,
         Err(code) => return Ok(code),
     };
@@ -294,16 +294,25 @@ fn generate(name: &str, target: Target, a: &Args, opts: ReplayOptions) -> anyhow
     Ok(if r.violating > 0 { 1 } else { super::EXIT_OK })
 }
 
-/// The variant `--variant` names, or (an unknown name, said) the exit status.
-fn variant_named(name: &str, n: &str) -> Result<crate::trace::Variant, i32> {
-    crate::trace::Variant::from_name(n).ok_or_else(|| {
-        let names: Vec<&str> = crate::trace::Variant::ALL.iter().map(|(_, n)| *n).collect();
-        say(&format!(
-            "{name}: unknown variant `{n}`; variants: {}",
-            names.join(", ")
-        ));
-        super::EXIT_FAILURE
-    })
+/// The variant `--variant` names for `target`, or (an unknown name or one of
+/// the other target, said) the exit status.
+fn variant_named(name: &str, target: Target, n: &str) -> Result<crate::trace::Variant, i32> {
+    use crate::trace::Variant;
+    match Variant::from_name(n) {
+        Some(v) if v.applies_to(target) => Ok(v),
+        found => {
+            let what = match (found, target) {
+                (None, _) => format!("unknown variant `{n}`"),
+                (Some(_), Target::Clone) => format!("`{n}` is a dm-era variant"),
+                (Some(_), Target::Era) => format!("`{n}` is a dm-clone variant"),
+            };
+            say(&format!(
+                "{name}: {what}; variants: {}",
+                Variant::names_for(target).join(", ")
+            ));
+            Err(super::EXIT_FAILURE)
+        }
+    }
 }
 
 fn parse_with(cmd: clap::Command, args: Vec<OsString>) -> Result<Args, i32> {

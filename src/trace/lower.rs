@@ -82,17 +82,23 @@ pub(super) fn header(target: Target, s: &RawStmt<'_>) -> Result<Header> {
     }
     let variant = match args.word("variant", "a variant name")? {
         None => None,
-        Some((w, v)) => Some(Variant::from_name(w).ok_or_else(|| {
-            let names: Vec<&str> = Variant::ALL.iter().map(|(_, n)| *n).collect();
-            s.err(
-                v.at,
-                format!(
-                    "unknown variant {} (expected one of: {})",
-                    quote(w),
-                    names.join(", ")
-                ),
-            )
-        })?),
+        Some((w, v)) => match Variant::from_name(w) {
+            Some(x) if x.applies_to(target) => Some(x),
+            found => {
+                let what = if found.is_some() {
+                    format!("variant {} is not a {} bug", quote(w), target_name(target))
+                } else {
+                    format!("unknown variant {}", quote(w))
+                };
+                return Err(s.err(
+                    v.at,
+                    format!(
+                        "{what} (expected one of: {})",
+                        Variant::names_for(target).join(", ")
+                    ),
+                ));
+            }
+        },
     };
     let expect = match args.word("expect", "`ok`, `refused` or `violation:<ID>`")? {
         None => None,

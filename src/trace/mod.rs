@@ -114,6 +114,38 @@ impl Variant {
         (Variant::DiscardFirstBlockOnly, "discard-first-block-only"),
     ];
 
+    /// True when the variant changes the model of `target` (`fixed` and the
+    /// persistent-data ones apply to both).
+    pub fn applies_to(self, target: Target) -> bool {
+        use Variant::*;
+        match self {
+            Fixed | SbBeforeMetaFlush | AllocIgnoresCurrentCounts => true,
+            CommitBeforeDestFlush
+            | FlushAfterCommit
+            | LiveBitmapCommit
+            | FuaOverwriteEarlyAck
+            | PartialDiscardWrap
+            | RegionShift32bit
+            | NrRegions32bit
+            | ReclaimSourceBeforeCommit => target == Target::Clone,
+            IncoreBitBeforeCommit
+            | NoRecoverCurrentWriteset
+            | SmRootBeforePrecommit
+            | CommitBeforeWorkerStop
+            | StaleDigestCache
+            | DiscardFirstBlockOnly => target == Target::Era,
+        }
+    }
+
+    /// The names of the variants of `target`.
+    pub fn names_for(target: Target) -> Vec<&'static str> {
+        Self::ALL
+            .iter()
+            .filter(|(v, _)| v.applies_to(target))
+            .map(|(_, n)| *n)
+            .collect()
+    }
+
     /// The variant called `name` in traces.
     pub fn from_name(name: &str) -> Option<Variant> {
         Self::ALL.iter().find(|(_, n)| *n == name).map(|(v, _)| *v)

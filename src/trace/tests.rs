@@ -165,12 +165,15 @@ fn headers() {
     assert_eq!(h.expect, Some(Outcome::Violation("I7".into())));
     assert_eq!(h.kernel.as_deref(), Some("6"));
     for (v, name) in Variant::ALL {
-        assert_eq!(
-            ok(&format!("dmtrace 1 clone variant={name}"))
-                .header
-                .variant,
-            Some(*v)
-        );
+        for (target, t) in [(Target::Clone, "clone"), (Target::Era, "era")] {
+            let text = format!("dmtrace 1 {t} variant={name}\n");
+            if v.applies_to(target) {
+                assert_eq!(ok(&text).header.variant, Some(*v));
+            } else {
+                let e = crate::trace::parse(&text).unwrap_err();
+                assert!(e.msg.contains("is not a"), "{e}");
+            }
+        }
     }
 }
 

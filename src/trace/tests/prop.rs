@@ -63,7 +63,12 @@ fn extra() -> impl Strategy<Value = Vec<(String, Value)>> {
 }
 
 fn header(target: Target) -> impl Strategy<Value = Header> {
-    let variant = of(prop::sample::select(Variant::ALL).prop_map(|(v, _)| v));
+    let own: Vec<Variant> = Variant::ALL
+        .iter()
+        .map(|(v, _)| *v)
+        .filter(|v| v.applies_to(target))
+        .collect();
+    let variant = of(prop::sample::select(own));
     let outcome = of(prop_oneof![
         Just(Outcome::Ok),
         Just(Outcome::Refused),
