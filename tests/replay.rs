@@ -439,6 +439,7 @@ fn generator_run(max_ops: usize) {
         (Target::Era, Variant::IncoreBitBeforeCommit, "E2"),
         (Target::Era, Variant::NoRecoverCurrentWriteset, "E2"),
         (Target::Era, Variant::SmRootBeforePrecommit, "E1"),
+        (Target::Era, Variant::DiscardFirstBlockOnly, "E2"),
         (Target::Clone, Variant::SbBeforeMetaFlush, "I1"),
         (Target::Era, Variant::SbBeforeMetaFlush, "E1"),
     ];

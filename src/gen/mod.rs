@@ -120,6 +120,18 @@ fn era_ops(k: usize) -> Vec<Op> {
             Event::WorkerSubmit,
         ]);
     }
+    // A discard over two blocks: one bio (DM core does not split it at era
+    // blocks), every block of it must be recorded (HAZARDS.md H-E7).
+    ops.push(vec![
+        Event::Discard {
+            loc: Loc::Blocks(0, 2),
+            id: None,
+            is_async: false,
+        },
+        Event::WorkerMark,
+        Event::WorkerCommit,
+        Event::WorkerSubmit,
+    ]);
     ops.push(vec![Event::Checkpoint]);
     ops.push(vec![Event::Status { noflush: false }]);
     ops.push(vec![Event::DigestStep { n: Some(1000) }]);
