@@ -439,14 +439,78 @@ mod tests {
             ..Default::default()
         });
         // T0's 3, plus block 2 alone and the in-flight block 3 alone (every
-        // other keep-one or drop-one state is one of those).
-        assert_eq!(t1.len(), 5);
+        // other keep-one or drop-one state is one of those). Blocks 0..4 of
+        // each state: the superblock (3), block 1 (durable 1), block 2 (2),
+        // block 3 (4, in flight).
+        let sorted = |states: &[Choice]| {
+            let mut v: Vec<Vec<u8>> = states
+                .iter()
+                .map(|c| first_bytes(&s.image(c, 512)))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            sorted(&t1),
+            vec![
+                vec![0, 1, 0, 0],
+                vec![0, 1, 0, 4],
+                vec![0, 1, 2, 0],
+                vec![3, 1, 0, 0],
+                vec![3, 1, 2, 0],
+            ]
+        );
         let (t2, total) = s.enumerate(&Options {
             tier: 2,
             ..Default::default()
         });
-        assert_eq!(t2.len(), 8, "2^3 distinct images");
+        // Every subset of the three pending writes, each once.
+        assert_eq!(
+            sorted(&t2),
+            vec![
+                vec![0, 1, 0, 0],
+                vec![0, 1, 0, 4],
+                vec![0, 1, 2, 0],
+                vec![0, 1, 2, 4],
+                vec![3, 1, 0, 0],
+                vec![3, 1, 0, 4],
+                vec![3, 1, 2, 0],
+                vec![3, 1, 2, 4],
+            ]
+        );
         assert!(total > 8);
+    }
+
+    /// Over 12 pending writes, T2 is every subset of at most two of them plus
+    /// `samples` seeded random subsets: reproducible for a seed.
+    #[test]
+    fn t2_beyond_twelve_writes_is_pairs_plus_seeded_samples() {
+        let mut d = SimDisk::new(32, false, new_clock());
+        for b in 1..=14u64 {
+            let w = write(&mut d, b, b as u8);
+            d.complete(w).unwrap();
+        }
+        let s = MetaSpace::capture(&d);
+        assert_eq!(s.pending.len(), 14);
+        let opts = |samples, seed| Options {
+            tier: 2,
+            samples,
+            seed,
+            ..Default::default()
+        };
+        let landed = |c: &Choice| c.landed.iter().filter(|&&x| x).count();
+        let (none, _) = s.enumerate(&opts(0, 0));
+        // T0: nothing, all 14 (no superblock write); T1 adds the 13s; pairs
+        // and singles: 1 + 14 + 91 + 14 (drop-one) + 1 (all) = 121.
+        assert_eq!(none.len(), 121);
+        assert_eq!(none.iter().filter(|c| landed(c) == 2).count(), 91);
+        assert!(none.iter().all(|c| matches!(landed(c), 0..=2 | 13 | 14)));
+        let (a, _) = s.enumerate(&opts(20, 7));
+        let (b, _) = s.enumerate(&opts(20, 7));
+        let (c, _) = s.enumerate(&opts(20, 8));
+        assert_eq!(a, b, "the same seed gives the same states");
+        assert_ne!(a, c, "another seed gives others");
+        assert!(a.len() > none.len() && a.len() <= none.len() + 20);
     }
 
     #[test]
