@@ -407,6 +407,76 @@ fn negative_traces_fire_and_their_fixed_twins_pass() {
     assert!(n >= 20);
 }
 
+#[test]
+fn crash_points_all_still_fire_on_negative_traces_and_keep_fixed_twins_clean() {
+    use dmce::crash::Within;
+    use dmce::model::replay::{replay_with, ReplayOptions};
+    use dmce::trace::Outcome;
+    let statements = ReplayOptions {
+        every_statement: true,
+        ..Default::default()
+    };
+    let all = ReplayOptions {
+        every_event: true,
+        ..statements
+    };
+    let mut event_states = 0;
+    for dir in ["clone", "era"] {
+        let d = repo().join("tests/traces").join(dir);
+        let mut files: Vec<_> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "dmtrace"))
+            .collect();
+        files.sort();
+        for p in files {
+            let t = dmce::trace::parse(&std::fs::read_to_string(&p).unwrap()).unwrap();
+            let some = replay_with(&t, statements).unwrap();
+            let out = replay_with(&t, all).unwrap();
+            // Every point of `statements`, and event points more when the
+            // trace commits (the metadata device sees events).
+            let more = out.commits > 0;
+            assert!(
+                out.crash.points >= some.crash.points + more as u64
+                    && out.crash.states >= some.crash.states + more as u64,
+                "{}: {:?} vs {:?}",
+                p.display(),
+                out.crash,
+                some.crash
+            );
+            let ids: Vec<&str> = out.violations.iter().map(|v| v.id).collect();
+            match t.header.expect.clone() {
+                Some(Outcome::Violation(id)) => {
+                    assert!(
+                        ids.contains(&id.as_str()),
+                        "{}: must violate {id} under --crash-points all (found {ids:?})",
+                        p.display()
+                    );
+                    // What `statements` finds, `all` finds too.
+                    for v in &some.violations {
+                        assert!(ids.contains(&v.id), "{}: {v}", p.display());
+                    }
+                }
+                _ => assert!(
+                    out.violations.is_empty(),
+                    "{}: the fixed model fires under --crash-points all: {:?}",
+                    p.display(),
+                    out.violations
+                ),
+            }
+            for v in &out.violations {
+                if let Ok((_, Within::Event(k))) = Within::split(&v.state) {
+                    assert!(k > 0 && v.what.contains(&format!("after event {k}: ")));
+                    event_states += 1;
+                }
+            }
+        }
+    }
+    // The superblock written before its blocks are flushed is seen at the
+    // device events of the commit too, not only at its flush.
+    assert!(event_states > 0);
+}
+
 fn generator_run(max_ops: usize) {
     use dmce::model::replay::ReplayOptions;
     use dmce::trace::Variant;

@@ -144,6 +144,71 @@ impl Choice {
     }
 }
 
+/// Where a crash point lies relative to its statement; the suffix of the ids
+/// of its states.
+///
+/// A state's id is `cp<line>.m<mask>[.t<w>-<units>]` ([`Choice::id`]) followed
+/// by the point's suffix: none after the statement or at a `crash` line,
+/// `-flush<k>` just before the statement's k-th flush of a non-empty metadata
+/// cache, `-ev<k>` just after the k-th event on the metadata device since the
+/// statement began (write issued, write completed, flush issued, flush
+/// completed, counted in that order). Line, point and mask together name one
+/// state of one replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Within {
+    /// After the statement (or at a `crash` line).
+    End,
+    /// Just before the k-th flush (from 1) of a non-empty cache.
+    Flush(usize),
+    /// Just after the k-th device event (from 1).
+    Event(usize),
+}
+
+impl Within {
+    /// The id suffix.
+    pub fn suffix(&self) -> String {
+        match self {
+            Within::End => String::new(),
+            Within::Flush(k) => format!("-flush{k}"),
+            Within::Event(k) => format!("-ev{k}"),
+        }
+    }
+
+    /// Splits a state id into its [`Choice`] part and its point.
+    pub fn split(id: &str) -> Result<(&str, Within), String> {
+        // A torn write's `.t<w>-<units>` has a dash too: the point's suffix is
+        // the part after the last dash, when it names one (hex digits never
+        // spell `flush` or `ev`).
+        let (base, tail) = match id.rsplit_once('-') {
+            Some((b, t)) if t.starts_with("flush") || t.starts_with("ev") => (b, t),
+            _ => return Ok((id, Within::End)),
+        };
+        let bad = || format!("`{id}`: `-{tail}` is not a crash point (-flush<k> or -ev<k>)");
+        let k = |n: &str| -> Result<usize, String> {
+            match n.parse::<usize>() {
+                Ok(k) if k > 0 && !n.starts_with('0') => Ok(k),
+                _ => Err(bad()),
+            }
+        };
+        let w = match (tail.strip_prefix("flush"), tail.strip_prefix("ev")) {
+            (Some(n), _) => Within::Flush(k(n)?),
+            (_, Some(n)) => Within::Event(k(n)?),
+            _ => return Err(bad()),
+        };
+        Ok((base, w))
+    }
+}
+
+impl std::fmt::Display for Within {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Within::End => write!(f, "after the statement"),
+            Within::Flush(k) => write!(f, "before its flush {k} of the metadata device"),
+            Within::Event(k) => write!(f, "after its event {k} on the metadata device"),
+        }
+    }
+}
+
 /// The crash-state space of a metadata device at one crash point.
 #[derive(Debug, Clone)]
 pub struct MetaSpace {
@@ -195,6 +260,19 @@ impl MetaSpace {
     /// The space of a device of `nr_blocks` at a recorded flush point.
     pub fn at_flush(nr_blocks: u64, p: &crate::sim::FlushPoint) -> Self {
         Self::from_maps(nr_blocks, &p.durable, &p.volatile)
+    }
+
+    /// The space of a device of `nr_blocks` at a recorded event point: the
+    /// cached writes in completion order, then those in flight in issue order.
+    pub fn at_event(nr_blocks: u64, p: &crate::sim::EventPoint) -> Self {
+        let mut s = Self::from_maps(nr_blocks, &p.durable, &p.volatile);
+        s.pending
+            .extend(p.inflight.iter().map(|(block, v)| Pending {
+                block: *block,
+                data: v.0.clone(),
+                inflight: true,
+            }));
+        s
     }
 
     fn from_maps(
@@ -488,5 +566,48 @@ mod tests {
         }
         assert!(Choice::parse("cp1.m10", 3).is_err());
         assert!(Choice::parse("nope", 3).is_err());
+    }
+
+    #[test]
+    fn point_suffixes_split_off_and_round_trip() {
+        for w in [Within::End, Within::Flush(2), Within::Event(17)] {
+            for base in ["cp7.m3", "cp7.m3.t1-ff", "cp7.m0.t0-e"] {
+                let id = format!("{base}{}", w.suffix());
+                assert_eq!(Within::split(&id), Ok((base, w)), "{id}");
+            }
+        }
+        for bad in ["cp7.m3-ev", "cp7.m3-ev0", "cp7.m3-flushx", "cp7.m3-ev01"] {
+            assert!(Within::split(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_event_point_puts_writes_in_flight_after_the_cached_ones() {
+        use crate::sim::{new_clock, MetaDev};
+        let dev = MetaDev::new(8, false, new_clock());
+        dev.record_event_points(true);
+        use crate::io::BlockDevice;
+        dev.write(2, &[2; BLOCK_SIZE]).unwrap();
+        dev.write(0, &[3; BLOCK_SIZE]).unwrap();
+        let points = dev.take_event_points();
+        // The superblock's write issued: block 2 cached, block 0 in flight.
+        let p = &points[2];
+        let s = MetaSpace::at_event(8, p);
+        let got: Vec<(u64, bool)> = s.pending.iter().map(|x| (x.block, x.inflight)).collect();
+        assert_eq!(got, vec![(2, false), (0, true)]);
+        let (states, _) = s.enumerate(&Options {
+            tier: 0,
+            ..Default::default()
+        });
+        // Durable only, the cached write alone (all landed: the one in flight
+        // is not complete), and the superblock alone.
+        let imgs: Vec<Vec<u8>> = states
+            .iter()
+            .map(|c| first_bytes(&s.image(c, 512)))
+            .collect();
+        assert_eq!(
+            imgs,
+            vec![vec![0, 0, 0, 0], vec![0, 0, 2, 0], vec![3, 0, 0, 0]]
+        );
     }
 }
