@@ -19,6 +19,8 @@
 pub mod log;
 mod monotone;
 pub mod ordering;
+#[cfg(test)]
+mod tests;
 
 pub use monotone::Monotone;
 
