@@ -18,7 +18,7 @@
 //!   suffixes, one unit missing) over the landed state.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -141,6 +141,45 @@ impl Choice {
             return Err(bad());
         }
         Ok((cp, Choice { landed, torn }))
+    }
+}
+
+/// Content hashes of shared blocks, by allocation, for
+/// [`MetaSpace::fingerprint`]. Only blocks that outlive the cache may go
+/// through it (a freed block's address can be reused by another).
+#[derive(Debug)]
+pub struct BlockHashes {
+    by_ptr: HashMap<usize, u64>,
+    zero: u64,
+}
+
+impl Default for BlockHashes {
+    fn default() -> Self {
+        BlockHashes {
+            by_ptr: HashMap::new(),
+            zero: block_hash(&[0u8; BLOCK_SIZE]),
+        }
+    }
+}
+
+impl BlockHashes {
+    fn of(&mut self, b: &Arc<Block>) -> u64 {
+        *self
+            .by_ptr
+            .entry(Arc::as_ptr(b) as usize)
+            .or_insert_with(|| block_hash(b))
+    }
+
+    /// The share of block `b` with content hash `h` in an image's
+    /// fingerprint: none for a zeroed block (as for one never written).
+    fn term(&self, b: u64, h: u64) -> u128 {
+        if h == self.zero {
+            return 0;
+        }
+        let mut s = b ^ h.rotate_left(17);
+        let lo = splitmix(&mut s);
+        let hi = splitmix(&mut s);
+        (hi as u128) << 64 | lo as u128
     }
 }
 
@@ -344,6 +383,49 @@ impl MetaSpace {
             map.insert(b, b + 1, u64::MAX, MetaVal(data));
         }
         MetaImage::new(self.nr_blocks, map)
+    }
+
+    /// The fingerprint of the base content (see [`fingerprint`](Self::fingerprint)).
+    pub fn base_fingerprint(&self, hashes: &mut BlockHashes) -> u128 {
+        let mut k = 0;
+        for (s, e, _, v) in self.base.iter() {
+            let h = hashes.of(&v.0);
+            for b in s..e {
+                k ^= hashes.term(b, h);
+            }
+        }
+        k
+    }
+
+    /// A fingerprint of the whole image of state `c`, comparable between
+    /// spaces of the same device (unlike the deduplication inside
+    /// [`enumerate`](Self::enumerate), which is relative to the base):
+    /// the xor of a 128-bit hash of each non-zero block and its number.
+    /// `base` is [`base_fingerprint`](Self::base_fingerprint); `hashes` must
+    /// not outlive this space's blocks.
+    pub fn fingerprint(
+        &self,
+        c: &Choice,
+        unit: usize,
+        base: u128,
+        hashes: &mut BlockHashes,
+    ) -> u128 {
+        // A torn block is made for this image alone: hashed, never cached.
+        let torn = c.torn.map(|(w, _)| self.pending[w].block);
+        let mut k = base;
+        for (b, data) in self.overlay(c, unit) {
+            let old = match self.base.get(b) {
+                Some((_, v)) => hashes.of(&v.0),
+                None => hashes.zero,
+            };
+            let new = if torn == Some(b) {
+                block_hash(&data)
+            } else {
+                hashes.of(&data)
+            };
+            k ^= hashes.term(b, old) ^ hashes.term(b, new);
+        }
+        k
     }
 
     /// A hash of the state's content, for deduplication.
@@ -566,6 +648,55 @@ mod tests {
         }
         assert!(Choice::parse("cp1.m10", 3).is_err());
         assert!(Choice::parse("nope", 3).is_err());
+    }
+
+    #[test]
+    fn fingerprints_are_equal_exactly_when_images_are() {
+        // Two spaces of one device: the states at its capture, and the states
+        // once block 2 is durable, every state of both at tier 3.
+        let mut d = SimDisk::new(8, false, new_clock());
+        let a = write(&mut d, 1, 1);
+        d.complete(a).unwrap();
+        flush(&mut d);
+        let b = write(&mut d, 2, 2);
+        d.complete(b).unwrap();
+        let c = write(&mut d, 0, 3);
+        d.complete(c).unwrap();
+        let e = write(&mut d, 2, 0); // zeroes over block 2: as never written
+        let first = MetaSpace::capture(&d);
+        d.complete(e).unwrap();
+        flush(&mut d);
+        write(&mut d, 3, 4);
+        let second = MetaSpace::capture(&d);
+        let opts = Options {
+            tier: 3,
+            ..Default::default()
+        };
+        let mut hashes = BlockHashes::default();
+        let mut all: Vec<(u128, Vec<u8>)> = Vec::new();
+        for s in [&first, &second] {
+            let base = s.base_fingerprint(&mut hashes);
+            for c in s.enumerate(&opts).0 {
+                let img = s.image(&c, 512);
+                let mut bytes = Vec::new();
+                for b in 0..4 {
+                    let mut x = [0u8; BLOCK_SIZE];
+                    use crate::io::BlockDevice;
+                    img.read(b, &mut x).unwrap();
+                    bytes.extend_from_slice(&x);
+                }
+                all.push((s.fingerprint(&c, 512, base, &mut hashes), bytes));
+            }
+        }
+        let mut equal = 0;
+        for (i, (k1, b1)) in all.iter().enumerate() {
+            for (k2, b2) in &all[i + 1..] {
+                assert_eq!(k1 == k2, b1 == b2);
+                equal += (b1 == b2) as usize;
+            }
+        }
+        assert!(equal > 0, "the spaces share images");
+        assert!(all.len() > 20);
     }
 
     #[test]

@@ -8,6 +8,15 @@ use std::collections::{HashMap, HashSet};
 use crate::pdata::refs::Role;
 use crate::sim::MetaVal;
 
+/// The metadata images checked at the crash points inside one statement.
+#[derive(Default)]
+struct Seen {
+    images: HashSet<u128>,
+    /// Valid while the statement's recorded points (whose blocks it hashed)
+    /// are alive.
+    hashes: crate::crash::BlockHashes,
+}
+
 impl Runner {
     pub(super) fn crash(&mut self, line: usize, mode: &CrashMode) -> Result<(), ModelError> {
         let model = self.model.as_ref().expect("checked");
@@ -166,7 +175,8 @@ impl Runner {
     ///
     /// The ids of the states carry the point's suffix ([`crate::crash::Within`]).
     /// An event point whose device state equals the point before it, or the
-    /// state after the statement, is not explored.
+    /// state after the statement, is not explored, and an image already
+    /// checked at an earlier point of the statement is not checked again.
     pub(super) fn explore_point(&mut self, line: usize) {
         let model = self.model.as_ref().expect("checked");
         let running = match model {
@@ -196,6 +206,10 @@ impl Runner {
         // G1/G2 findings of this statement: later points of the same flush
         // epoch see them again.
         let mut reported: HashSet<(&'static str, String)> = HashSet::new();
+        // With event points: the metadata images checked in this statement (an
+        // event point's states are mostly those of the point before it, and
+        // the state before a flush is the one after the last write before it).
+        let mut seen = (!events.is_empty()).then(Seen::default);
         for (k, p) in flushes.iter().enumerate() {
             // G1 and G2: the order of the writes this flush covers.
             let written: Vec<u64> = p.volatile.iter().flat_map(|(a, b, _, _)| a..b).collect();
@@ -217,7 +231,7 @@ impl Runner {
             }
             let space = crate::crash::MetaSpace::at_flush(nr, p);
             let suffix = crate::crash::Within::Flush(k + 1).suffix();
-            self.check_meta_space(line, &space, &suffix, "");
+            self.check_meta_space(line, &space, &suffix, "", seen.as_mut(), false);
         }
         // What the durable superblock reaches, kept while the durable content
         // stays the same (it changes only when a flush or FUA write completes).
@@ -256,7 +270,7 @@ impl Runner {
             let space = crate::crash::MetaSpace::at_event(nr, p);
             let note = format!(" (after event {k}: {})", p.event);
             let suffix = crate::crash::Within::Event(k).suffix();
-            self.check_meta_space(line, &space, &suffix, &note);
+            self.check_meta_space(line, &space, &suffix, &note, seen.as_mut(), true);
         }
         if !running {
             return;
@@ -272,19 +286,30 @@ impl Runner {
 
     /// One metadata crash point inside statement `line`: the states of `space`
     /// checked for I1/E1, their ids suffixed with `suffix`, `note` appended to
-    /// what a violation found.
+    /// what a violation found. With `seen`, the images checked are recorded
+    /// there and, when `skip_seen`, an image checked at an earlier point of the
+    /// statement is not checked again.
     fn check_meta_space(
         &mut self,
         line: usize,
         space: &crate::crash::MetaSpace,
         suffix: &str,
         note: &str,
+        mut seen: Option<&mut Seen>,
+        skip_seen: bool,
     ) {
         let (choices, total) = space.enumerate(&self.opts.crash);
         self.out.crash.points += 1;
         self.out.crash.states += total as u64;
         let unit = self.opts.crash.atomic_unit;
+        let base = seen.as_mut().map(|s| space.base_fingerprint(&mut s.hashes));
         for c in choices {
+            if let (Some(s), Some(base)) = (seen.as_mut(), base) {
+                let key = space.fingerprint(&c, unit, base, &mut s.hashes);
+                if !s.images.insert(key) && skip_seen {
+                    continue;
+                }
+            }
             let img = space.image(&c, unit);
             let id = format!("{}{suffix}", c.id(line));
             self.out.crash.views += 1;
