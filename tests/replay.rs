@@ -495,6 +495,26 @@ fn crash_points_all_still_fire_on_negative_traces_and_keep_fixed_twins_clean() {
     assert!(tier3_traces >= 10);
 }
 
+#[test]
+fn a_state_inside_a_statement_is_not_rebuilt_at_a_crash_line() {
+    let run = |id: &str| {
+        let text = format!(
+            "dmtrace 1 clone\nconfig size=64 region=8 hydration=off\nwrite at=1+1\ncrash mode=state:{id}\n"
+        );
+        dmce::model::replay::replay(&dmce::trace::parse(&text).unwrap())
+    };
+    assert!(run("cp4.m0").is_ok());
+    let e = run("cp4.m0-ev2").unwrap_err();
+    assert_eq!(e.line, 4);
+    assert!(
+        e.to_string()
+            .contains("lies inside a statement (after its event 2 on the metadata device)"),
+        "{e}"
+    );
+    let e = run("cp4.m0-flush0").unwrap_err();
+    assert!(e.to_string().contains("is not a crash point"), "{e}");
+}
+
 fn generator_run(max_ops: usize) {
     use dmce::model::replay::ReplayOptions;
     use dmce::trace::Variant;

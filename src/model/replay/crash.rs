@@ -42,13 +42,13 @@ impl Runner {
             }
             CrashMode::State(id) => {
                 let (base, within) = crate::crash::Within::split(id).map_err(ModelError::Trace)?;
-                let (cp, c) = crate::crash::Choice::parse(base, space.pending.len())
-                    .map_err(ModelError::Trace)?;
                 if within != crate::crash::Within::End {
                     return Err(ModelError::Trace(format!(
-                        "state {id} is a crash point inside the statement on line {cp} ({within}); `crash mode=state:` rebuilds the states of a crash line"
+                        "state {id} lies inside a statement ({within}); `crash mode=state:` rebuilds only the states of a crash line"
                     )));
                 }
+                let (cp, c) = crate::crash::Choice::parse(base, space.pending.len())
+                    .map_err(ModelError::Trace)?;
                 if cp != line {
                     return Err(ModelError::Trace(format!(
                         "state {id} belongs to the crash on line {cp}, not line {line}"
