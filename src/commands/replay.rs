@@ -59,10 +59,10 @@ struct Args {
     #[arg(long, value_name = "S", default_value_t = 0)]
     seed: u64,
     /// Where power cuts are explored: `lines` (the trace's `crash` lines),
-    /// `statements` (also after every statement, without stopping the model,
-    /// and at every flush of the metadata device inside one: the default with
-    /// --generate) or `all` (also after every event on the metadata device:
-    /// each write's and each flush's issue and completion).
+    /// `statements` (with --generate the default: also after every
+    /// statement, without stopping the model, and at every flush of the
+    /// metadata device inside one) or `all` (also after every event on the
+    /// metadata device: each write's and each flush's issue and completion).
     #[arg(long, value_name = "WHERE", value_parser = ["lines", "statements", "all"])]
     crash_points: Option<String>,
     /// Write into DIR the dm-log-writes logs that log-writes devices under the
