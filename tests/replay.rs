@@ -420,6 +420,118 @@ fn negative_traces_fire_and_their_fixed_twins_pass() {
     assert!(n >= 20);
 }
 
+#[test]
+fn crash_points_all_still_fire_on_negative_traces_and_keep_fixed_twins_clean() {
+    use dmce::crash::Within;
+    use dmce::model::replay::{replay_with, ReplayOptions};
+    use dmce::trace::Outcome;
+    let statements = ReplayOptions {
+        every_statement: true,
+        ..Default::default()
+    };
+    let all = ReplayOptions {
+        every_event: true,
+        ..statements
+    };
+    let mut tier3_traces = 0;
+    for dir in ["clone", "era"] {
+        let d = repo().join("tests/traces").join(dir);
+        let mut files: Vec<_> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "dmtrace"))
+            .collect();
+        files.sort();
+        for p in files {
+            let t = dmce::trace::parse(&std::fs::read_to_string(&p).unwrap()).unwrap();
+            if t.header.expect == Some(Outcome::Refused) {
+                assert!(replay_with(&t, all).is_err(), "{}", p.display());
+                continue;
+            }
+            let some = replay_with(&t, statements).unwrap();
+            let out = replay_with(&t, all).unwrap();
+            // Every point of `statements`, and event points more when the
+            // trace commits (the metadata device sees events).
+            let more = out.commits > 0;
+            assert!(
+                out.crash.points >= some.crash.points + more as u64
+                    && out.crash.states >= some.crash.states + more as u64,
+                "{}: {:?} vs {:?}",
+                p.display(),
+                out.crash,
+                some.crash
+            );
+            let ids: Vec<&str> = out.violations.iter().map(|v| v.id).collect();
+            match t.header.expect.clone() {
+                Some(Outcome::Violation(id)) => {
+                    assert!(
+                        ids.contains(&id.as_str()),
+                        "{}: must violate {id} under --crash-points all (found {ids:?})",
+                        p.display()
+                    );
+                    // What `statements` finds, `all` finds too.
+                    for v in &some.violations {
+                        assert!(ids.contains(&v.id), "{}: {v}", p.display());
+                    }
+                }
+                _ => assert!(
+                    out.violations.is_empty(),
+                    "{}: the fixed model fires under --crash-points all: {:?}",
+                    p.display(),
+                    out.violations
+                ),
+            }
+            for v in &out.violations {
+                if let Ok((_, Within::Event(k))) = Within::split(&v.state) {
+                    assert!(v.what.contains(&format!("after event {k}: ")), "{v}");
+                }
+            }
+            // Tier 3 tears the writes of every event point: states no flush
+            // point has (the writes cached before a flush, torn, with only
+            // some of the others).
+            if out.commits > 0 {
+                let tier3 = |o: ReplayOptions| {
+                    let mut o = o;
+                    o.crash.tier = 3;
+                    replay_with(&t, o).unwrap()
+                };
+                let (s3, a3) = (tier3(statements), tier3(all));
+                assert!(a3.crash.views > s3.crash.views, "{}", p.display());
+                if !matches!(t.header.expect, Some(Outcome::Violation(_))) {
+                    assert!(
+                        a3.violations.is_empty(),
+                        "{}: {:?}",
+                        p.display(),
+                        a3.violations
+                    );
+                }
+                tier3_traces += 1;
+            }
+        }
+    }
+    assert!(tier3_traces >= 10);
+}
+
+#[test]
+fn a_state_inside_a_statement_is_not_rebuilt_at_a_crash_line() {
+    let run = |id: &str| {
+        let text = format!(
+            "dmtrace 1 clone\nconfig size=64 region=8 hydration=off\nwrite at=1+1\ncrash mode=state:{id}\n"
+        );
+        dmce::model::replay::replay(&dmce::trace::parse(&text).unwrap())
+    };
+    assert!(run("cp4.m0").is_ok());
+    let e = run("cp4.m0-ev2").unwrap_err();
+    assert_eq!(e.line, 4);
+    assert!(
+        e.to_string()
+            .contains("lies inside a statement (after its event 2 on the metadata device)"),
+        "{e}"
+    );
+    let e = run("cp4.m0-flush0").unwrap_err();
+    assert!(e.to_string().contains("is not a crash point"), "{e}");
+}
+
 fn generator_run(max_ops: usize) {
     use dmce::model::replay::ReplayOptions;
     use dmce::trace::Variant;

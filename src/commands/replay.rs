@@ -60,10 +60,12 @@ struct Args {
     /// Seed of those samples.
     #[arg(long, value_name = "S", default_value_t = 0)]
     seed: u64,
-    /// Where power cuts are explored: `lines` (the trace's `crash` lines) or
-    /// `statements` (also after every statement, without stopping the model):
-    /// the default with --generate.
-    #[arg(long, value_name = "WHERE", value_parser = ["lines", "statements"])]
+    /// Where power cuts are explored: `lines` (the trace's `crash` lines),
+    /// `statements` (with --generate the default: also after every
+    /// statement, without stopping the model, and at every flush of the
+    /// metadata device inside one) or `all` (also after every event on the
+    /// metadata device: each write's and each flush's issue and completion).
+    #[arg(long, value_name = "WHERE", value_parser = ["lines", "statements", "all"])]
     crash_points: Option<String>,
     /// Write into DIR the dm-log-writes logs that log-writes devices under the
     /// model's devices would hold (meta.log, dest.log or origin.log) and the
@@ -92,10 +94,11 @@ pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::R
     opts.crash.samples = a.samples;
     opts.crash.seed = a.seed;
     opts.every_statement = match a.crash_points.as_deref() {
-        Some("statements") => true,
+        Some("statements" | "all") => true,
         Some(_) => false,
         None => a.generate,
     };
+    opts.every_event = a.crash_points.as_deref() == Some("all");
     if a.generate {
         return generate(name, target, &a, opts);
     }

@@ -18,7 +18,7 @@
 //!   suffixes, one unit missing) over the landed state.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -144,6 +144,110 @@ impl Choice {
     }
 }
 
+/// Content hashes of shared blocks, by allocation, for
+/// [`MetaSpace::fingerprint`]. Only blocks that outlive the cache may go
+/// through it (a freed block's address can be reused by another).
+#[derive(Debug)]
+pub struct BlockHashes {
+    by_ptr: HashMap<usize, u64>,
+    zero: u64,
+}
+
+impl Default for BlockHashes {
+    fn default() -> Self {
+        BlockHashes {
+            by_ptr: HashMap::new(),
+            zero: block_hash(&[0u8; BLOCK_SIZE]),
+        }
+    }
+}
+
+impl BlockHashes {
+    fn of(&mut self, b: &Arc<Block>) -> u64 {
+        *self
+            .by_ptr
+            .entry(Arc::as_ptr(b) as usize)
+            .or_insert_with(|| block_hash(b))
+    }
+
+    /// The share of block `b` with content hash `h` in an image's
+    /// fingerprint: none for a zeroed block (as for one never written).
+    fn term(&self, b: u64, h: u64) -> u128 {
+        if h == self.zero {
+            return 0;
+        }
+        let mut s = b ^ h.rotate_left(17);
+        let lo = splitmix(&mut s);
+        let hi = splitmix(&mut s);
+        (hi as u128) << 64 | lo as u128
+    }
+}
+
+/// Where a crash point lies relative to its statement; the suffix of the ids
+/// of its states.
+///
+/// A state's id is `cp<line>.m<mask>[.t<w>-<units>]` ([`Choice::id`]) followed
+/// by the point's suffix: none after the statement or at a `crash` line,
+/// `-flush<k>` just before the statement's k-th flush of a non-empty metadata
+/// cache, `-ev<k>` just after the k-th event on the metadata device since the
+/// statement began (write issued, write completed, flush issued, flush
+/// completed, counted in that order). Line, point and mask together name one
+/// state of one replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Within {
+    /// After the statement (or at a `crash` line).
+    End,
+    /// Just before the k-th flush (from 1) of a non-empty cache.
+    Flush(usize),
+    /// Just after the k-th device event (from 1).
+    Event(usize),
+}
+
+impl Within {
+    /// The id suffix.
+    pub fn suffix(&self) -> String {
+        match self {
+            Within::End => String::new(),
+            Within::Flush(k) => format!("-flush{k}"),
+            Within::Event(k) => format!("-ev{k}"),
+        }
+    }
+
+    /// Splits a state id into its [`Choice`] part and its point.
+    pub fn split(id: &str) -> Result<(&str, Within), String> {
+        // A torn write's `.t<w>-<units>` has a dash too: the point's suffix is
+        // the part after the last dash, when it names one (hex digits never
+        // spell `flush` or `ev`).
+        let (base, tail) = match id.rsplit_once('-') {
+            Some((b, t)) if t.starts_with("flush") || t.starts_with("ev") => (b, t),
+            _ => return Ok((id, Within::End)),
+        };
+        let bad = || format!("`{id}`: `-{tail}` is not a crash point (-flush<k> or -ev<k>)");
+        let k = |n: &str| -> Result<usize, String> {
+            match n.parse::<usize>() {
+                Ok(k) if k > 0 && !n.starts_with('0') => Ok(k),
+                _ => Err(bad()),
+            }
+        };
+        let w = match (tail.strip_prefix("flush"), tail.strip_prefix("ev")) {
+            (Some(n), _) => Within::Flush(k(n)?),
+            (_, Some(n)) => Within::Event(k(n)?),
+            _ => return Err(bad()),
+        };
+        Ok((base, w))
+    }
+}
+
+impl std::fmt::Display for Within {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Within::End => write!(f, "after the statement"),
+            Within::Flush(k) => write!(f, "before its flush {k} of the metadata device"),
+            Within::Event(k) => write!(f, "after its event {k} on the metadata device"),
+        }
+    }
+}
+
 /// The crash-state space of a metadata device at one crash point.
 #[derive(Debug, Clone)]
 pub struct MetaSpace {
@@ -195,6 +299,19 @@ impl MetaSpace {
     /// The space of a device of `nr_blocks` at a recorded flush point.
     pub fn at_flush(nr_blocks: u64, p: &crate::sim::FlushPoint) -> Self {
         Self::from_maps(nr_blocks, &p.durable, &p.volatile)
+    }
+
+    /// The space of a device of `nr_blocks` at a recorded event point: the
+    /// cached writes in completion order, then those in flight in issue order.
+    pub fn at_event(nr_blocks: u64, p: &crate::sim::EventPoint) -> Self {
+        let mut s = Self::from_maps(nr_blocks, &p.durable, &p.volatile);
+        s.pending
+            .extend(p.inflight.iter().map(|(block, v)| Pending {
+                block: *block,
+                data: v.0.clone(),
+                inflight: true,
+            }));
+        s
     }
 
     fn from_maps(
@@ -266,6 +383,49 @@ impl MetaSpace {
             map.insert(b, b + 1, u64::MAX, MetaVal(data));
         }
         MetaImage::new(self.nr_blocks, map)
+    }
+
+    /// The fingerprint of the base content (see [`fingerprint`](Self::fingerprint)).
+    pub fn base_fingerprint(&self, hashes: &mut BlockHashes) -> u128 {
+        let mut k = 0;
+        for (s, e, _, v) in self.base.iter() {
+            let h = hashes.of(&v.0);
+            for b in s..e {
+                k ^= hashes.term(b, h);
+            }
+        }
+        k
+    }
+
+    /// A fingerprint of the whole image of state `c`, comparable between
+    /// spaces of the same device (unlike the deduplication inside
+    /// [`enumerate`](Self::enumerate), which is relative to the base):
+    /// the xor of a 128-bit hash of each non-zero block and its number.
+    /// `base` is [`base_fingerprint`](Self::base_fingerprint); `hashes` must
+    /// not outlive this space's blocks.
+    pub fn fingerprint(
+        &self,
+        c: &Choice,
+        unit: usize,
+        base: u128,
+        hashes: &mut BlockHashes,
+    ) -> u128 {
+        // A torn block is made for this image alone: hashed, never cached.
+        let torn = c.torn.map(|(w, _)| self.pending[w].block);
+        let mut k = base;
+        for (b, data) in self.overlay(c, unit) {
+            let old = match self.base.get(b) {
+                Some((_, v)) => hashes.of(&v.0),
+                None => hashes.zero,
+            };
+            let new = if torn == Some(b) {
+                block_hash(&data)
+            } else {
+                hashes.of(&data)
+            };
+            k ^= hashes.term(b, old) ^ hashes.term(b, new);
+        }
+        k
     }
 
     /// A hash of the state's content, for deduplication.
@@ -552,5 +712,97 @@ mod tests {
         }
         assert!(Choice::parse("cp1.m10", 3).is_err());
         assert!(Choice::parse("nope", 3).is_err());
+    }
+
+    #[test]
+    fn fingerprints_are_equal_exactly_when_images_are() {
+        // Two spaces of one device: the states at its capture, and the states
+        // once block 2 is durable, every state of both at tier 3.
+        let mut d = SimDisk::new(8, false, new_clock());
+        let a = write(&mut d, 1, 1);
+        d.complete(a).unwrap();
+        flush(&mut d);
+        let b = write(&mut d, 2, 2);
+        d.complete(b).unwrap();
+        let c = write(&mut d, 0, 3);
+        d.complete(c).unwrap();
+        let e = write(&mut d, 2, 0); // zeroes over block 2: as never written
+        let first = MetaSpace::capture(&d);
+        d.complete(e).unwrap();
+        flush(&mut d);
+        write(&mut d, 3, 4);
+        let second = MetaSpace::capture(&d);
+        let opts = Options {
+            tier: 3,
+            ..Default::default()
+        };
+        let mut hashes = BlockHashes::default();
+        let mut all: Vec<(u128, Vec<u8>)> = Vec::new();
+        for s in [&first, &second] {
+            let base = s.base_fingerprint(&mut hashes);
+            for c in s.enumerate(&opts).0 {
+                let img = s.image(&c, 512);
+                let mut bytes = Vec::new();
+                for b in 0..4 {
+                    let mut x = [0u8; BLOCK_SIZE];
+                    use crate::io::BlockDevice;
+                    img.read(b, &mut x).unwrap();
+                    bytes.extend_from_slice(&x);
+                }
+                all.push((s.fingerprint(&c, 512, base, &mut hashes), bytes));
+            }
+        }
+        let mut equal = 0;
+        for (i, (k1, b1)) in all.iter().enumerate() {
+            for (k2, b2) in &all[i + 1..] {
+                assert_eq!(k1 == k2, b1 == b2);
+                equal += (b1 == b2) as usize;
+            }
+        }
+        assert!(equal > 0, "the spaces share images");
+        assert!(all.len() > 20);
+    }
+
+    #[test]
+    fn point_suffixes_split_off_and_round_trip() {
+        for w in [Within::End, Within::Flush(2), Within::Event(17)] {
+            for base in ["cp7.m3", "cp7.m3.t1-ff", "cp7.m0.t0-e"] {
+                let id = format!("{base}{}", w.suffix());
+                assert_eq!(Within::split(&id), Ok((base, w)), "{id}");
+            }
+        }
+        for bad in ["cp7.m3-ev", "cp7.m3-ev0", "cp7.m3-flushx", "cp7.m3-ev01"] {
+            assert!(Within::split(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_event_point_puts_writes_in_flight_after_the_cached_ones() {
+        use crate::sim::{new_clock, MetaDev};
+        let dev = MetaDev::new(8, false, new_clock());
+        dev.record_event_points(true);
+        use crate::io::BlockDevice;
+        dev.write(2, &[2; BLOCK_SIZE]).unwrap();
+        dev.write(0, &[3; BLOCK_SIZE]).unwrap();
+        let points = dev.take_event_points();
+        // The superblock's write issued: block 2 cached, block 0 in flight.
+        let p = &points[2];
+        let s = MetaSpace::at_event(8, p);
+        let got: Vec<(u64, bool)> = s.pending.iter().map(|x| (x.block, x.inflight)).collect();
+        assert_eq!(got, vec![(2, false), (0, true)]);
+        let (states, _) = s.enumerate(&Options {
+            tier: 0,
+            ..Default::default()
+        });
+        // Durable only, the cached write alone (all landed: the one in flight
+        // is not complete), and the superblock alone.
+        let imgs: Vec<Vec<u8>> = states
+            .iter()
+            .map(|c| first_bytes(&s.image(c, 512)))
+            .collect();
+        assert_eq!(
+            imgs,
+            vec![vec![0, 0, 0, 0], vec![0, 0, 2, 0], vec![3, 0, 0, 0]]
+        );
     }
 }

@@ -251,6 +251,18 @@ impl<V: Unit> ExtentMap<V> {
     pub fn iter(&self) -> impl Iterator<Item = (u64, u64, u64, &V)> + '_ {
         self.exts.iter().map(|x| (x.start, x.end, x.seq, &x.val))
     }
+
+    /// True when both maps hold the same writes: the same extents, each from
+    /// the same completion seq (a seq names one write, so the values agree
+    /// without comparing them).
+    pub fn same_writes(&self, other: &Self) -> bool {
+        self.exts.len() == other.exts.len()
+            && self
+                .exts
+                .iter()
+                .zip(&other.exts)
+                .all(|(a, b)| (a.start, a.end, a.seq) == (b.start, b.end, b.seq))
+    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,8 @@
 pub mod log;
 mod monotone;
 pub mod ordering;
+#[cfg(test)]
+mod tests;
 
 pub use monotone::Monotone;
 
@@ -463,61 +465,5 @@ impl<'m> EraChecker<'m> {
             }
         }
         Vec::new()
-    }
-}
-
-#[cfg(test)]
-mod i5 {
-    use super::*;
-    use crate::model::clone::CloneConfig;
-    use crate::sim::Io;
-    use crate::trace::{Init, Variant};
-
-    fn model() -> CloneModel {
-        let cfg = CloneConfig {
-            size: 64,
-            region_size: 8,
-            meta_blocks: 256,
-            hydration: false,
-            threshold: 1,
-            batch: 1,
-            discard_passdown: true,
-            dest_init: Init::Stamp,
-            source_init: Init::Stamp,
-            discard_zeroes: false,
-            meta_writethrough: false,
-            dest_writethrough: false,
-            copy_us: 1000,
-        };
-        CloneModel::new(cfg, Variant::Fixed, 0).unwrap()
-    }
-
-    /// An unhydrated region whose source was discarded reads discarded data:
-    /// I5 fires, naming the region and the sector; untouched, the state passes.
-    #[test]
-    fn i5_fires_when_an_unhydrated_region_reads_a_changed_source() {
-        let mut m = model();
-        let img = m.meta_image();
-        assert!(CloneChecker::new(&m).check(&img, 1, "s").is_empty());
-        let io = Io {
-            kind: IoKind::Discard,
-            start: 16,
-            end: 24,
-            val: Some(DataVal {
-                origin: Origin::Discarded,
-                sector: 16,
-            }),
-            fua: false,
-        };
-        let s = m.source.issue(io).unwrap();
-        m.source.complete(s).unwrap();
-        let v = CloneChecker::new(&m).check(&img, 1, "s");
-        let i5: Vec<_> = v.iter().filter(|v| v.id == "I5").collect();
-        assert_eq!(i5.len(), 1, "{v:?}");
-        assert!(
-            i5[0].what.contains("region 2") && i5[0].what.contains("sector 16"),
-            "{}",
-            i5[0].what
-        );
     }
 }

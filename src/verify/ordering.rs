@@ -49,8 +49,21 @@ pub fn at_flush(
     written: &[u64],
     landed: &MetaImage,
 ) -> Vec<(&'static str, String)> {
-    let mut out = Vec::new();
     let live = reachable(target, durable).unwrap_or_default();
+    at_point(target, &live, written, landed)
+}
+
+/// G1 and G2 at any point of the device's history: `live` is what the durable
+/// superblock reaches ([`reachable`] of the durable content), `written` the
+/// blocks written (cached or in flight) since the last flush, `landed` the
+/// device with all of them.
+pub fn at_point(
+    target: Target,
+    live: &HashMap<u64, Role>,
+    written: &[u64],
+    landed: &MetaImage,
+) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
     if let Some(&b) = written.iter().find(|&&b| b != 0 && live.contains_key(&b)) {
         out.push((
             "G2",

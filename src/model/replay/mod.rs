@@ -74,14 +74,29 @@ pub struct ReplayOutcome {
 pub struct ReplayOptions {
     /// Tiers, samples and seed of the crash-state enumeration at `crash` lines.
     pub crash: crate::crash::Options,
-    /// Also a crash point after every statement (not only at `crash` lines).
+    /// Also a crash point after every statement (not only at `crash` lines),
+    /// and the metadata crash points at every flush inside a statement.
     pub every_statement: bool,
+    /// Everything `every_statement` explores, and a metadata crash point after
+    /// every event on the metadata device inside a statement (each write's
+    /// issue and completion, each flush's issue and completion):
+    /// `--crash-points all`.
+    pub every_event: bool,
     /// Keep the durable metadata image after formatting and after every
     /// statement that committed ([`ReplayOutcome::commit_images`]).
     pub keep_commits: bool,
     /// Record what dm-log-writes devices under the target's devices would log
     /// ([`ReplayOutcome::logs`]).
     pub emit_logs: bool,
+}
+
+impl ReplayOptions {
+    /// True when crash points are explored after every statement (with
+    /// [`every_statement`](Self::every_statement) or
+    /// [`every_event`](Self::every_event)).
+    pub fn statement_points(&self) -> bool {
+        self.every_statement || self.every_event
+    }
 }
 
 /// Figures of the crash-state exploration.
@@ -175,7 +190,9 @@ pub fn replay_with(trace: &Trace, opts: ReplayOptions) -> Result<ReplayOutcome, 
                     is_async: false, ..
                 },
                 Some(Model::Clone(m)),
-            ) if r.opts.every_statement && m.life() == CloneLife::Running => m.in_core_hydrated(),
+            ) if r.opts.statement_points() && m.life() == CloneLife::Running => {
+                m.in_core_hydrated()
+            }
             _ => None,
         };
         r.step(s).map_err(|error| ReplayError {
@@ -204,7 +221,7 @@ pub fn replay_with(trace: &Trace, opts: ReplayOptions) -> Result<ReplayOutcome, 
                 }
             }
         }
-        if r.opts.every_statement && !matches!(s.event, Event::Crash { .. } | Event::Expect(_)) {
+        if r.opts.statement_points() && !matches!(s.event, Event::Crash { .. } | Event::Expect(_)) {
             r.explore_point(s.line);
             if let (Event::Suspend, Some(Model::Clone(m))) = (&s.event, r.model.as_ref()) {
                 if let Some(v) = crate::verify::clone_suspended(m, &m.meta_image(), s.line) {
@@ -384,7 +401,7 @@ impl Runner {
         let meta_blocks = sectors_to_blocks(c.meta_size)?;
         // The metadata device's atomic write unit (its logical block size).
         self.opts.crash.atomic_unit = c.logical_block.unwrap_or(512) as usize;
-        let record = self.opts.every_statement;
+        let record = self.opts.statement_points();
         self.model = Some(match self.target {
             Target::Clone => {
                 let cfg = CloneConfig {
@@ -428,9 +445,13 @@ impl Runner {
             }
         });
         if record {
-            match self.model.as_ref().expect("just made") {
-                Model::Clone(m) => m.meta_dev().record_flush_points(true),
-                Model::Era(m) => m.meta_dev().record_flush_points(true),
+            let dev = match self.model.as_ref().expect("just made") {
+                Model::Clone(m) => m.meta_dev(),
+                Model::Era(m) => m.meta_dev(),
+            };
+            dev.record_flush_points(true);
+            if self.opts.every_event {
+                dev.record_event_points(true);
             }
         }
         Ok(())
