@@ -129,6 +129,9 @@ pub struct CloneChecker<'m> {
     pub skipped: u64,
     /// The hydrated set of the last state checked, when its metadata was valid.
     pub hydrated: Option<Bits>,
+    /// [`CloneChecker::touched`], computed at the first state that needs it
+    /// (the model does not change between the states of a crash point).
+    touched: Option<Vec<(u64, u64)>>,
 }
 
 impl<'m> CloneChecker<'m> {
@@ -140,6 +143,7 @@ impl<'m> CloneChecker<'m> {
             bad: HashMap::new(),
             skipped: 0,
             hydrated: None,
+            touched: None,
         }
     }
 
@@ -300,7 +304,8 @@ impl<'m> CloneChecker<'m> {
         // oracle allows. Hydrated regions read the destination, which I2 has
         // checked; the others read the source.
         if !out.iter().any(|x| x.id == "I2") {
-            'i5: for (a, b) in self.touched() {
+            let touched = self.touched.take().unwrap_or_else(|| self.touched());
+            'i5: for &(a, b) in &touched {
                 for s in a..b.min(self.m.size()) {
                     if budget == 0 {
                         self.skipped += b.min(self.m.size()) - s;
@@ -323,6 +328,7 @@ impl<'m> CloneChecker<'m> {
                     }
                 }
             }
+            self.touched = Some(touched);
         }
         out
     }
