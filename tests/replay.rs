@@ -341,6 +341,26 @@ fn byte_identity_report() {
     }
 }
 
+/// The hazard traces (`tests/traces/{clone,era}/*.dmtrace`: each negative
+/// trace and its fixed twin), parsed, in file-name order.
+fn hazard_traces() -> Vec<(std::path::PathBuf, Trace)> {
+    let mut files: Vec<_> = ["clone", "era"]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(repo().join("tests/traces").join(dir)).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "dmtrace"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let t = dmce::trace::parse(&std::fs::read_to_string(&p).unwrap())
+                .unwrap_or_else(|e| panic!("{}:{e}", p.display()));
+            (p, t)
+        })
+        .collect()
+}
+
 /// Variants without a negative trace, and why.
 const NOT_EXPRESSED: &[(&str, &str)] = &[];
 
@@ -349,64 +369,53 @@ fn negative_traces_fire_and_their_fixed_twins_pass() {
     use dmce::trace::{Outcome, Variant};
     let mut covered = BTreeSet::new();
     let mut n = 0;
-    for dir in ["clone", "era"] {
-        let d = repo().join("tests/traces").join(dir);
-        let mut files: Vec<_> = std::fs::read_dir(&d)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "dmtrace"))
-            .collect();
-        files.sort();
-        for p in files {
-            let t = dmce::trace::parse(&std::fs::read_to_string(&p).unwrap())
-                .unwrap_or_else(|e| panic!("{}:{e}", p.display()));
-            // Crash points after every statement and at every metadata flush.
-            let opts = dmce::model::replay::ReplayOptions {
-                every_statement: true,
-                ..Default::default()
-            };
-            if t.header.expect == Some(Outcome::Refused) {
-                // The fix is a refusal: of the table, or of an operation the
-                // metadata device has no room for.
-                match dmce::model::replay::replay_with(&t, opts) {
-                    Err(e) => assert!(
-                        ["too many regions", "out of metadata space"]
-                            .iter()
-                            .any(|m| e.to_string().contains(m)),
-                        "{}: {e}",
-                        p.display()
-                    ),
-                    Ok(_) => panic!("{}: the table must be refused", p.display()),
-                }
-                n += 1;
-                continue;
+    for (p, t) in hazard_traces() {
+        // Crash points after every statement and at every metadata flush.
+        let opts = dmce::model::replay::ReplayOptions {
+            every_statement: true,
+            ..Default::default()
+        };
+        if t.header.expect == Some(Outcome::Refused) {
+            // The fix is a refusal: of the table, or of an operation the
+            // metadata device has no room for.
+            match dmce::model::replay::replay_with(&t, opts) {
+                Err(e) => assert!(
+                    ["too many regions", "out of metadata space"]
+                        .iter()
+                        .any(|m| e.to_string().contains(m)),
+                    "{}: {e}",
+                    p.display()
+                ),
+                Ok(_) => panic!("{}: the table must be refused", p.display()),
             }
-            let out = dmce::model::replay::replay_with(&t, opts)
-                .unwrap_or_else(|e| panic!("{}:{e}", p.display()));
-            let ids: Vec<&str> = out.violations.iter().map(|v| v.id).collect();
-            let variant = t.header.variant.unwrap_or_default();
-            match t.header.expect.clone() {
-                Some(Outcome::Violation(id)) => {
-                    assert_ne!(variant, Variant::Fixed, "{}", p.display());
-                    assert!(
+            n += 1;
+            continue;
+        }
+        let out = dmce::model::replay::replay_with(&t, opts)
+            .unwrap_or_else(|e| panic!("{}:{e}", p.display()));
+        let ids: Vec<&str> = out.violations.iter().map(|v| v.id).collect();
+        let variant = t.header.variant.unwrap_or_default();
+        match t.header.expect.clone() {
+            Some(Outcome::Violation(id)) => {
+                assert_ne!(variant, Variant::Fixed, "{}", p.display());
+                assert!(
                         ids.contains(&id.as_str()),
                         "{}: variant {variant} must violate {id}: the checker lost power (found {ids:?})",
                         p.display()
                     );
-                    covered.insert(variant.name());
-                }
-                _ => {
-                    assert!(
-                        ids.is_empty(),
-                        "{}: the fixed model fires: {:?}",
-                        p.display(),
-                        out.violations
-                    );
-                    assert!(out.expects.iter().all(|x| x.ok), "{}", p.display());
-                }
+                covered.insert(variant.name());
             }
-            n += 1;
+            _ => {
+                assert!(
+                    ids.is_empty(),
+                    "{}: the fixed model fires: {:?}",
+                    p.display(),
+                    out.violations
+                );
+                assert!(out.expects.iter().all(|x| x.ok), "{}", p.display());
+            }
         }
+        n += 1;
     }
     for (v, name) in Variant::ALL {
         if *v == Variant::Fixed || NOT_EXPRESSED.iter().any(|(x, _)| x == name) {
@@ -434,82 +443,131 @@ fn crash_points_all_still_fire_on_negative_traces_and_keep_fixed_twins_clean() {
         ..statements
     };
     let mut tier3_traces = 0;
-    for dir in ["clone", "era"] {
-        let d = repo().join("tests/traces").join(dir);
-        let mut files: Vec<_> = std::fs::read_dir(&d)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "dmtrace"))
-            .collect();
-        files.sort();
-        for p in files {
-            let t = dmce::trace::parse(&std::fs::read_to_string(&p).unwrap()).unwrap();
-            if t.header.expect == Some(Outcome::Refused) {
-                assert!(replay_with(&t, all).is_err(), "{}", p.display());
-                continue;
+    for (p, t) in hazard_traces() {
+        if t.header.expect == Some(Outcome::Refused) {
+            assert!(replay_with(&t, all).is_err(), "{}", p.display());
+            continue;
+        }
+        let some = replay_with(&t, statements).unwrap();
+        let out = replay_with(&t, all).unwrap();
+        // Every point of `statements`, and event points more when the
+        // trace commits (the metadata device sees events).
+        let more = out.commits > 0;
+        assert!(
+            out.crash.points >= some.crash.points + more as u64
+                && out.crash.states >= some.crash.states + more as u64,
+            "{}: {:?} vs {:?}",
+            p.display(),
+            out.crash,
+            some.crash
+        );
+        let ids: Vec<&str> = out.violations.iter().map(|v| v.id).collect();
+        match t.header.expect.clone() {
+            Some(Outcome::Violation(id)) => {
+                assert!(
+                    ids.contains(&id.as_str()),
+                    "{}: must violate {id} under --crash-points all (found {ids:?})",
+                    p.display()
+                );
+                // What `statements` finds, `all` finds too.
+                for v in &some.violations {
+                    assert!(ids.contains(&v.id), "{}: {v}", p.display());
+                }
             }
-            let some = replay_with(&t, statements).unwrap();
-            let out = replay_with(&t, all).unwrap();
-            // Every point of `statements`, and event points more when the
-            // trace commits (the metadata device sees events).
-            let more = out.commits > 0;
-            assert!(
-                out.crash.points >= some.crash.points + more as u64
-                    && out.crash.states >= some.crash.states + more as u64,
-                "{}: {:?} vs {:?}",
+            _ => assert!(
+                out.violations.is_empty(),
+                "{}: the fixed model fires under --crash-points all: {:?}",
                 p.display(),
-                out.crash,
-                some.crash
-            );
-            let ids: Vec<&str> = out.violations.iter().map(|v| v.id).collect();
-            match t.header.expect.clone() {
-                Some(Outcome::Violation(id)) => {
-                    assert!(
-                        ids.contains(&id.as_str()),
-                        "{}: must violate {id} under --crash-points all (found {ids:?})",
-                        p.display()
-                    );
-                    // What `statements` finds, `all` finds too.
-                    for v in &some.violations {
-                        assert!(ids.contains(&v.id), "{}: {v}", p.display());
-                    }
-                }
-                _ => assert!(
-                    out.violations.is_empty(),
-                    "{}: the fixed model fires under --crash-points all: {:?}",
+                out.violations
+            ),
+        }
+        for v in &out.violations {
+            if let Ok((_, Within::Event(k))) = Within::split(&v.state) {
+                assert!(v.what.contains(&format!("after event {k}: ")), "{v}");
+            }
+        }
+        // Tier 3 tears the writes of every event point: states no flush
+        // point has (the writes cached before a flush, torn, with only
+        // some of the others).
+        if out.commits > 0 {
+            let tier3 = |o: ReplayOptions| {
+                let mut o = o;
+                o.crash.tier = 3;
+                replay_with(&t, o).unwrap()
+            };
+            let (s3, a3) = (tier3(statements), tier3(all));
+            assert!(a3.crash.views > s3.crash.views, "{}", p.display());
+            if !matches!(t.header.expect, Some(Outcome::Violation(_))) {
+                assert!(
+                    a3.violations.is_empty(),
+                    "{}: {:?}",
                     p.display(),
-                    out.violations
-                ),
+                    a3.violations
+                );
             }
-            for v in &out.violations {
-                if let Ok((_, Within::Event(k))) = Within::split(&v.state) {
-                    assert!(v.what.contains(&format!("after event {k}: ")), "{v}");
-                }
-            }
-            // Tier 3 tears the writes of every event point: states no flush
-            // point has (the writes cached before a flush, torn, with only
-            // some of the others).
-            if out.commits > 0 {
-                let tier3 = |o: ReplayOptions| {
-                    let mut o = o;
-                    o.crash.tier = 3;
-                    replay_with(&t, o).unwrap()
-                };
-                let (s3, a3) = (tier3(statements), tier3(all));
-                assert!(a3.crash.views > s3.crash.views, "{}", p.display());
-                if !matches!(t.header.expect, Some(Outcome::Violation(_))) {
-                    assert!(
-                        a3.violations.is_empty(),
-                        "{}: {:?}",
-                        p.display(),
-                        a3.violations
-                    );
-                }
-                tier3_traces += 1;
-            }
+            tier3_traces += 1;
         }
     }
     assert!(tier3_traces >= 10);
+}
+
+/// REPLAY.md §2.5: the id printed with a violation rebuilds its state. A
+/// violation found at the point after statement N (`--crash-points
+/// statements`) is found again, with the same id, by `crash mode=state:<id>`
+/// put right after line N.
+#[test]
+fn a_violation_at_a_statement_point_is_rebuilt_from_its_id() {
+    use dmce::crash::Within;
+    use dmce::model::replay::{replay_with, ReplayOptions};
+    use dmce::trace::Outcome;
+    let statements = ReplayOptions {
+        every_statement: true,
+        ..Default::default()
+    };
+    let mut rebuilt = 0;
+    for (p, t) in hazard_traces() {
+        if !matches!(t.header.expect, Some(Outcome::Violation(_))) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).unwrap();
+        let out = replay_with(&t, statements).unwrap();
+        let crash_lines: Vec<usize> = t
+            .stmts
+            .iter()
+            .filter(|s| matches!(s.event, Event::Crash { .. }))
+            .map(|s| s.line)
+            .collect();
+        // The first violation of each invariant in a crash state (not an
+        // ordering rule's finding at a flush) at a point after a statement
+        // that is no crash line.
+        let mut firsts = BTreeSet::new();
+        for v in &out.violations {
+            if !v.state.starts_with("cp")
+                || Within::split(&v.state).map(|(_, w)| w) != Ok(Within::End)
+                || crash_lines.contains(&v.cp)
+                || !firsts.insert(v.id)
+            {
+                continue;
+            }
+            let mut lines: Vec<&str> = text.lines().take(v.cp).collect();
+            let crash = format!("crash mode=state:{}", v.state);
+            lines.push(&crash);
+            let again = dmce::trace::parse(&lines.join("\n")).unwrap();
+            let out = dmce::model::replay::replay(&again)
+                .unwrap_or_else(|e| panic!("{}: {crash}: {e}", p.display()));
+            assert!(
+                out.violations
+                    .iter()
+                    .any(|w| w.id == v.id && w.state == v.state && w.cp == v.cp + 1),
+                "{}: {crash} after line {} must find {v} again, found {:?}",
+                p.display(),
+                v.cp,
+                out.violations
+            );
+            rebuilt += 1;
+        }
+    }
+    assert!(rebuilt >= 10, "{rebuilt}");
 }
 
 #[test]

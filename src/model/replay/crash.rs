@@ -44,14 +44,20 @@ impl Runner {
                 let (base, within) = crate::crash::Within::split(id).map_err(ModelError::Trace)?;
                 if within != crate::crash::Within::End {
                     return Err(ModelError::Trace(format!(
-                        "state {id} lies inside a statement ({within}); `crash mode=state:` rebuilds only the states of a crash line"
+                        "state {id} lies inside a statement ({within}); `crash mode=state:` rebuilds the states of a crash line and of the point after a statement, not those inside one (the data devices are known only between statements)"
                     )));
                 }
                 let (cp, c) = crate::crash::Choice::parse(base, space.pending.len())
                     .map_err(ModelError::Trace)?;
-                if cp != line {
+                // The point after a statement is the state the devices are
+                // in until the next statement changes them.
+                if cp != line && Some(cp) != self.point_line {
+                    let here = match self.point_line {
+                        Some(p) => format!("line {line} or the point after line {p}"),
+                        None => format!("line {line}"),
+                    };
                     return Err(ModelError::Trace(format!(
-                        "state {id} belongs to the crash on line {cp}, not line {line}"
+                        "state {id} belongs to the crash point of line {cp}, not {here}: put the `crash mode=state:` line right after line {cp}"
                     )));
                 }
                 self.out.crash.points += 1;

@@ -169,6 +169,7 @@ pub fn replay_with(trace: &Trace, opts: ReplayOptions) -> Result<ReplayOutcome, 
         opts,
         monotone: crate::verify::Monotone::default(),
         top: None,
+        point_line: None,
         manual_worker: trace.stmts.iter().any(|s| {
             matches!(
                 s.event,
@@ -195,11 +196,21 @@ pub fn replay_with(trace: &Trace, opts: ReplayOptions) -> Result<ReplayOutcome, 
             }
             _ => None,
         };
+        // A `@t` that moves the clock runs the target on: the state is no
+        // longer that of the point after the last statement.
+        if s.time.is_some_and(|t| r.model.is_some() && t > r.now()) {
+            r.point_line = None;
+        }
         r.step(s).map_err(|error| ReplayError {
             line: s.line,
             error,
         })?;
         r.out.events += 1;
+        match s.event {
+            Event::Expect(_) | Event::Mark { .. } => {}
+            Event::Crash { .. } => r.point_line = None,
+            _ => r.point_line = Some(s.line),
+        }
         if let (Some(before), Some(Model::Clone(m))) = (flushing, r.model.as_ref()) {
             if let Some(v) = crate::verify::clone_flushed(&m.meta_image(), &before, s.line) {
                 r.out.violations.push(v);
@@ -273,6 +284,11 @@ struct Runner {
     monotone: crate::verify::Monotone,
     /// With `emit_logs`: what a log-writes device on top of the target logs.
     top: Option<crate::sim::LogRec<DataVal>>,
+    /// The line of the statement whose crash point (`--crash-points
+    /// statements`) is the state the devices are in now: the last statement
+    /// run, when only expectations and marks have followed it. A `crash
+    /// mode=state:` line rebuilds the states of that point as well as its own.
+    point_line: Option<usize>,
 }
 
 fn extra_u64(c: &Config, key: &str) -> Result<Option<u64>, ModelError> {
