@@ -570,6 +570,34 @@ fn a_violation_at_a_statement_point_is_rebuilt_from_its_id() {
     assert!(rebuilt >= 10, "{rebuilt}");
 }
 
+/// The progress a replay reports: once per statement, in order, the crash
+/// figures growing to the outcome's.
+#[test]
+fn a_replay_reports_its_progress_after_every_statement() {
+    use dmce::model::replay::{replay_observed, ReplayOptions};
+    let t = load_trace("era-eras");
+    let opts = ReplayOptions {
+        every_statement: true,
+        ..Default::default()
+    };
+    let mut seen = Vec::new();
+    let out = replay_observed(&t, opts, &mut |p| seen.push(*p)).unwrap();
+    assert_eq!(seen.len(), t.stmts.len());
+    for (k, (p, s)) in seen.iter().zip(&t.stmts).enumerate() {
+        assert_eq!(
+            (p.done, p.statements, p.line),
+            (k + 1, t.stmts.len(), s.line)
+        );
+    }
+    assert!(seen
+        .windows(2)
+        .all(|w| w[0].crash.states <= w[1].crash.states));
+    let last = seen.last().unwrap();
+    assert_eq!(last.crash, out.crash);
+    assert_eq!(last.violations, out.violations.len());
+    assert!(out.crash.points > 10);
+}
+
 #[test]
 fn a_state_inside_a_statement_is_not_rebuilt_at_a_crash_line() {
     let run = |id: &str| {

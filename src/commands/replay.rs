@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 
 use super::util::{print_clap_error, same_file, say, set_quiet, AtomicFile, OutputError};
-use crate::model::replay::{replay_with, ReplayOptions};
+use crate::model::replay::{replay_observed, ReplayOptions};
 use crate::trace::Target;
 
 /// Exit status of a malformed trace or an event the kernel could not produce.
@@ -159,7 +159,24 @@ pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::R
     opts.crash.seed = trace.header.seed.unwrap_or(a.seed);
     opts.emit_logs = a.emit_logwrites.is_some();
     let started = std::time::Instant::now();
-    let outcome = match replay_with(&trace, opts) {
+    let bar = progress_bar(a.quiet, &trace_path, trace.stmts.len());
+    let replayed = replay_observed(&trace, opts, &mut |p| {
+        if let Some(b) = &bar {
+            b.set_position(p.done as u64);
+            if p.crash.points > 0 {
+                b.set_message(format!(
+                    "line {}: {} crash points, {} states, {} violations",
+                    p.line, p.crash.points, p.crash.states, p.violations
+                ));
+            } else {
+                b.set_message(format!("line {}", p.line));
+            }
+        }
+    });
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let outcome = match replayed {
         Ok(o) => o,
         Err(e) => {
             say(&format!("{name}: {}:{e}", trace_path.display()));
@@ -254,6 +271,25 @@ pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::R
     } else {
         super::EXIT_OK
     })
+}
+
+/// A bar over the trace's statements on standard error, when that is a
+/// terminal and the run is not quiet.
+fn progress_bar(quiet: bool, trace: &Path, statements: usize) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if quiet || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let pb = indicatif::ProgressBar::new(statements as u64);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} {prefix}: {pos}/{len} statements ({elapsed}) {wide_msg}",
+    ) {
+        pb.set_style(style);
+    }
+    let file = trace.file_name().unwrap_or(trace.as_os_str());
+    pb.set_prefix(file.to_string_lossy().into_owned());
+    pb.enable_steady_tick(std::time::Duration::from_millis(120));
+    Some(pb)
 }
 
 /// `--generate`: the bounded exhaustive generator on one variant.

@@ -147,8 +147,33 @@ pub fn replay(trace: &Trace) -> Result<ReplayOutcome, ReplayError> {
     replay_with(trace, ReplayOptions::default())
 }
 
+/// Where a replay has got to, reported after every statement.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Statements run (of [`Progress::statements`]).
+    pub done: usize,
+    /// Statements in the trace.
+    pub statements: usize,
+    /// The line of the statement just run.
+    pub line: usize,
+    /// The crash-state exploration so far.
+    pub crash: CrashStats,
+    /// Violations found so far.
+    pub violations: usize,
+}
+
 /// Replays `trace`.
 pub fn replay_with(trace: &Trace, opts: ReplayOptions) -> Result<ReplayOutcome, ReplayError> {
+    replay_observed(trace, opts, &mut |_| {})
+}
+
+/// Replays `trace`, calling `observe` after every statement (and the crash
+/// points explored after it).
+pub fn replay_observed(
+    trace: &Trace,
+    opts: ReplayOptions,
+    observe: &mut dyn FnMut(&Progress),
+) -> Result<ReplayOutcome, ReplayError> {
     let mut r = Runner {
         target: trace.header.target,
         variant: trace.header.variant.unwrap_or_default(),
@@ -183,7 +208,7 @@ pub fn replay_with(trace: &Trace, opts: ReplayOptions) -> Result<ReplayOutcome, 
         }),
     };
     let mut commits = None;
-    for s in &trace.stmts {
+    for (done, s) in trace.stmts.iter().enumerate() {
         // I7: what a synchronous user flush finds in core, it makes durable.
         let flushing = match (&s.event, r.model.as_ref()) {
             (
@@ -240,6 +265,13 @@ pub fn replay_with(trace: &Trace, opts: ReplayOptions) -> Result<ReplayOutcome, 
                 }
             }
         }
+        observe(&Progress {
+            done: done + 1,
+            statements: trace.stmts.len(),
+            line: s.line,
+            crash: r.out.crash,
+            violations: r.out.violations.len(),
+        });
     }
     let model = r.model.ok_or(ReplayError {
         line: 0,
