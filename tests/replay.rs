@@ -598,6 +598,50 @@ fn a_replay_reports_its_progress_after_every_statement() {
     assert!(out.crash.points > 10);
 }
 
+/// One long `tick` (the model skips the wakes that find nothing to do) leaves
+/// the same image, commits and status as the same time in one-second ticks.
+#[test]
+fn a_long_tick_is_a_run_of_one_second_ticks() {
+    let bodies = [
+        // Background hydration, one copy at a time, each well within a second.
+        "config size=256 region=8 hydration=on\nwrite at=3+2\n",
+        // Copies slower than the waker: they complete between wakes.
+        "config size=256 region=8 hydration=on threshold=2 x-copy_us=1700000\nwrite at=3+2\n",
+        // No hydration: a write's copy, a flush, discards, then idle time.
+        "config size=256 region=8 hydration=off\nwrite at=9+1\ndiscard at=16+16\nflush\n",
+        // A change left uncommitted, committed by a later wake.
+        "config size=256 region=8 hydration=off\n@100 write at=9+1\n@400 status\n",
+    ];
+    for body in bodies {
+        for secs in [1, 7, 40] {
+            let long = format!("dmtrace 1 clone\n{body}tick ms={}\nstatus\n", secs * 1000);
+            let short = format!(
+                "dmtrace 1 clone\n{body}{}status\n",
+                "tick\n".repeat(secs as usize)
+            );
+            let run = |t: &str| {
+                dmce::model::replay::replay(&dmce::trace::parse(t).unwrap())
+                    .unwrap_or_else(|e| panic!("{t}: {e}"))
+            };
+            let (a, b) = (run(&long), run(&short));
+            assert_eq!(a.commits, b.commits, "{long}");
+            assert_eq!(image_bytes(&a), image_bytes(&b), "{long}");
+            let status = |o: &ReplayOutcome| o.statuses.last().map(|(_, s)| s.clone());
+            assert_eq!(status(&a), status(&b), "{long}");
+        }
+    }
+    // Idle for years, in one step.
+    let t = "dmtrace 1 clone\nconfig size=64 region=8\ntick ms=9223372036854775\nexpect hydrated regions=0..8\n";
+    let out = dmce::model::replay::replay(&dmce::trace::parse(t).unwrap()).unwrap();
+    assert!(out.expects.iter().all(|x| x.ok));
+    let t = "dmtrace 1 clone\nconfig size=64 region=8\n@18446744073709551615 tick\n";
+    let e = dmce::model::replay::replay(&dmce::trace::parse(t).unwrap()).unwrap_err();
+    assert!(
+        e.to_string().contains("beyond what the model counts"),
+        "{e}"
+    );
+}
+
 #[test]
 fn a_state_inside_a_statement_is_not_rebuilt_at_a_crash_line() {
     let run = |id: &str| {

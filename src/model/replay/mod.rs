@@ -378,7 +378,7 @@ impl Runner {
             }
             (Event::Tick { ms }, _) => {
                 let now = self.now();
-                self.advance(now + ms.unwrap_or(1000))
+                self.advance(now.saturating_add(ms.unwrap_or(1000)))
             }
             (Event::Crash { mode }, _) => self.crash(s.line, mode),
             (Event::Recover, _) => {
