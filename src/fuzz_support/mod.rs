@@ -107,6 +107,11 @@ pub const TARGETS: &[FuzzTarget] = &[
         run: text::dmtrace,
     },
     FuzzTarget {
+        name: "replay",
+        about: "the reference models and crash-state checks on parsed traces",
+        run: text::replay,
+    },
+    FuzzTarget {
         name: "logwrites",
         about: "the dm-log-writes reader and the metadata-log verifier",
         run: text::logwrites,

@@ -392,7 +392,9 @@ pub fn from_fixtures(repo: &Path) -> std::io::Result<Vec<Seed>> {
             let f = t
                 .file_name()
                 .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-            out.push(from_trace(&f, &read_fixture(&t)?));
+            let text = read_fixture(&t)?;
+            out.push(seed("replay", f.clone(), text.clone()));
+            out.push(from_trace(&f, &text));
         }
     }
     let mut logs: Vec<PathBuf> = Vec::new();

@@ -2,7 +2,8 @@
 
 use crate::crash::Options;
 use crate::logwrites::Log;
-use crate::trace::parse;
+use crate::model::replay::{replay_with, ReplayOptions};
+use crate::trace::{parse, Event, Variant};
 use crate::verify::log::{check_meta_log, meta, meta_nr_blocks, Target};
 
 /// The dmtrace parser: whatever parses prints to text that parses back to the
@@ -26,6 +27,62 @@ pub fn dmtrace(data: &[u8]) {
         "printed trace parses to another trace:\n{printed}"
     );
     assert_eq!(again.to_string(), printed, "printing is not a fixed point");
+}
+
+/// The largest target the replay target runs (sectors), its most regions or
+/// era blocks, its largest metadata device (sectors) and most statements: the
+/// fuzzer looks for panics, hangs and wrong verdicts in the models and the
+/// crash-state checks, not for long runs of large targets.
+const REPLAY_MAX_SECTORS: u64 = 1 << 20;
+const REPLAY_MAX_UNITS: u64 = 4096;
+const REPLAY_MAX_META_SECTORS: u64 = 1 << 15;
+const REPLAY_MAX_STATEMENTS: usize = 64;
+
+/// The reference models on whatever trace parses (within the bounds above),
+/// with a crash point after every statement (tier 1). On the fixed model no
+/// invariant may break: the kernel's fixed commit paths keep them all.
+pub fn replay(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(t) = parse(text) else {
+        return;
+    };
+    if t.stmts.len() > REPLAY_MAX_STATEMENTS {
+        return;
+    }
+    for s in &t.stmts {
+        if let Event::Config(c) = &s.event {
+            let size = c.size.unwrap_or(0);
+            let unit = c.region.or(c.block).unwrap_or(8).max(1);
+            if size > REPLAY_MAX_SECTORS
+                || size / unit > REPLAY_MAX_UNITS
+                || c.meta_size.unwrap_or(0) > REPLAY_MAX_META_SECTORS
+            {
+                return;
+            }
+        }
+    }
+    let mut opts = ReplayOptions {
+        every_statement: true,
+        ..Default::default()
+    };
+    opts.crash.tier = 1;
+    opts.crash.samples = 4;
+    let Ok(out) = replay_with(&t, opts) else {
+        return;
+    };
+    if t.header.variant.unwrap_or_default() == Variant::Fixed {
+        assert!(
+            out.violations.is_empty(),
+            "the fixed model breaks an invariant: {}\n{text}",
+            out.violations
+                .iter()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
 }
 
 /// The dm-log-writes reader, every payload, and the metadata-log verifier of
