@@ -159,7 +159,13 @@ pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::R
     opts.crash.seed = trace.header.seed.unwrap_or(a.seed);
     opts.emit_logs = a.emit_logwrites.is_some();
     let started = std::time::Instant::now();
-    let bar = progress_bar(a.quiet, &trace_path, trace.stmts.len());
+    let file = trace_path.file_name().unwrap_or(trace_path.as_os_str());
+    let bar = progress_bar(
+        a.quiet,
+        file.to_string_lossy().into_owned(),
+        trace.stmts.len() as u64,
+        "statements",
+    );
     let replayed = replay_observed(&trace, opts, &mut |p| {
         if let Some(b) = &bar {
             b.set_position(p.done as u64);
@@ -273,21 +279,25 @@ pub fn run(name: &'static str, target: Target, args: Vec<OsString>) -> anyhow::R
     })
 }
 
-/// A bar over the trace's statements on standard error, when that is a
+/// A bar of `len` `what` headed `prefix` on standard error, when that is a
 /// terminal and the run is not quiet.
-fn progress_bar(quiet: bool, trace: &Path, statements: usize) -> Option<indicatif::ProgressBar> {
+fn progress_bar(
+    quiet: bool,
+    prefix: String,
+    len: u64,
+    what: &str,
+) -> Option<indicatif::ProgressBar> {
     use std::io::IsTerminal;
     if quiet || !std::io::stderr().is_terminal() {
         return None;
     }
-    let pb = indicatif::ProgressBar::new(statements as u64);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{spinner} {prefix}: {pos}/{len} statements ({elapsed}) {wide_msg}",
-    ) {
+    let pb = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&format!(
+        "{{spinner}} {{prefix}}: {{pos}}/{{len}} {what} ({{elapsed}}) {{wide_msg}}"
+    )) {
         pb.set_style(style);
     }
-    let file = trace.file_name().unwrap_or(trace.as_os_str());
-    pb.set_prefix(file.to_string_lossy().into_owned());
+    pb.set_prefix(prefix);
     pb.enable_steady_tick(std::time::Duration::from_millis(120));
     Some(pb)
 }
@@ -298,7 +308,24 @@ fn generate(name: &str, target: Target, a: &Args, opts: ReplayOptions) -> anyhow
         Ok(v) => v,
         Err(code) => return Ok(code),
     };
-    let r = crate::gen::run(target, variant, a.max_ops as usize, opts);
+    // The length is known once the traces are generated.
+    let bar = progress_bar(
+        a.quiet,
+        format!("{name} --generate, {variant}"),
+        0,
+        "traces",
+    );
+    let r = crate::gen::run_observed(target, variant, a.max_ops as usize, opts, &|done, total| {
+        if let Some(b) = &bar {
+            if done % 64 == 0 || done == total {
+                b.set_length(total);
+                b.set_position(done);
+            }
+        }
+    });
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
     let mut out = std::io::stdout().lock();
     if !a.quiet {
         writeln!(

@@ -238,11 +238,45 @@ pub struct GenReport {
 
 /// Runs every generated trace on `variant`.
 pub fn run(target: Target, variant: Variant, max_ops: usize, opts: ReplayOptions) -> GenReport {
+    run_observed(target, variant, max_ops, opts, &|_, _| {})
+}
+
+/// What one generated trace's replay leaves for the report (the outcome
+/// itself, with its metadata image, is dropped as soon as it is read).
+struct Ran {
+    states: u64,
+    views: u64,
+    violations: Vec<crate::verify::Violation>,
+}
+
+/// [`run`], calling `progress(done, total)` as traces complete (from the
+/// worker threads, in no particular order).
+pub fn run_observed(
+    target: Target,
+    variant: Variant,
+    max_ops: usize,
+    opts: ReplayOptions,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> GenReport {
+    use std::sync::atomic::{AtomicU64, Ordering};
     let start = Instant::now();
     let all = traces(target, variant, max_ops);
-    let results: Vec<_> = all.par_iter().map(|t| replay_with(t, opts).ok()).collect();
+    let total = all.len() as u64;
+    let done = AtomicU64::new(0);
+    let results: Vec<Option<Ran>> = all
+        .par_iter()
+        .map(|t| {
+            let ran = replay_with(t, opts).ok().map(|o| Ran {
+                states: o.crash.states,
+                views: o.crash.views,
+                violations: o.violations,
+            });
+            progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
+            ran
+        })
+        .collect();
     let mut r = GenReport {
-        traces: all.len() as u64,
+        traces: total,
         ..Default::default()
     };
     for (i, (t, o)) in all.iter().zip(results).enumerate() {
@@ -250,8 +284,8 @@ pub fn run(target: Target, variant: Variant, max_ops: usize, opts: ReplayOptions
             r.refused += 1;
             continue;
         };
-        r.states += o.crash.states;
-        r.views += o.crash.views;
+        r.states += o.states;
+        r.views += o.views;
         if !o.violations.is_empty() {
             r.violating += 1;
             for v in &o.violations {
