@@ -642,6 +642,31 @@ fn a_long_tick_is_a_run_of_one_second_ticks() {
     );
 }
 
+/// A clone write splits into one bio per region, all in flight at once: one
+/// past the model's bound is refused with what to do, not run out of memory.
+#[test]
+fn a_clone_write_over_too_many_regions_is_refused() {
+    let max = dmce::model::clone::MAX_WRITE_PIECES;
+    let run = |n: u64| {
+        let t = format!(
+            "dmtrace 1 clone\nconfig size={} region=8 meta_size=1000000 hydration=off\nwrite at=4+{}\n",
+            8 * (max + 2),
+            8 * (n - 1)
+        );
+        dmce::model::replay::replay(&dmce::trace::parse(&t).unwrap())
+    };
+    // 8 * (n - 1) sectors from sector 4 touch n regions.
+    let e = run(max + 1).unwrap_err();
+    assert_eq!(e.line, 3);
+    assert!(
+        e.to_string()
+            .contains(&format!("the write covers {} regions", max + 1))
+            && e.to_string().contains("split it in the trace"),
+        "{e}"
+    );
+    assert!(run(4).is_ok());
+}
+
 #[test]
 fn a_state_inside_a_statement_is_not_rebuilt_at_a_crash_line() {
     let run = |id: &str| {

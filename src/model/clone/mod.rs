@@ -35,6 +35,8 @@ pub const DEST: u8 = 1;
 
 /// `COMMIT_PERIOD` in microseconds.
 const COMMIT_PERIOD: u64 = 1_000_000;
+/// The most region pieces one user write may split into (see `write`).
+pub const MAX_WRITE_PIECES: u64 = 1 << 22;
 
 /// The table line and the simulated devices.
 #[derive(Debug, Clone)]
@@ -417,6 +419,14 @@ impl CloneModel {
         } = w;
         self.running()?;
         self.check_range(start, end)?;
+        // All of a write's region pieces are in flight at once; their number
+        // is what the simulation's memory grows with (some 330 bytes each).
+        let nr_pieces = ((end - 1) >> self.region_shift) - (start >> self.region_shift) + 1;
+        if nr_pieces > MAX_WRITE_PIECES {
+            return Err(ModelError::Trace(format!(
+                "the write covers {nr_pieces} regions, one bio each; the model simulates at most {MAX_WRITE_PIECES} in one write: split it in the trace"
+            )));
+        }
         let u = self.new_user(name, is_async)?;
         let origin = data.unwrap_or(Origin::User(u as u32));
         if preflush {
