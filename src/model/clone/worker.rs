@@ -298,7 +298,7 @@ impl CloneModel {
                     }
                     self.settle()?;
                     if before.is_some_and(|b| b == self.activity()) {
-                        self.skip_idle_wakes(to)?;
+                        self.skip_idle_wakes(to);
                     }
                 }
                 _ => break,
@@ -340,18 +340,16 @@ impl CloneModel {
     /// (`process_deferred_flush_bios`), and hydration made no progress. Moves
     /// the waker to the last of those wakes, so that a long idle stretch of
     /// time (`tick ms=…`) costs one step, not one per second.
-    fn skip_idle_wakes(&mut self, to: u64) -> Result<(), ModelError> {
-        let changed = match self.life {
-            Life::Running => self.meta()?.changed(),
-            _ => false,
-        };
+    fn skip_idle_wakes(&mut self, to: u64) {
+        // A worker that does not run (the target suspended, removed or
+        // crashed) commits nothing however long it waits.
+        let changed = self.life == Life::Running && self.meta.as_ref().is_some_and(|m| m.changed());
         let Some(w) = self.next_waker else {
-            return Ok(());
+            return;
         };
         let limit = self.copy_due().map_or(to, |d| d.min(to));
         if !changed && w < limit {
             self.next_waker = Some(w + (limit - w) / COMMIT_PERIOD * COMMIT_PERIOD);
         }
-        Ok(())
     }
 }
