@@ -667,6 +667,31 @@ fn a_clone_write_over_too_many_regions_is_refused() {
     assert!(run(4).is_ok());
 }
 
+/// Valid era metadata with no room for the recovery's rollover is no broken
+/// invariant: the kernel refuses to resume the target (ENOSPC) and loses
+/// nothing. (Found by the `replay` fuzz target, which reported E1 on the fixed
+/// model.)
+#[test]
+fn a_recovery_out_of_metadata_space_breaks_no_invariant() {
+    use dmce::model::replay::{replay_with, ReplayOptions};
+    let opts = ReplayOptions {
+        every_statement: true,
+        ..Default::default()
+    };
+    let text = "dmtrace 1 era\nconfig size=1024 block=8 meta_size=136\nwrite block=1\ncheckpoint\ncheckpoint\ncrash\n";
+    let out = replay_with(&dmce::trace::parse(text).unwrap(), opts).unwrap();
+    assert!(out.violations.is_empty(), "{:?}", out.violations);
+    assert!(out.crash.states > 10);
+    // The state is such: the model's own recovery runs out of space.
+    let e = replay_with(
+        &dmce::trace::parse(&format!("{text}recover\n")).unwrap(),
+        opts,
+    )
+    .unwrap_err();
+    assert_eq!(e.line, 7);
+    assert!(e.to_string().contains("out of metadata space"), "{e}");
+}
+
 #[test]
 fn a_state_inside_a_statement_is_not_rebuilt_at_a_crash_line() {
     let run = |id: &str| {

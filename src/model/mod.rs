@@ -77,6 +77,16 @@ impl ModelError {
     pub(crate) fn internal(m: String) -> Self {
         ModelError::Internal(m)
     }
+
+    /// True when the metadata device had no free block left.
+    pub fn is_no_space(&self) -> bool {
+        matches!(
+            self,
+            ModelError::Meta(crate::pdata::tm::TmError::Sm(
+                crate::pdata::space_map::writer::SmError::NoSpace { .. }
+            ))
+        )
+    }
 }
 
 impl fmt::Display for ModelError {
