@@ -10,7 +10,7 @@ use clap::{Args, Parser};
 
 use super::util::{parse_command, say, set_quiet, OutputError};
 use crate::crash::Options;
-use crate::logwrites::Log;
+use crate::logwrites::{Log, LogSource};
 use crate::verify::log::{self as vlog, data::Image, LogViolation, Summary, Target, VerifyError};
 
 /// Exit status of an unreadable log or input.
@@ -126,10 +126,73 @@ pub fn run_era(args: Vec<OsString>) -> anyhow::Result<i32> {
     run(name, Target::Era, &a.common, data)
 }
 
-fn open_log(path: &Path) -> Result<Log<File>, VerifyError> {
-    let name = path.display().to_string();
-    let f = File::open(path).map_err(|e| VerifyError::Input(format!("{name}: {e}")))?;
-    Log::open(f).map_err(vlog::log_err(&name))
+/// A log file whose reads move a progress bar (when there is one): the
+/// offset read last, over the file's size. The log's index is read first from
+/// start to end, then the verification reads the entries in order.
+struct Watched {
+    file: File,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl LogSource for Watched {
+    fn size(&self) -> std::io::Result<u64> {
+        self.file.size()
+    }
+    fn read_exact_at(&self, buf: &mut [u8], off: u64) -> std::io::Result<()> {
+        if let Some(b) = &self.bar {
+            b.set_position(off + buf.len() as u64);
+        }
+        LogSource::read_exact_at(&self.file, buf, off)
+    }
+}
+
+/// The progress bars of a run's logs, on standard error when that is a
+/// terminal and the run is not quiet.
+struct Bars(Option<indicatif::MultiProgress>);
+
+impl Bars {
+    fn new(quiet: bool) -> Self {
+        use std::io::IsTerminal;
+        Bars((!quiet && std::io::stderr().is_terminal()).then(indicatif::MultiProgress::new))
+    }
+
+    fn open_log(&self, path: &Path) -> Result<Log<Watched>, VerifyError> {
+        let name = path.display().to_string();
+        let file = File::open(path).map_err(|e| VerifyError::Input(format!("{name}: {e}")))?;
+        let bar = match &self.0 {
+            Some(m) => {
+                let len = file.size().unwrap_or(0);
+                let b = m.add(indicatif::ProgressBar::new(len));
+                if let Ok(style) = indicatif::ProgressStyle::with_template(
+                    "{spinner} {prefix}: {msg} {bytes}/{total_bytes} ({elapsed})",
+                ) {
+                    b.set_style(style);
+                }
+                let file_name = path.file_name().unwrap_or(path.as_os_str());
+                b.set_prefix(file_name.to_string_lossy().into_owned());
+                b.set_message("indexing");
+                b.enable_steady_tick(std::time::Duration::from_millis(120));
+                Some(b)
+            }
+            None => None,
+        };
+        let log = Log::open(Watched {
+            file,
+            bar: bar.clone(),
+        })
+        .map_err(vlog::log_err(&name))?;
+        if let Some(b) = bar {
+            b.set_position(0);
+            b.set_message("verifying");
+        }
+        Ok(log)
+    }
+
+    fn clear(&self) {
+        if let Some(m) = &self.0 {
+            let _ = m.clear();
+        }
+    }
 }
 
 fn run(
@@ -148,7 +211,9 @@ fn run(
             }
         }
     };
-    let result = verify(name, target, c, data, &mut print);
+    let bars = Bars::new(c.quiet);
+    let result = verify(name, target, c, data, &bars, &mut print);
+    bars.clear();
     if let Some(e) = failed {
         return Err(OutputError::stdout(e).into());
     }
@@ -178,9 +243,10 @@ fn verify(
     target: Target,
     c: &Common,
     data: Option<(PathBuf, PathBuf)>,
+    bars: &Bars,
     out: &mut dyn FnMut(LogViolation),
 ) -> Result<Summary, VerifyError> {
-    let meta = open_log(&c.meta_log)?;
+    let meta = bars.open_log(&c.meta_log)?;
     let (base_blocks, base) = match &c.meta_base {
         Some(p) => {
             let (n, m) = vlog::read_base(p)?;
@@ -196,7 +262,11 @@ fn verify(
         seed: c.seed,
         atomic_unit: meta.sector_size as usize,
     };
-    let user = c.user_log.as_deref().map(open_log).transpose()?;
+    let user = c
+        .user_log
+        .as_deref()
+        .map(|p| bars.open_log(p))
+        .transpose()?;
     match c.mode.as_str() {
         "meta" => vlog::meta::verify(target, &meta, nr, base, opts, out),
         "crash" => {
@@ -209,7 +279,7 @@ fn verify(
                     }
                 ))
             })?;
-            let dlog = open_log(&dlog)?;
+            let dlog = bars.open_log(&dlog)?;
             let img = Image::open(&img)?;
             let st = vlog::MetaState::new(nr, base);
             vlog::crash::verify(
