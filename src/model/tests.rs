@@ -161,6 +161,29 @@ fn two_phase_commit_keeps_late_hydrations_for_the_next_transaction() {
     assert_eq!(committed_hydrated(&m), vec![(0, 2)]);
 }
 
+/// `process_deferred_flush_bios` takes the deferred PREFLUSH bios before it
+/// commits: a flush that arrives during the commit waits for the next one,
+/// which records what the flush found in core. (Found by the `replay` fuzz
+/// target as I7 on the fixed model, which completed it with this commit.)
+#[test]
+fn a_flush_arriving_during_a_commit_waits_for_the_next_commit() {
+    let mut m = clone(1024, 64);
+    m.hydrate_start(0, 1).unwrap();
+    m.hydrate_done(0).unwrap();
+    m.hydrate_start(1, 2).unwrap();
+    m.commit_pre().unwrap();
+    m.commit_flush_dest().unwrap();
+    m.hydrate_done(1).unwrap();
+    m.flush(Some("f".into()), false).unwrap();
+    assert_eq!(m.is_done("f"), Some(false));
+    m.commit_meta().unwrap();
+    m.commit_super().unwrap();
+    // The worker's next run commits region 1, then completes the flush.
+    assert_eq!(m.is_done("f"), Some(true));
+    assert_eq!(m.commits(), 2);
+    assert_eq!(committed_hydrated(&m), vec![(0, 2)]);
+}
+
 #[test]
 fn live_bitmap_variant_commits_late_hydrations() {
     let mut m = CloneModel::new(clone_cfg(1024, 64, false), Variant::LiveBitmapCommit, 0).unwrap();

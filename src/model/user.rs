@@ -83,6 +83,16 @@ impl UserIos {
         self.find(name).ok().map(|u| self.list[u].done)
     }
 
+    /// The number of the newest I/O.
+    pub fn last(&self) -> Option<usize> {
+        self.list.len().checked_sub(1)
+    }
+
+    /// Whether I/O number `u` completed, and with an error.
+    pub fn outcome(&self, u: usize) -> Option<(bool, bool)> {
+        self.list.get(u).map(|x| (x.done, x.error))
+    }
+
     /// Every I/O.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut UserIo> {
         self.list.iter_mut()

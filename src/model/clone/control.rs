@@ -195,6 +195,7 @@ impl CloneModel {
         self.deferred_discards.clear();
         self.deferred_flush_bios.clear();
         self.deferred_flush_completions.clear();
+        self.explicit_taken = (Vec::new(), Vec::new());
         self.worker_kicked = false;
         self.explicit_commit = false;
         self.explicit_dest_flushed = false;
@@ -253,6 +254,12 @@ impl CloneModel {
         self.meta_mut()?.pre_commit()?;
         self.explicit_commit = true;
         self.explicit_dest_flushed = false;
+        // `process_deferred_flush_bios` took the deferred lists before it
+        // called `commit_metadata`.
+        self.explicit_taken = (
+            std::mem::take(&mut self.deferred_flush_bios),
+            std::mem::take(&mut self.deferred_flush_completions),
+        );
         Ok(())
     }
 
@@ -278,7 +285,9 @@ impl CloneModel {
         self.meta_mut()?.commit_meta()
     }
 
-    /// `commit.super`; then the deferred FUA completions and PREFLUSH bios go on.
+    /// `commit.super`; then the FUA completions and PREFLUSH bios deferred
+    /// before `commit.pre` go on (those deferred since wait for the next
+    /// commit, which the worker makes when it runs next).
     pub fn commit_super(&mut self) -> Result<(), ModelError> {
         if !self.explicit_commit || !self.meta()?.meta_written() {
             return Err(ModelError::NotEnabled(
@@ -289,11 +298,10 @@ impl CloneModel {
         self.commits += 1;
         self.explicit_commit = false;
         self.last_commit = self.now;
-        let completions = std::mem::take(&mut self.deferred_flush_completions);
+        let (bios, completions) = std::mem::take(&mut self.explicit_taken);
         for b in completions {
             self.end_bio(b, false)?;
         }
-        let bios = std::mem::take(&mut self.deferred_flush_bios);
         for b in bios {
             if self.bios.get(&b).is_some_and(|x| x.kind == BioKind::Flush)
                 && self.explicit_dest_flushed

@@ -217,6 +217,11 @@ pub struct CloneModel {
     explicit_commit: bool,
     /// `commit.flush-dest` done in the explicit commit.
     explicit_dest_flushed: bool,
+    /// The deferred PREFLUSH bios and FUA completions the explicit commit's
+    /// worker took when it started (`process_deferred_flush_bios` takes the
+    /// lists before `commit_metadata`): those deferred later wait for the
+    /// next commit.
+    explicit_taken: (Vec<usize>, Vec<usize>),
     commits: u64,
     /// The user I/O, for the ideal-disk oracle.
     pub oracle: Oracle,
@@ -284,6 +289,7 @@ impl CloneModel {
             worker_kicked: false,
             explicit_commit: false,
             explicit_dest_flushed: false,
+            explicit_taken: (Vec::new(), Vec::new()),
             commits: 0,
             oracle: Oracle::default(),
             cfg,
@@ -551,6 +557,16 @@ impl CloneModel {
         }
         self.users[u].is_async = false;
         self.settle()
+    }
+
+    /// The number of the newest user I/O.
+    pub fn last_user(&self) -> Option<usize> {
+        self.users.last()
+    }
+
+    /// Whether user I/O `u` completed, and with an error.
+    pub fn user_outcome(&self, u: usize) -> Option<(bool, bool)> {
+        self.users.outcome(u)
     }
 
     /// True when the user I/O `name` completed.

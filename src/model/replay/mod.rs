@@ -195,6 +195,7 @@ pub fn replay_observed(
         monotone: crate::verify::Monotone::default(),
         top: None,
         point_line: None,
+        flushes: Vec::new(),
         manual_worker: trace.stmts.iter().any(|s| {
             matches!(
                 s.event,
@@ -209,14 +210,12 @@ pub fn replay_observed(
     };
     let mut commits = None;
     for (done, s) in trace.stmts.iter().enumerate() {
-        // I7: what a synchronous user flush finds in core, it makes durable.
+        // I7: what a user flush finds in core when it is issued, it makes
+        // durable by the time it completes.
         let flushing = match (&s.event, r.model.as_ref()) {
-            (
-                Event::Flush {
-                    is_async: false, ..
-                },
-                Some(Model::Clone(m)),
-            ) if r.opts.statement_points() && m.life() == CloneLife::Running => {
+            (Event::Flush { .. }, Some(Model::Clone(m)))
+                if r.opts.statement_points() && m.life() == CloneLife::Running =>
+            {
                 m.in_core_hydrated()
             }
             _ => None,
@@ -236,10 +235,26 @@ pub fn replay_observed(
             Event::Crash { .. } => r.point_line = None,
             _ => r.point_line = Some(s.line),
         }
-        if let (Some(before), Some(Model::Clone(m))) = (flushing, r.model.as_ref()) {
-            if let Some(v) = crate::verify::clone_flushed(&m.meta_image(), &before, s.line) {
-                r.out.violations.push(v);
+        if let Some(Model::Clone(m)) = r.model.as_ref() {
+            if let (Some(before), Some(u)) = (flushing, m.last_user()) {
+                r.flushes.push((u, before, s.line));
             }
+            r.flushes.retain(|(u, before, line)| {
+                match m.user_outcome(*u) {
+                    // Completed: I7 on the durable metadata now.
+                    Some((true, false)) => {
+                        if let Some(v) =
+                            crate::verify::clone_flushed(&m.meta_image(), before, *line)
+                        {
+                            r.out.violations.push(v);
+                        }
+                        false
+                    }
+                    // Failed, or lost with a power cut: nothing was promised.
+                    Some((true, true)) | None => false,
+                    Some((false, _)) => m.life() != CloneLife::Crashed,
+                }
+            });
         }
         if r.opts.emit_logs && matches!(s.event, Event::Config(_)) {
             r.start_logs();
@@ -321,6 +336,9 @@ struct Runner {
     /// run, when only expectations and marks have followed it. A `crash
     /// mode=state:` line rebuilds the states of that point as well as its own.
     point_line: Option<usize>,
+    /// I7: the user flushes issued and not yet completed: the user I/O, the
+    /// regions hydrated in core when it was issued, its line.
+    flushes: Vec<(usize, Vec<(u64, u64)>, usize)>,
 }
 
 fn extra_u64(c: &Config, key: &str) -> Result<Option<u64>, ModelError> {
