@@ -236,15 +236,19 @@ pub fn replay_observed(
             _ => r.point_line = Some(s.line),
         }
         if let Some(Model::Clone(m)) = r.model.as_ref() {
-            if let (Some(before), Some(u)) = (flushing, m.last_user()) {
-                r.flushes.push((u, before, s.line));
+            if let (Some(in_core), Some(user)) = (flushing, m.last_user()) {
+                r.flushes.push(PendingFlush {
+                    user,
+                    in_core,
+                    line: s.line,
+                });
             }
-            r.flushes.retain(|(u, before, line)| {
-                match m.user_outcome(*u) {
+            r.flushes.retain(|f| {
+                match m.user_outcome(f.user) {
                     // Completed: I7 on the durable metadata now.
                     Some((true, false)) => {
                         if let Some(v) =
-                            crate::verify::clone_flushed(&m.meta_image(), before, *line)
+                            crate::verify::clone_flushed(&m.meta_image(), &f.in_core, f.line)
                         {
                             r.out.violations.push(v);
                         }
@@ -336,9 +340,18 @@ struct Runner {
     /// run, when only expectations and marks have followed it. A `crash
     /// mode=state:` line rebuilds the states of that point as well as its own.
     point_line: Option<usize>,
-    /// I7: the user flushes issued and not yet completed: the user I/O, the
-    /// regions hydrated in core when it was issued, its line.
-    flushes: Vec<(usize, Vec<(u64, u64)>, usize)>,
+    /// I7: the user flushes issued and not yet completed.
+    flushes: Vec<PendingFlush>,
+}
+
+/// A user flush not yet completed, for I7.
+struct PendingFlush {
+    /// The user I/O.
+    user: usize,
+    /// The regions hydrated in core when it was issued.
+    in_core: Vec<(u64, u64)>,
+    /// Its line.
+    line: usize,
 }
 
 fn extra_u64(c: &Config, key: &str) -> Result<Option<u64>, ModelError> {
