@@ -129,6 +129,22 @@ impl Oracle {
         }
     }
 
+    /// A power cut: the flushes in flight never complete, and the writes not
+    /// acknowledged durable are settled, landed or not, by the crash state
+    /// (REPLAY.md §2.6: a flush after the crash covers only what completes
+    /// after it). They stay allowed values, in flight ones as completed at
+    /// the cut, but no later flush acknowledges them.
+    pub fn crash(&mut self) {
+        let t = self.next();
+        for &u in &self.unacked {
+            if let Some(Some(op)) = self.ops.get_mut(u) {
+                op.completed.get_or_insert(t);
+            }
+        }
+        self.unacked.clear();
+        self.flushes.clear();
+    }
+
     /// The value user write `op` leaves at sector `s`.
     fn value(op: &UserOp, s: u64) -> DataVal {
         match op.origin {
@@ -261,5 +277,34 @@ mod tests {
         );
         o.discard(3, 0, 8);
         assert_eq!(o.allowed(0, init), Allowed::Anything);
+    }
+
+    #[test]
+    fn a_flush_after_a_power_cut_does_not_acknowledge_what_the_cut_lost() {
+        let mut o = Oracle::default();
+        let init = v(Origin::Init(0), 0);
+        o.write(0, 0, 1, Origin::User(0), false);
+        o.complete(0);
+        o.write(1, 0, 1, Origin::User(1), false); // in flight at the cut
+        o.crash();
+        o.flush(2);
+        o.complete(2);
+        assert_eq!(o.acked_write(0), None);
+        assert!(o.acked_ranges().is_empty());
+        assert_eq!(
+            o.allowed(0, init),
+            Allowed::Values(vec![init, v(Origin::User(0), 0), v(Origin::User(1), 0)])
+        );
+        // A write after the cut is acknowledged by a flush as usual, and
+        // what the cut settled is no longer a possible value under it.
+        o.write(3, 0, 1, Origin::User(3), false);
+        o.complete(3);
+        o.flush(4);
+        o.complete(4);
+        assert_eq!(o.acked_write(0), Some(3));
+        assert_eq!(
+            o.allowed(0, init),
+            Allowed::Values(vec![v(Origin::User(3), 0)])
+        );
     }
 }

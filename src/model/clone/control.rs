@@ -178,6 +178,7 @@ impl CloneModel {
             &mut self.dest,
             *mode == CrashMode::AllLanded,
         );
+        self.oracle.crash();
         self.reset_in_core();
         self.life = Life::Crashed;
         Ok(())

@@ -131,6 +131,7 @@ impl EraModel {
             &mut self.origin,
             *mode == CrashMode::AllLanded,
         );
+        self.oracle.crash();
         self.md = None;
         self.owners.clear();
         self.bios.clear();
