@@ -144,15 +144,21 @@ fn discard_marks_only_whole_regions() {
     assert_eq!(m.read_sector(64, true).origin, Origin::Discarded);
 }
 
-#[test]
-fn two_phase_commit_keeps_late_hydrations_for_the_next_transaction() {
-    let mut m = clone(1024, 64);
+/// Region 0 hydrated, then a commit whose destination flush region 1's copy
+/// completes after: the commit's metadata phases are still to come.
+fn hydrate_across_a_commit(m: &mut CloneModel) {
     m.hydrate_start(0, 1).unwrap();
     m.hydrate_done(0).unwrap();
     m.hydrate_start(1, 2).unwrap();
     m.commit_pre().unwrap();
     m.commit_flush_dest().unwrap();
     m.hydrate_done(1).unwrap();
+}
+
+#[test]
+fn two_phase_commit_keeps_late_hydrations_for_the_next_transaction() {
+    let mut m = clone(1024, 64);
+    hydrate_across_a_commit(&mut m);
     m.commit_meta().unwrap();
     m.commit_super().unwrap();
     assert_eq!(committed_hydrated(&m), vec![(0, 1)]);
@@ -168,12 +174,7 @@ fn two_phase_commit_keeps_late_hydrations_for_the_next_transaction() {
 #[test]
 fn a_flush_arriving_during_a_commit_waits_for_the_next_commit() {
     let mut m = clone(1024, 64);
-    m.hydrate_start(0, 1).unwrap();
-    m.hydrate_done(0).unwrap();
-    m.hydrate_start(1, 2).unwrap();
-    m.commit_pre().unwrap();
-    m.commit_flush_dest().unwrap();
-    m.hydrate_done(1).unwrap();
+    hydrate_across_a_commit(&mut m);
     m.flush(Some("f".into()), false).unwrap();
     assert_eq!(m.is_done("f"), Some(false));
     m.commit_meta().unwrap();
@@ -187,12 +188,7 @@ fn a_flush_arriving_during_a_commit_waits_for_the_next_commit() {
 #[test]
 fn live_bitmap_variant_commits_late_hydrations() {
     let mut m = CloneModel::new(clone_cfg(1024, 64, false), Variant::LiveBitmapCommit, 0).unwrap();
-    m.hydrate_start(0, 1).unwrap();
-    m.hydrate_done(0).unwrap();
-    m.hydrate_start(1, 2).unwrap();
-    m.commit_pre().unwrap();
-    m.commit_flush_dest().unwrap();
-    m.hydrate_done(1).unwrap();
+    hydrate_across_a_commit(&mut m);
     m.commit_meta().unwrap();
     m.commit_super().unwrap();
     assert_eq!(committed_hydrated(&m), vec![(0, 2)]);
