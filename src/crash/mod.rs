@@ -18,7 +18,7 @@
 //!   suffixes, one unit missing) over the landed state.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -85,9 +85,12 @@ impl Choice {
             }
             mask.push(char::from_digit(nib as u32, 16).expect("nibble"));
         }
-        if mask.is_empty() {
-            mask.push('0');
-        }
+        // Leading zeroes say nothing (an epoch of thousands of writes would
+        // print thousands of them); `parse` reads any width.
+        let mask = match mask.trim_start_matches('0') {
+            "" => "0",
+            m => m,
+        };
         let mut id = format!("cp{cp}.m{mask}");
         if let Some((w, units)) = self.torn {
             id.push_str(&format!(".t{w}-{units:x}"));
@@ -427,93 +430,8 @@ impl MetaSpace {
         }
         k
     }
-
-    /// A hash of the state's content, for deduplication.
-    fn state_hash(&self, c: &Choice, unit: usize) -> u64 {
-        let mut h = DefaultHasher::new();
-        for (b, data) in self.overlay(c, unit) {
-            if *data != self.base_block(b) {
-                b.hash(&mut h);
-                block_hash(&data).hash(&mut h);
-            }
-        }
-        h.finish()
-    }
-
-    /// The states of the tiers `opts` asks for, without duplicates (by content),
-    /// and the number of candidate states before deduplication.
-    pub fn enumerate(&self, opts: &Options) -> (Vec<Choice>, usize) {
-        let n = self.pending.len();
-        let unit = opts.atomic_unit.clamp(512, BLOCK_SIZE);
-        let landed_all: Vec<bool> = self.pending.iter().map(|p| !p.inflight).collect();
-        let mut cands: Vec<Choice> = Vec::new();
-        let whole = |landed: Vec<bool>| Choice { landed, torn: None };
-        // T0
-        cands.push(whole(vec![false; n]));
-        cands.push(whole(landed_all.clone()));
-        if let Some(sb) = self.pending.iter().rposition(|p| p.block == 0) {
-            let mut m = vec![false; n];
-            m[sb] = true;
-            cands.push(whole(m));
-        }
-        if opts.tier >= 1 {
-            for i in 0..n {
-                let mut keep = vec![false; n];
-                keep[i] = true;
-                cands.push(whole(keep));
-                let mut drop = landed_all.clone();
-                drop[i] = false;
-                cands.push(whole(drop));
-            }
-        }
-        if opts.tier >= 2 {
-            if n <= 12 {
-                for bits in 0u32..(1 << n) {
-                    cands.push(whole((0..n).map(|i| bits >> i & 1 == 1).collect()));
-                }
-            } else {
-                for i in 0..n {
-                    for j in i + 1..n {
-                        let mut m = vec![false; n];
-                        m[i] = true;
-                        m[j] = true;
-                        cands.push(whole(m));
-                    }
-                }
-                let mut s = opts.seed;
-                for _ in 0..opts.samples {
-                    cands.push(whole((0..n).map(|_| splitmix(&mut s) & 1 == 1).collect()));
-                }
-            }
-        }
-        if opts.tier >= 3 && unit < BLOCK_SIZE {
-            let units = BLOCK_SIZE / unit;
-            let full = (1u64 << units) - 1;
-            for i in 0..n {
-                let mut masks: Vec<u64> = Vec::new();
-                for k in 1..units {
-                    masks.push((1 << k) - 1); // the first k units landed
-                    masks.push(full & !((1 << k) - 1)); // the last units landed
-                }
-                for u in 0..units {
-                    masks.push(full & !(1 << u)); // one unit missing
-                }
-                for m in masks {
-                    let mut landed = landed_all.clone();
-                    landed[i] = false;
-                    cands.push(Choice {
-                        landed,
-                        torn: Some((i, m)),
-                    });
-                }
-            }
-        }
-        let total = cands.len();
-        let mut seen = HashSet::new();
-        cands.retain(|c| seen.insert(self.state_hash(c, unit)));
-        (cands, total)
-    }
 }
 
+mod enumerate;
 #[cfg(test)]
 mod tests;

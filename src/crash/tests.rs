@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::sim::{new_clock, Io, IoKind};
+use std::collections::HashSet;
 
 fn blk(v: u8) -> MetaVal {
     MetaVal(Arc::new([v; BLOCK_SIZE]))
@@ -288,4 +289,172 @@ fn an_event_point_puts_writes_in_flight_after_the_cached_ones() {
         imgs,
         vec![vec![0, 0, 0, 0], vec![0, 0, 2, 0], vec![3, 0, 0, 0]]
     );
+}
+
+/// The enumeration as the tiers define it, each candidate's image built and
+/// compared whole: what `enumerate`'s constant-time differences must agree
+/// with, state for state and in order.
+fn enumerate_by_images(s: &MetaSpace, opts: &Options) -> (Vec<Choice>, usize) {
+    let n = s.pending.len();
+    let unit = opts.atomic_unit.clamp(512, BLOCK_SIZE);
+    let landed_all: Vec<bool> = s.pending.iter().map(|p| !p.inflight).collect();
+    let whole = |landed: Vec<bool>| Choice { landed, torn: None };
+    let only = |ix: &[usize]| whole((0..n).map(|i| ix.contains(&i)).collect());
+    let mut cands = vec![only(&[]), whole(landed_all.clone())];
+    if let Some(sb) = s.pending.iter().rposition(|p| p.block == 0) {
+        cands.push(only(&[sb]));
+    }
+    if opts.tier >= 1 {
+        for i in 0..n {
+            cands.push(only(&[i]));
+            let mut m = landed_all.clone();
+            m[i] = false;
+            cands.push(whole(m));
+        }
+    }
+    if opts.tier >= 2 {
+        if n <= 12 {
+            for bits in 0u32..(1 << n) {
+                cands.push(whole((0..n).map(|i| bits >> i & 1 == 1).collect()));
+            }
+        } else {
+            for i in 0..n {
+                for j in i + 1..n {
+                    cands.push(only(&[i, j]));
+                }
+            }
+            let mut x = opts.seed;
+            for _ in 0..opts.samples {
+                cands.push(whole((0..n).map(|_| splitmix(&mut x) & 1 == 1).collect()));
+            }
+        }
+    }
+    if opts.tier >= 3 && unit < BLOCK_SIZE {
+        let units = BLOCK_SIZE / unit;
+        let full = (1u64 << units) - 1;
+        for i in 0..n {
+            let mut masks = Vec::new();
+            for k in 1..units {
+                masks.push((1 << k) - 1);
+                masks.push(full & !((1 << k) - 1));
+            }
+            for u in 0..units {
+                masks.push(full & !(1 << u));
+            }
+            for m in masks {
+                let mut landed = landed_all.clone();
+                landed[i] = false;
+                cands.push(Choice {
+                    landed,
+                    torn: Some((i, m)),
+                });
+            }
+        }
+    }
+    let total = cands.len();
+    let mut seen = HashSet::new();
+    cands.retain(|c| {
+        let changed: Vec<(u64, Vec<u8>)> = s
+            .overlay(c, unit)
+            .into_iter()
+            .filter(|(b, d)| **d != s.base_block(*b))
+            .map(|(b, d)| (b, d.to_vec()))
+            .collect();
+        seen.insert(changed)
+    });
+    (cands, total)
+}
+
+#[test]
+fn enumeration_keeps_the_first_candidate_of_each_image_at_every_tier() {
+    // Random spaces over 5 blocks: contents from a few patterns (zeroes,
+    // the base's own, blocks differing in one 512-byte unit), writes
+    // completed or in flight, 0 to 16 of them.
+    let pattern = |v: u64| -> Arc<Block> {
+        let mut b = [0u8; BLOCK_SIZE];
+        if v > 0 {
+            b.fill(v as u8 & 3);
+            b[(v as usize % 8) * 512] = 9;
+        }
+        Arc::new(b)
+    };
+    let mut seed = 7u64;
+    let mut states = 0;
+    for round in 0..300 {
+        let mut base = ExtentMap::new();
+        for b in 0..5u64 {
+            let v = splitmix(&mut seed) % 6;
+            if v > 0 {
+                base.insert(b, b + 1, 0, MetaVal(pattern(v)));
+            }
+        }
+        let n = (splitmix(&mut seed) % 17) as usize;
+        let mut pending = Vec::new();
+        for _ in 0..n {
+            let block = splitmix(&mut seed) % 5;
+            let v = splitmix(&mut seed) % 6;
+            let data = match (v, base.get(block)) {
+                (5, Some((_, MetaVal(d)))) => d, // as the base holds it
+                _ => pattern(v),
+            };
+            pending.push(Pending {
+                block,
+                data,
+                inflight: false,
+            });
+        }
+        // The writes in flight come after the completed ones.
+        let cached = (splitmix(&mut seed) % (n as u64 + 1)) as usize;
+        for p in &mut pending[cached..] {
+            p.inflight = true;
+        }
+        let s = MetaSpace::new(5, base, pending);
+        for tier in 0..=3 {
+            for atomic_unit in [512, 4096] {
+                let opts = Options {
+                    tier,
+                    samples: 20,
+                    seed: round,
+                    atomic_unit,
+                };
+                let (got, total) = s.enumerate(&opts);
+                let (want, want_total) = enumerate_by_images(&s, &opts);
+                assert_eq!(got, want, "round {round}, n {n}, {opts:?}");
+                assert_eq!(total, want_total, "round {round}, n {n}, {opts:?}");
+                states += got.len();
+            }
+        }
+    }
+    assert!(states > 10_000, "{states} states");
+}
+
+/// An epoch of many writes that leave their blocks as they were (a discard
+/// of blocks never written) adds no state, and enumerating it takes time in
+/// proportion to its writes, not their square.
+#[test]
+fn writes_that_change_nothing_add_no_state() {
+    let zero = Arc::new([0u8; BLOCK_SIZE]);
+    let mut pending: Vec<Pending> = (1..200_001u64)
+        .map(|block| Pending {
+            block,
+            data: zero.clone(),
+            inflight: false,
+        })
+        .collect();
+    pending.push(Pending {
+        block: 0,
+        data: Arc::new([1; BLOCK_SIZE]),
+        inflight: false,
+    });
+    let s = MetaSpace::new(200_001, ExtentMap::new(), pending);
+    let (states, total) = s.enumerate(&Options {
+        tier: 3,
+        samples: 4,
+        ..Default::default()
+    });
+    // The base, the superblock alone, and the superblock torn: 22 masks of
+    // 8 units, two of them twice (the first seven units are the last one
+    // missing, the last seven the first one missing).
+    assert_eq!(states.len(), 2 + 20);
+    assert!(total > 200_000 * 24, "{total}");
 }
