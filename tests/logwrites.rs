@@ -177,7 +177,12 @@ fn unreadable_logs_exit_2_naming_what_is_wrong() {
 /// The lab's captures of the real kernel (`fixtures/kernel-logs/`), gunzipped
 /// into `d`; the case names.
 fn kernel_logs(d: &TestDir) -> Vec<String> {
-    let root = repo().join("fixtures/kernel-logs");
+    kernel_logs_in(d, "fixtures/kernel-logs")
+}
+
+/// The captures in `dir` of the repository, gunzipped into `d`; the case names.
+fn kernel_logs_in(d: &TestDir, dir: &str) -> Vec<String> {
+    let root = repo().join(dir);
     let mut cases = Vec::new();
     for e in std::fs::read_dir(&root).unwrap() {
         let p = e.unwrap().path();
@@ -399,6 +404,29 @@ fn kernel_captures_verify_in_every_mode() {
             }
         }
     }
+}
+
+/// A capture made on a loaded host, where the kernel's background copies ran
+/// far ahead of a user write that needed a copy: its commits conform, the one
+/// between the two writes as background copies and user regions each
+/// bracketed by the model (`fixtures/kernel-logs-loaded/README.md`).
+#[test]
+fn background_copies_ahead_of_a_user_write_conform() {
+    let d = TestDir::new("kernel-logs-loaded");
+    assert_eq!(
+        kernel_logs_in(&d, "fixtures/kernel-logs-loaded"),
+        ["clone-bg-hydration"]
+    );
+    let dir = d.path("clone-bg-hydration");
+    let (code, out) = run_mode("clone", "meta", &dir);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = run_mode("clone", "conformance", &dir);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(compared(&out).0, 11, "{out}");
+    assert!(
+        out.contains("kernel commit 4 (entry 39): its hydrated set lies between two states"),
+        "{out}"
+    );
 }
 
 #[test]
