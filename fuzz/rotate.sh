@@ -15,6 +15,8 @@
 # 10) is libFuzzer's -timeout, which counts wall time: on a host busy with other
 # work a niced fuzzer sees false hangs, so raise it there and re-run each
 # timeout-* artifact alone to tell a real hang (over 10 s) from a starved one.
+# Creating LOGDIR/stop ends the rotation: the fuzzer running is interrupted (its
+# run recorded) and no other starts.
 set -u
 [ $# -ge 2 ] || { echo "usage: fuzz/rotate.sh SECONDS LOGDIR [TARGET...]" >&2; exit 2; }
 secs=$1 logs=$2
@@ -30,6 +32,7 @@ cpu_of() {
     awk -v t="$tck" '{ sub(/^.*\) /, ""); printf "%d", ($12 + $13) / t }' "/proc/$1/stat" 2>/dev/null || echo 0
 }
 for t in "$@"; do
+    [ ! -e "$logs/stop" ] || exit 0
     mkdir -p "corpus/$t" "artifacts/$t"
     if [ -f "corpus/$t.tar.zst" ] && [ -z "$(ls -A "corpus/$t")" ]; then
         tar --zstd -xf "corpus/$t.tar.zst" -C "corpus/$t"
@@ -49,14 +52,16 @@ for t in "$@"; do
             -max_total_time="$left" -timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb=2048 -print_final_stats=1 \
             -artifact_prefix="artifacts/$t/" > "$log" 2>&1 &
         waiter=$!
-        if [ "${FUZZ_CPU:-0}" = 1 ]; then
-            sleep 1
-            fz=$(pgrep -P "$waiter" | head -1)
-            while [ -n "$fz" ] && kill -0 "$fz" 2>/dev/null; do
-                [ $(( used + $(cpu_of "$fz") )) -lt "$secs" ] || { kill -INT "$fz"; break; }
-                sleep 5
-            done
-        fi
+        sleep 1
+        fz=$(pgrep -P "$waiter" | head -1)
+        while [ -n "$fz" ] && kill -0 "$fz" 2>/dev/null; do
+            if [ -e "$logs/stop" ] ||
+                { [ "${FUZZ_CPU:-0}" = 1 ] && [ $(( used + $(cpu_of "$fz") )) -ge "$secs" ]; }; then
+                kill -INT "$fz"
+                break
+            fi
+            sleep 5
+        done
         wait "$waiter"
         cpu=$(awk 'END { printf "%.0f", $1 + $2 }' "$log.time")
         used=$(( used + cpu ))
@@ -66,5 +71,6 @@ for t in "$@"; do
             "$(ls "corpus/$t" | wc -l)" "${how:-done}" >> "$logs/runs.tsv"
         # Stopped within seconds (on the corpus itself): on to the next target.
         [ $(( $(date +%s) - t0 )) -ge 10 ] || break
+        [ ! -e "$logs/stop" ] || exit 0
     done
 done
