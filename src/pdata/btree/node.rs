@@ -82,9 +82,10 @@ impl NodeHeader {
     /// `32 + (8 + value_size) * max_entries <= 4096` and `nr_entries <= max_entries`
     /// (the kernel's own read check, §4.2): only then may keys and values be read.
     pub fn fits(&self) -> bool {
-        // Both factors are u32s read from the block: the product can pass u64.
+        // Both factors are u32s read from the block: the product can pass u64,
+        // or come so near its end that adding the header would.
         let need = (8u64 + self.value_size as u64).checked_mul(self.max_entries as u64);
-        need.is_some_and(|n| n + NODE_HEADER_SIZE as u64 <= BLOCK_SIZE as u64)
+        need.is_some_and(|n| n <= (BLOCK_SIZE - NODE_HEADER_SIZE) as u64)
             && self.nr_entries <= self.max_entries
     }
 
@@ -108,6 +109,24 @@ impl NodeHeader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A value size and entry count whose product lies within 32 of 2^64:
+    /// adding the header overflowed (and, without overflow checks, wrapped to
+    /// a node that "fits"). Found by the block_btree fuzz target.
+    #[test]
+    fn a_node_sized_near_u64_max_does_not_fit() {
+        // (8 + 0xfffffff8) * 0xffffffff = 2^64 - 2^32; 2^64 - 16 = (2^32 - 4)(2^32 + 4).
+        for (value_size, max_entries) in [(0xffff_fffc, 0xffff_fffc), (0xffff_fff8, u32::MAX)] {
+            let h = NodeHeader {
+                flags: LEAF_NODE,
+                blocknr: 0,
+                nr_entries: 1,
+                max_entries,
+                value_size,
+            };
+            assert!(!h.fits(), "{value_size:#x} x {max_entries:#x}");
+        }
+    }
 
     #[test]
     fn max_entries_match_the_spec_table() {
