@@ -633,9 +633,13 @@ pub fn verify<R: LogSource>(
     let (mut same_logic, mut same_bytes, mut between_count) = (0, 0, 0);
     // dm-clone with background hydration: the hydrated sets the model
     // committed, pass by pass, in order.
-    let touched = match kernel.iter().find_map(|(_, img)| csb::read(img).ok()) {
-        Some((sb, _)) if hydrating => touched_regions(user, &sb),
-        _ => HashSet::new(),
+    let touched = if hydrating {
+        kernel
+            .iter()
+            .find_map(|(_, img)| csb::read(img).ok())
+            .map_or_else(HashSet::new, |(sb, _)| touched_regions(user, &sb))
+    } else {
+        HashSet::new()
     };
     let sets: Vec<Vec<Bits>> = if hydrating {
         texts
@@ -829,20 +833,19 @@ fn era_difference(kernel: &MetaImage, model: &MetaImage) -> Option<String> {
 /// kernel's copies run at their own pace beside the user's I/O, so the two
 /// parts need not be bracketed at the same moment of the model.
 fn between(k: &Bits, passes: &[Vec<Bits>], touched: &HashSet<u64>) -> bool {
-    let regions = |b: &Bits, user: bool| -> Vec<u64> {
-        b.runs()
+    // `a ⊆ b` over the regions user I/O touched (`user`) or did not.
+    let subset = |a: &Bits, b: &Bits, user: bool| {
+        a.runs()
             .iter()
             .flat_map(|&(x, y)| x..y)
             .filter(|r| touched.contains(r) == user)
-            .collect()
+            .all(|r| b.get(r))
     };
     let within = |user: bool| {
-        let kr = regions(k, user);
-        let sub = |a: &Bits| regions(a, user).iter().all(|&r| k.get(r));
-        let sup = |b: &Bits| kr.iter().all(|&r| b.get(r));
-        passes
-            .iter()
-            .any(|p| p.windows(2).any(|w| sub(&w[0]) && sup(&w[1])))
+        passes.iter().any(|p| {
+            p.windows(2)
+                .any(|w| subset(&w[0], k, user) && subset(k, &w[1], user))
+        })
     };
     within(false) && within(true)
 }
