@@ -37,10 +37,7 @@ impl Deltas {
         let new: Vec<u64> = p.iter().map(|w| hashes.of(&w.data)).collect();
         let old: Vec<u64> = p
             .iter()
-            .map(|w| match space.base.get(w.block) {
-                Some((_, v)) => hashes.of(&v.0),
-                None => hashes.zero,
-            })
+            .map(|w| space.base_hash(w.block, &mut hashes))
             .collect();
         let mut top: HashMap<u64, usize> = HashMap::new();
         let mut below = Vec::with_capacity(p.len());
@@ -62,13 +59,10 @@ impl Deltas {
         d
     }
 
-    fn delta(&self, b: u64, old: u64, new: u64) -> u128 {
-        self.hashes.term(b, old) ^ self.hashes.term(b, new)
-    }
-
     /// Write `i` alone over the base.
     fn keep(&self, space: &MetaSpace, i: usize) -> u128 {
-        self.delta(space.pending[i].block, self.old[i], self.new[i])
+        self.hashes
+            .change(space.pending[i].block, self.old[i], self.new[i])
     }
 
     /// The content hash beneath write `i` when every completed write lands.
@@ -89,7 +83,7 @@ impl Deltas {
             return self.all;
         }
         let b = space.pending[i].block;
-        self.all ^ self.delta(b, self.new[i], self.under(i))
+        self.all ^ self.hashes.change(b, self.new[i], self.under(i))
     }
 
     /// Writes `i` and `j` (`i < j`) alone over the base.
@@ -126,7 +120,7 @@ impl Deltas {
         // What the all-landed state holds at the block: this write when it
         // completed, else what lies beneath it.
         let landed = if w.inflight { under } else { self.new[i] };
-        self.all ^ self.delta(w.block, landed, mixed)
+        self.all ^ self.hashes.change(w.block, landed, mixed)
     }
 }
 

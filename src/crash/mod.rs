@@ -184,6 +184,12 @@ impl BlockHashes {
         let hi = splitmix(&mut s);
         (hi as u128) << 64 | lo as u128
     }
+
+    /// The change to a fingerprint when block `b`'s content hash goes from
+    /// `old` to `new`.
+    fn change(&self, b: u64, old: u64, new: u64) -> u128 {
+        self.term(b, old) ^ self.term(b, new)
+    }
 }
 
 /// Where a crash point lies relative to its statement; the suffix of the ids
@@ -417,18 +423,24 @@ impl MetaSpace {
         let torn = c.torn.map(|(w, _)| self.pending[w].block);
         let mut k = base;
         for (b, data) in self.overlay(c, unit) {
-            let old = match self.base.get(b) {
-                Some((_, v)) => hashes.of(&v.0),
-                None => hashes.zero,
-            };
+            let old = self.base_hash(b, hashes);
             let new = if torn == Some(b) {
                 block_hash(&data)
             } else {
                 hashes.of(&data)
             };
-            k ^= hashes.term(b, old) ^ hashes.term(b, new);
+            k ^= hashes.change(b, old, new);
         }
         k
+    }
+
+    /// The content hash of block `b` in the base (a zeroed block's when the
+    /// base never held it).
+    fn base_hash(&self, b: u64, hashes: &mut BlockHashes) -> u64 {
+        match self.base.get(b) {
+            Some((_, v)) => hashes.of(&v.0),
+            None => hashes.zero,
+        }
     }
 }
 
