@@ -7,6 +7,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dmce::fuzz_support::seeds::from_fixtures;
 use dmce::fuzz_support::{run, TARGETS};
@@ -75,28 +76,50 @@ fn seeds_from_the_fixtures_pass_every_target() {
 
 #[test]
 fn committed_corpora_and_regressions_pass_every_target() {
+    // The targets are shared among as many threads as there are cores, the
+    // largest corpus first: the replay corpus alone is most of the time in a
+    // debug build.
     let tmp = TestDir::new("fuzz-corpus");
-    for t in TARGETS {
-        let dir = tmp.path(t.name);
-        std::fs::create_dir_all(&dir).unwrap();
-        // A target whose campaign has not been run yet has no committed corpus:
-        // its seeds (above) and regression cases still run.
-        let packed = repo().join(format!("fuzz/corpus/{}.tar.zst", t.name));
-        let corpus = if packed.exists() {
-            unpack(&packed, &dir)
-        } else {
-            Vec::new()
-        };
-        for f in corpus.iter().chain(&files_in(
-            &repo().join(format!("fuzz/regressions/{}", t.name)),
-        )) {
-            let data = if f.extension().is_some_and(|e| e == "zst") {
-                load_zst(f)
-            } else {
-                std::fs::read(f).unwrap()
-            };
-            replay(t.name, &f.display().to_string(), &data);
+    let size = |name: &str| {
+        std::fs::metadata(repo().join(format!("fuzz/corpus/{name}.tar.zst"))).map_or(0, |m| m.len())
+    };
+    let mut names: Vec<&str> = TARGETS.iter().map(|t| t.name).collect();
+    names.sort_by_key(|&n| std::cmp::Reverse(size(n)));
+    let next = AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(names.len());
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                while let Some(name) = names.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    corpus_and_regressions(name, &tmp.path(name));
+                }
+            });
         }
+    });
+}
+
+/// Replays target `name`'s committed corpus, unpacked in `dir`, and its
+/// regression cases.
+fn corpus_and_regressions(name: &str, dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    // A target whose campaign has not been run yet has no committed corpus:
+    // its seeds (above) and regression cases still run.
+    let packed = repo().join(format!("fuzz/corpus/{name}.tar.zst"));
+    let corpus = if packed.exists() {
+        unpack(&packed, dir)
+    } else {
+        Vec::new()
+    };
+    let regressions = files_in(&repo().join(format!("fuzz/regressions/{name}")));
+    for f in corpus.iter().chain(&regressions) {
+        let data = if f.extension().is_some_and(|e| e == "zst") {
+            load_zst(f)
+        } else {
+            std::fs::read(f).unwrap()
+        };
+        replay(name, &f.display().to_string(), &data);
     }
 }
 
