@@ -86,6 +86,44 @@ impl Bits {
         self.next_clear(0) == self.len
     }
 
+    /// Sets bits `a..b`, clipped to the length.
+    pub fn set_range(&mut self, a: u64, b: u64) {
+        let b = b.min(self.len);
+        let mut i = a;
+        while i < b {
+            let start = i - i % 64;
+            let (lo, hi) = (i - start, (b - start).min(64));
+            let ones = if hi - lo == 64 {
+                u64::MAX
+            } else {
+                ((1 << (hi - lo)) - 1) << lo
+            };
+            self.words[(start / 64) as usize] |= ones;
+            i = start + hi;
+        }
+    }
+
+    /// Word `w`, clear past the end.
+    fn word_or_clear(&self, w: usize) -> u64 {
+        self.words.get(w).copied().unwrap_or(0)
+    }
+
+    /// True when every bit set here is set in `other` (bits past a bitmap's
+    /// end count as clear).
+    pub fn is_subset(&self, other: &Bits) -> bool {
+        (self.words.iter().enumerate()).all(|(w, &a)| a & !other.word_or_clear(w) == 0)
+    }
+
+    /// True when every bit set here whose bit in `mask` is `in_mask` is set
+    /// in `other` (bits past a bitmap's end count as clear).
+    pub fn is_subset_where(&self, other: &Bits, mask: &Bits, in_mask: bool) -> bool {
+        (self.words.iter().enumerate()).all(|(w, &a)| {
+            let m = mask.word_or_clear(w);
+            let m = if in_mask { m } else { !m };
+            a & m & !other.word_or_clear(w) == 0
+        })
+    }
+
     /// Runs of set bits as half-open ranges.
     pub fn runs(&self) -> Vec<(u64, u64)> {
         let mut out = Vec::new();
@@ -121,5 +159,45 @@ mod tests {
         }
         assert!(b.full());
         assert_eq!(b.next_clear(0), 130);
+    }
+
+    #[test]
+    fn ranges_and_subsets_agree_with_single_bits() {
+        let set = |runs: &[(u64, u64)], len| {
+            let mut b = Bits::new(len);
+            for &(x, y) in runs {
+                b.set_range(x, y);
+            }
+            b
+        };
+        for (x, y) in [
+            (0, 0),
+            (0, 1),
+            (3, 64),
+            (0, 64),
+            (63, 65),
+            (5, 200),
+            (64, 128),
+            (190, 999),
+        ] {
+            let b = set(&[(x, y)], 200);
+            let want: Vec<(u64, u64)> = (x < y.min(200))
+                .then_some((x, y.min(200)))
+                .into_iter()
+                .collect();
+            assert_eq!(b.runs(), want, "set_range({x}, {y})");
+        }
+        let a = set(&[(10, 20), (100, 130)], 200);
+        let b = set(&[(0, 25), (100, 120)], 200);
+        let mask = set(&[(120, 200)], 200);
+        assert!(!a.is_subset(&b));
+        assert!(a.is_subset(&set(&[(0, 200)], 200)));
+        // Bits 120..130 are the only ones of `a` outside `b`: all in the mask.
+        assert!(a.is_subset_where(&b, &mask, false));
+        assert!(!a.is_subset_where(&b, &mask, true));
+        // A shorter mask or other reads as clear past its end.
+        assert!(a.is_subset_where(&b, &Bits::new(0), true));
+        assert!(!a.is_subset_where(&Bits::new(0), &Bits::new(0), false));
+        assert!(Bits::new(0).is_subset(&Bits::new(0)));
     }
 }

@@ -475,3 +475,28 @@ fn i5_fires_when_an_unhydrated_region_reads_a_changed_source() {
         i5[0].what
     );
 }
+
+#[test]
+fn a_hydrated_set_is_not_read_from_a_superblock_whose_geometry_is_impossible() {
+    // A checksummed superblock (a metadata log can carry one) naming 2^59
+    // regions: the bitmap is refused before it is allocated.
+    let mut m = clone_copied();
+    m.commit().unwrap();
+    let img = m.meta_image();
+    let restamp = |target_size: u64, region_size: u64| {
+        tamper(&img, 0, |blk| {
+            let mut sb = csb::CloneSuperblock::decode(blk);
+            sb.target_size = target_size;
+            sb.region_size = region_size;
+            *blk = sb.encode();
+        })
+    };
+    let e = image_hydrated(&restamp(1 << 62, 8)).unwrap_err();
+    assert!(e.contains("regions"), "{e}");
+    let e = image_hydrated(&restamp(1 << 20, 3)).unwrap_err();
+    assert!(e.contains("region size 3"), "{e}");
+    // Within the kernel's limits, but more bitset blocks than the device holds.
+    let e = image_hydrated(&restamp(8 << 31, 8)).unwrap_err();
+    assert!(e.contains("bitset blocks"), "{e}");
+    assert!(image_hydrated(&img).is_ok());
+}

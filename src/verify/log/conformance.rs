@@ -334,11 +334,11 @@ pub fn to_trace<R: LogSource>(
 
 /// The regions a user write or discard touched, in a device of `sb`'s
 /// geometry.
-fn touched_regions<R: LogSource>(user: &Log<R>, sb: &csb::CloneSuperblock) -> HashSet<u64> {
+fn touched_regions<R: LogSource>(user: &Log<R>, sb: &csb::CloneSuperblock) -> Bits {
     let per = user.sector_size as u64 / 512;
     let rs = sb.region_size.max(1);
     let nr = sb.target_size.div_ceil(rs);
-    let mut touched = HashSet::new();
+    let mut touched = Bits::new(nr);
     for e in &user.entries {
         if e.nr_sectors > 0 && !e.is_mark() {
             let a = e.sector.saturating_mul(per) / rs;
@@ -347,7 +347,7 @@ fn touched_regions<R: LogSource>(user: &Log<R>, sb: &csb::CloneSuperblock) -> Ha
                 .saturating_add(e.nr_sectors)
                 .saturating_mul(per)
                 .div_ceil(rs);
-            touched.extend(a.min(nr)..b.min(nr));
+            touched.set_range(a, b);
         }
     }
     touched
@@ -356,17 +356,16 @@ fn touched_regions<R: LogSource>(user: &Log<R>, sb: &csb::CloneSuperblock) -> Ha
 /// True when the kernel hydrated a region no user write or discard touched:
 /// background hydration was on.
 fn background_hydration<R: LogSource>(kernel: &[(u64, MetaImage)], user: &Log<R>) -> bool {
-    let Some((sb, h)) = kernel.iter().rev().find_map(|(_, img)| {
+    last_hydrated(kernel).is_some_and(|(sb, h)| !h.is_subset(&touched_regions(user, &sb)))
+}
+
+/// The superblock and hydrated set of the last kernel commit that has them
+/// (a superblock whose hydrated set reads is one whose geometry is sound).
+fn last_hydrated(kernel: &[(u64, MetaImage)]) -> Option<(csb::CloneSuperblock, Bits)> {
+    kernel.iter().rev().find_map(|(_, img)| {
         let sb = csb::read(img).ok()?.0;
         Some((sb, crate::verify::image_hydrated(img).ok()?))
-    }) else {
-        return false;
-    };
-    let touched = touched_regions(user, &sb);
-    h.runs()
-        .iter()
-        .flat_map(|&(a, b)| a..b)
-        .any(|r| !touched.contains(&r))
+    })
 }
 
 /// Verifies that the model (of `variant`) reproduces every committed image of
@@ -633,14 +632,10 @@ pub fn verify<R: LogSource>(
     let (mut same_logic, mut same_bytes, mut between_count) = (0, 0, 0);
     // dm-clone with background hydration: the hydrated sets the model
     // committed, pass by pass, in order.
-    let touched = if hydrating {
-        kernel
-            .iter()
-            .find_map(|(_, img)| csb::read(img).ok())
-            .map_or_else(HashSet::new, |(sb, _)| touched_regions(user, &sb))
-    } else {
-        HashSet::new()
-    };
+    let touched = hydrating
+        .then(|| last_hydrated(&kernel))
+        .flatten()
+        .map_or_else(|| Bits::new(0), |(sb, _)| touched_regions(user, &sb));
     let sets: Vec<Vec<Bits>> = if hydrating {
         texts
             .iter()
@@ -832,15 +827,9 @@ fn era_difference(kernel: &MetaImage, model: &MetaImage) -> Option<String> {
 /// and its regions user I/O touched between two states' such regions. The
 /// kernel's copies run at their own pace beside the user's I/O, so the two
 /// parts need not be bracketed at the same moment of the model.
-fn between(k: &Bits, passes: &[Vec<Bits>], touched: &HashSet<u64>) -> bool {
+fn between(k: &Bits, passes: &[Vec<Bits>], touched: &Bits) -> bool {
     // `a ⊆ b` over the regions user I/O touched (`user`) or did not.
-    let subset = |a: &Bits, b: &Bits, user: bool| {
-        a.runs()
-            .iter()
-            .flat_map(|&(x, y)| x..y)
-            .filter(|r| touched.contains(r) == user)
-            .all(|r| b.get(r))
-    };
+    let subset = |a: &Bits, b: &Bits, user: bool| a.is_subset_where(b, touched, user);
     let within = |user: bool| {
         passes.iter().any(|p| {
             p.windows(2)
@@ -932,7 +921,7 @@ mod tests {
     /// both writes.
     #[test]
     fn background_copies_and_user_writes_are_bracketed_apart() {
-        let touched: HashSet<u64> = [12, 1125, 3750].into();
+        let touched = bits(&[(12, 13), (1125, 1126), (3750, 3751)]);
         let pass = vec![
             bits(&[]),
             bits(&[(12, 13)]),
@@ -945,7 +934,7 @@ mod tests {
         let kernel = bits(&[(0, 544), (1125, 1126)]);
         assert!(between(&kernel, &passes, &touched));
         // Judged together, no two states bracket it.
-        assert!(!between(&kernel, &passes, &HashSet::new()));
+        assert!(!between(&kernel, &passes, &Bits::new(0)));
         // A user-written region the model hydrates only with the other one.
         let late = bits(&[(0, 544), (3750, 3751)]);
         let strict = [vec![
