@@ -566,3 +566,38 @@ fn the_model_conforms_to_itself_on_every_lab_trace() {
     }
     assert!(n >= 12, "{n} traces");
 }
+
+#[test]
+fn a_forged_era_in_a_capture_is_a_finding_not_a_memory_blowup() {
+    // The superblock the kernel committed last before the mark `q4`,
+    // re-stamped with an era three billion checkpoints on: conformance infers
+    // unannounced checkpoints from the eras of consecutive marks, and must not
+    // make one trace line per claimed checkpoint.
+    use dmce::era::superblock::EraSuperblock;
+    let d = TestDir::new("kernel-logs-forged-era");
+    kernel_logs(&d);
+    let dir = d.path("era-checkpoints-snap");
+    let path = dir.join("meta.log");
+    let mut b = std::fs::read(&path).unwrap();
+    let log = dmce::logwrites::Log::open(b.clone()).unwrap();
+    let ss = log.sector_size as u64;
+    let q4 = (log.entries.iter())
+        .position(|e| e.label.as_deref() == Some("q4"))
+        .expect("a q4 mark");
+    let e = (log.entries[..q4].iter().rev())
+        .find(|e| e.is_write() && e.sector == 0 && e.nr_sectors * ss >= 4096)
+        .expect("a superblock write before q4");
+    let at = (e.pos + ss) as usize;
+    let mut blk = [0u8; 4096];
+    blk.copy_from_slice(&b[at..at + 4096]);
+    let mut sb = EraSuperblock::decode(&blk);
+    sb.current_era += 3_000_000_000;
+    b[at..at + 4096].copy_from_slice(&sb.encode(0));
+    std::fs::write(&path, b).unwrap();
+    let (code, out) = run_mode_on("era", "conformance", &dir, Some("discard-first-block-only"));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("no state of the model holds the same metadata"),
+        "{out}"
+    );
+}
