@@ -1,6 +1,7 @@
 //! The trace and log targets.
 
 use crate::crash::Options;
+use crate::io::BLOCK_SIZE;
 use crate::logwrites::Log;
 use crate::model::replay::{replay_with, ReplayOptions};
 use crate::trace::{parse, Event, Variant};
@@ -86,11 +87,59 @@ pub fn replay(data: &[u8]) {
 }
 
 /// The dm-log-writes reader, every payload, and the metadata-log verifier of
-/// both targets (crash tier 1, a few samples).
+/// both targets (crash tier 1, a few samples); then, when a superblock write
+/// of the log fails its checksum, the same on the log with every superblock
+/// re-stamped, so that mutations reach the sizes and eras a superblock
+/// carries (which drive what the verifier allocates).
 pub fn logwrites(data: &[u8]) {
     let Ok(log) = Log::open(data.to_vec()) else {
         return;
     };
+    let stamped = restamp_superblocks(&log, data);
+    verify_log(log);
+    if let Some(d) = stamped {
+        if let Ok(log) = Log::open(d) {
+            verify_log(log);
+        }
+    }
+}
+
+/// `data` (the bytes of `log`) with the checksum of every write of a dm-clone
+/// or dm-era superblock to block 0 stamped anew; `None` when none changed.
+fn restamp_superblocks(log: &Log<Vec<u8>>, data: &[u8]) -> Option<Vec<u8>> {
+    use crate::clone::superblock::CLONE_MAGIC;
+    use crate::era::superblock::ERA_MAGIC;
+    use crate::pdata::checksum::{stamp, BlockKind};
+    use crate::superblock::MAGIC_OFFSET;
+    let s = log.sector_size as u64;
+    let mut out = data.to_vec();
+    let mut changed = false;
+    for e in log.entries.iter().filter(|e| e.is_write() && e.sector == 0) {
+        let at = e.pos.saturating_add(s) as usize;
+        if e.nr_sectors.saturating_mul(s) < BLOCK_SIZE as u64 || at + BLOCK_SIZE > out.len() {
+            continue;
+        }
+        let mut b = [0u8; BLOCK_SIZE];
+        b.copy_from_slice(&out[at..at + BLOCK_SIZE]);
+        let magic = u64::from_le_bytes(b[MAGIC_OFFSET..MAGIC_OFFSET + 8].try_into().unwrap());
+        let kind = match magic {
+            CLONE_MAGIC => BlockKind::CloneSuperblock,
+            ERA_MAGIC => BlockKind::EraSuperblock,
+            _ => continue,
+        };
+        let before = b[..4].to_vec();
+        stamp(&mut b, 0, kind);
+        if b[..4] != before[..] {
+            out[at..at + BLOCK_SIZE].copy_from_slice(&b);
+            changed = true;
+        }
+    }
+    changed.then_some(out)
+}
+
+/// The reader's payloads and the metadata-log verifier of both targets on
+/// `log`.
+fn verify_log(log: Log<Vec<u8>>) {
     let s = log.sector_size as u64;
     for e in &log.entries {
         if let Ok(p) = log.payload(e) {
