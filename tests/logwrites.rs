@@ -567,37 +567,87 @@ fn the_model_conforms_to_itself_on_every_lab_trace() {
     assert!(n >= 12, "{n} traces");
 }
 
+/// Re-stamps dm-era superblock writes of the metadata log at `path` before
+/// the mark `before` (or in the whole log), each changed by `f`: the last one
+/// when `last`, else all.
+fn forge_era_superblocks(
+    path: &Path,
+    before: Option<&str>,
+    last: bool,
+    f: impl Fn(&mut dmce::era::superblock::EraSuperblock),
+) {
+    use dmce::era::superblock::EraSuperblock;
+    let mut b = std::fs::read(path).unwrap();
+    let log = dmce::logwrites::Log::open(b.clone()).unwrap();
+    let ss = log.sector_size as u64;
+    let end = before.map_or(log.entries.len(), |l| {
+        (log.entries.iter())
+            .position(|e| e.label.as_deref() == Some(l))
+            .expect("the mark")
+    });
+    let mut writes = (log.entries[..end].iter().rev())
+        .filter(|e| e.is_write() && e.sector == 0 && e.nr_sectors * ss >= 4096)
+        .take(if last { 1 } else { usize::MAX })
+        .peekable();
+    assert!(writes.peek().is_some(), "no superblock write");
+    for e in writes {
+        let at = (e.pos + ss) as usize;
+        let mut blk = [0u8; 4096];
+        blk.copy_from_slice(&b[at..at + 4096]);
+        let mut sb = EraSuperblock::decode(&blk);
+        f(&mut sb);
+        b[at..at + 4096].copy_from_slice(&sb.encode(0));
+    }
+    std::fs::write(path, b).unwrap();
+}
+
 #[test]
 fn a_forged_era_in_a_capture_is_a_finding_not_a_memory_blowup() {
     // The superblock the kernel committed last before the mark `q4`,
     // re-stamped with an era three billion checkpoints on: conformance infers
     // unannounced checkpoints from the eras of consecutive marks, and must not
     // make one trace line per claimed checkpoint.
-    use dmce::era::superblock::EraSuperblock;
     let d = TestDir::new("kernel-logs-forged-era");
     kernel_logs(&d);
     let dir = d.path("era-checkpoints-snap");
-    let path = dir.join("meta.log");
-    let mut b = std::fs::read(&path).unwrap();
-    let log = dmce::logwrites::Log::open(b.clone()).unwrap();
-    let ss = log.sector_size as u64;
-    let q4 = (log.entries.iter())
-        .position(|e| e.label.as_deref() == Some("q4"))
-        .expect("a q4 mark");
-    let e = (log.entries[..q4].iter().rev())
-        .find(|e| e.is_write() && e.sector == 0 && e.nr_sectors * ss >= 4096)
-        .expect("a superblock write before q4");
-    let at = (e.pos + ss) as usize;
-    let mut blk = [0u8; 4096];
-    blk.copy_from_slice(&b[at..at + 4096]);
-    let mut sb = EraSuperblock::decode(&blk);
-    sb.current_era += 3_000_000_000;
-    b[at..at + 4096].copy_from_slice(&sb.encode(0));
-    std::fs::write(&path, b).unwrap();
+    forge_era_superblocks(&dir.join("meta.log"), Some("q4"), true, |sb| {
+        sb.current_era += 3_000_000_000
+    });
     let (code, out) = run_mode_on("era", "conformance", &dir, Some("discard-first-block-only"));
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("no state of the model holds the same metadata"),
         "{out}"
     );
+}
+
+#[test]
+fn kernel_commits_that_do_not_dump_do_not_conform() {
+    // The superblocks committed before the mark `q2` re-stamped with 2^32 - 16
+    // origin blocks: those commits do not dump, and none can be compared with
+    // the model's; the later ones still make the model's devices.
+    let d = TestDir::new("kernel-logs-forged-size");
+    kernel_logs(&d);
+    let dir = d.path("era-powercut");
+    let meta = dir.join("meta.log");
+    let original = std::fs::read(&meta).unwrap();
+    let forge = |sb: &mut dmce::era::superblock::EraSuperblock| sb.nr_blocks = 0xffff_fff0;
+    forge_era_superblocks(&meta, Some("q2"), false, forge);
+    let (code, out) = run_mode("era", "conformance", &dir);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(
+            "conformance at entry 5: kernel commit 0: its metadata does not dump (metadata is damaged: block 0: superblock: nr_blocks 4294967280"
+        ),
+        "{out}"
+    );
+    // The meta mode says the same of the log alone.
+    let (code, out) = run_mode("era", "meta", &dir);
+    assert_eq!(code, 1, "{out}");
+    // With every superblock forged there is nothing to build the model from.
+    std::fs::write(&meta, original).unwrap();
+    forge_era_superblocks(&meta, None, false, forge);
+    let (code, out) = run_mode("era", "conformance", &dir);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("holds no valid superblock"), "{out}");
 }

@@ -109,6 +109,26 @@ impl CloneSuperblock {
         }
         None
     }
+
+    /// Why this superblock's regions cannot be those of metadata on a device
+    /// of `meta_blocks` blocks: its geometry breaks the kernel's rules
+    /// ([`geometry_error`](Self::geometry_error)), or its hydration bitset
+    /// needs more array blocks than the device has. Everything that sizes a
+    /// bitmap by `nr_regions` from untrusted metadata is bounded by this.
+    pub fn regions_error(&self, meta_blocks: u64) -> Option<String> {
+        if let Some(e) = self.geometry_error() {
+            return Some(e);
+        }
+        let n = self.nr_regions();
+        let need = n
+            .div_ceil(64)
+            .div_ceil(u64::from(crate::pdata::array::array_max_entries(8)));
+        (need > meta_blocks).then(|| {
+            format!(
+                "{n} regions need {need} bitset blocks, more than the {meta_blocks} blocks of the metadata device"
+            )
+        })
+    }
 }
 
 /// Byte ranges of the superblock that must be zero (CLONE.md §10 rule 3).

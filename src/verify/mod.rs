@@ -73,18 +73,10 @@ pub fn image_hydrated(img: &MetaImage) -> Result<Bits, String> {
     // The bitmap is sized by the superblock, which a log or image may forge
     // with a valid checksum: it is allocated only when the kernel could have
     // made it and the device could hold its bitset.
-    if let Some(e) = s.geometry_error() {
+    if let Some(e) = s.regions_error(img.nr_blocks()) {
         return Err(format!("superblock: {e}"));
     }
     let n = s.nr_regions();
-    let per_block = u64::from(crate::pdata::array::array_max_entries(8));
-    let blocks = n.div_ceil(64).div_ceil(per_block);
-    if blocks > img.nr_blocks() {
-        return Err(format!(
-            "superblock: {n} regions need {blocks} bitset blocks, more than the metadata device's {}",
-            img.nr_blocks()
-        ));
-    }
     let mut tm = TransactionManager::open(img.clone(), &s.sm_root).map_err(|e| e.to_string())?;
     let bs = Bitset::open(s.bitset_root, n);
     let mut bits = Bits::new(n);

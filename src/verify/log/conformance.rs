@@ -80,18 +80,26 @@ fn hydrated(img: &MetaImage) -> Option<u64> {
 
 /// The metadata's logical content: its dump, hashed.
 fn logical(target: Target, img: &MetaImage) -> Option<u64> {
+    let xml = dump(target, img).ok()?;
+    let mut h = DefaultHasher::new();
+    xml.hash(&mut h);
+    Some(h.finish())
+}
+
+/// The XML dump of `img`, or why it does not dump.
+fn dump(target: Target, img: &MetaImage) -> Result<Vec<u8>, String> {
     let mut xml = Vec::new();
-    let ok = match target {
-        Target::Clone => crate::clone::dump::dump(img, &mut xml, false).is_ok(),
+    match target {
+        Target::Clone => crate::clone::dump::dump(img, &mut xml, false)
+            .map(drop)
+            .map_err(|e| e.to_string()),
         Target::Era => {
-            crate::era::dump::dump(img, &mut xml, crate::era::dump::DumpOptions::default()).is_ok()
+            crate::era::dump::dump(img, &mut xml, crate::era::dump::DumpOptions::default())
+                .map(drop)
+                .map_err(|e| e.to_string())
         }
-    };
-    ok.then(|| {
-        let mut h = DefaultHasher::new();
-        xml.hash(&mut h);
-        h.finish()
-    })
+    }?;
+    Ok(xml)
 }
 
 /// Every block's content, hashed (zero blocks and unwritten ones alike).
@@ -145,22 +153,30 @@ fn config(
     hydration: bool,
 ) -> Option<String> {
     let meta_size = nr_blocks * (BLOCK_SIZE as u64 / 512);
+    // Only a superblock whose sizes the kernel could have written: a forged
+    // one would make the model's devices.
     commits.iter().rev().find_map(|(_, img)| match target {
-        Target::Clone => csb::read(img).ok().map(|(sb, _)| {
-            format!(
-                "config size={} region={} meta_size={meta_size} hydration={}",
-                sb.target_size,
-                sb.region_size,
-                if hydration { "on" } else { "off" }
-            )
-        }),
-        Target::Era => esb::read_at(img, 0).ok().map(|(sb, _)| {
-            format!(
-                "config size={} block={} meta_size={meta_size}",
-                sb.nr_blocks as u64 * sb.data_block_size as u64,
-                sb.data_block_size
-            )
-        }),
+        Target::Clone => csb::read(img)
+            .ok()
+            .filter(|(sb, _)| sb.regions_error(nr_blocks).is_none())
+            .map(|(sb, _)| {
+                format!(
+                    "config size={} region={} meta_size={meta_size} hydration={}",
+                    sb.target_size,
+                    sb.region_size,
+                    if hydration { "on" } else { "off" }
+                )
+            }),
+        Target::Era => esb::read_at(img, 0)
+            .ok()
+            .filter(|(sb, _)| sb.nr_blocks_error(nr_blocks).is_none())
+            .map(|(sb, _)| {
+                format!(
+                    "config size={} block={} meta_size={meta_size}",
+                    sb.nr_blocks as u64 * sb.data_block_size as u64,
+                    sb.data_block_size
+                )
+            }),
     })
 }
 
@@ -662,9 +678,17 @@ pub fn verify<R: LogSource>(
             continue;
         }
         let Some(l) = kernel_fp[k] else {
-            sum.warnings.push(format!(
-                "kernel commit {k} (entry {entry}) does not dump: run --mode meta on this log"
-            ));
+            // The model commits only metadata that dumps.
+            sum.violations += 1;
+            let why = dump(target, img).err().unwrap_or_default();
+            out(LogViolation(Violation {
+                id: "conformance",
+                cp: *entry as usize,
+                state: String::new(),
+                what: format!(
+                    "kernel commit {k}: its metadata does not dump ({why}), and no state of the model holds such metadata; --mode meta on this log says what is wrong"
+                ),
+            }));
             continue;
         };
         if let Some(m) = by_logic.get(&l) {
