@@ -208,23 +208,38 @@ impl MetaState {
     }
 
     /// Applies a discard: the blocks read back as zeroes (partly covered
-    /// blocks are zeroed in the covered part).
+    /// blocks are zeroed in the covered part). Returns the blocks it changed,
+    /// with their new content: only written blocks that held something other
+    /// than zeroes there, so a discard of a whole device costs what the device
+    /// holds, not what it measures.
     pub fn discard(&mut self, e: &Entry, s: u64) -> Vec<(u64, Arc<Block>)> {
         let bs = BLOCK_SIZE as u64;
-        let (start, end) = (e.sector * s, (e.sector + e.nr_sectors) * s);
-        let mut out = Vec::new();
+        let start = e.sector.saturating_mul(s);
+        let end = e.sector.saturating_add(e.nr_sectors).saturating_mul(s);
         let zero = Arc::new([0u8; BLOCK_SIZE]);
-        for b in start / bs..end.div_ceil(bs) {
-            let (lo, hi) = (start.max(b * bs), end.min((b + 1) * bs));
-            let blk = if lo == b * bs && hi == (b + 1) * bs {
-                zero.clone()
-            } else {
-                let mut blk = *self.block(b);
-                blk[(lo - b * bs) as usize..(hi - b * bs) as usize].fill(0);
-                Arc::new(blk)
-            };
-            self.blocks.insert(b, b + 1, e.index, MetaVal(blk.clone()));
-            out.push((b, blk));
+        let mut out = Vec::new();
+        let written: Vec<(u64, u64, Arc<Block>)> = self
+            .blocks
+            .extents(start / bs, end.div_ceil(bs))
+            .map(|(a, b, _, v)| (a, b, v.0))
+            .collect();
+        for (a, z, old) in written {
+            for b in a..z {
+                let (lo, hi) = (start.max(b * bs), end.min((b + 1) * bs));
+                let range = (lo - b * bs) as usize..(hi - b * bs) as usize;
+                if old[range.clone()].iter().all(|&x| x == 0) {
+                    continue;
+                }
+                let blk = if range.len() == BLOCK_SIZE {
+                    zero.clone()
+                } else {
+                    let mut blk = *old;
+                    blk[range].fill(0);
+                    Arc::new(blk)
+                };
+                self.blocks.insert(b, b + 1, e.index, MetaVal(blk.clone()));
+                out.push((b, blk));
+            }
         }
         out
     }
@@ -311,4 +326,58 @@ pub fn read_base(path: &std::path::Path) -> Result<(u64, ExtentMap<MetaVal>), Ve
         }
     }
     Ok((b, map))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logwrites::DISCARD;
+
+    fn discard(index: u64, sector: u64, nr_sectors: u64) -> Entry {
+        Entry {
+            index,
+            pos: 0,
+            sector,
+            nr_sectors,
+            flags: DISCARD,
+            label: None,
+        }
+    }
+
+    fn block(fill: u8) -> Arc<Block> {
+        Arc::new([fill; BLOCK_SIZE])
+    }
+
+    #[test]
+    fn a_discard_changes_only_written_blocks_that_hold_something() {
+        let mut st = MetaState::new(1 << 40, ExtentMap::new());
+        for b in [3, 4, 9] {
+            st.blocks.insert(b, b + 1, 1, MetaVal(block(0xaa)));
+        }
+        st.blocks.insert(5, 6, 1, MetaVal(block(0)));
+        // Blocks 0..2^40 (512-byte sectors): only blocks 3, 4 and 9 change,
+        // however large the device.
+        let changed = st.discard(&discard(7, 0, 8 << 40), 512);
+        let at: Vec<u64> = changed.iter().map(|(b, _)| *b).collect();
+        assert_eq!(at, [3, 4, 9]);
+        assert!(changed.iter().all(|(_, d)| d.iter().all(|&x| x == 0)));
+        assert!((0..12).all(|b| st.block(b).iter().all(|&x| x == 0)));
+        // A discard of zeroes changes nothing.
+        assert!(st.discard(&discard(8, 0, 80), 512).is_empty());
+    }
+
+    #[test]
+    fn a_discard_zeroes_only_the_covered_part_of_a_block() {
+        let mut st = MetaState::new(16, ExtentMap::new());
+        st.blocks.insert(2, 3, 1, MetaVal(block(0xaa)));
+        // Sectors 17..18 of 512 bytes: bytes 512..1024 of block 2.
+        let changed = st.discard(&discard(2, 17, 1), 512);
+        assert_eq!(changed.len(), 1);
+        let b = st.block(2);
+        assert!(b[..512].iter().all(|&x| x == 0xaa));
+        assert!(b[512..1024].iter().all(|&x| x == 0));
+        assert!(b[1024..].iter().all(|&x| x == 0xaa));
+        // The same part again: already zeroes.
+        assert!(st.discard(&discard(3, 17, 1), 512).is_empty());
+    }
 }
