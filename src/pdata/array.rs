@@ -156,15 +156,27 @@ impl Walker<'_> {
     /// Index keys must be exactly `0 .. nr_blocks` (§10 rule 12). `None` when the
     /// root is shared with an array walked before (nothing to read again).
     pub fn array_blocks(&mut self, root: u64, desc: &ArrayDesc) -> Option<BlockList> {
-        let n = desc.nr_blocks();
+        let index = self.array_index(root, desc)?;
         // One slot per array block: 8 bytes per 4 KiB block of values.
-        let mut out: BlockList = vec![None; n as usize];
+        let mut out: BlockList = vec![None; desc.nr_blocks() as usize];
+        for (key, loc, leaf) in index {
+            out[key as usize] = Some((loc, leaf));
+        }
+        Some(out)
+    }
+
+    /// The index entries of an array below its block count, by key, the last
+    /// one of a key kept: `(array block, location, index leaf)`. Its size is
+    /// what the index tree holds, whatever the owner claims.
+    fn array_index(&mut self, root: u64, desc: &ArrayDesc) -> Option<Vec<(u64, u64, u64)>> {
+        let n = desc.nr_blocks();
+        let mut index: Vec<(u64, u64, u64)> = Vec::new();
         let idx = desc.index_desc();
         let structure = idx.structure.clone();
         let mut extra: Vec<(u64, u64)> = Vec::new();
         let walk = self.walk_btree(root, &idx, &mut |_w, key, value, leaf| {
             if key < n {
-                out[key as usize] = Some((le64(value, 0), leaf));
+                index.push((key, le64(value, 0), leaf));
             } else {
                 extra.push((key, leaf));
             }
@@ -180,7 +192,17 @@ impl Walker<'_> {
                 ),
             ));
         }
-        (!walk.shared_root).then_some(out)
+        // A stable sort keeps a repeated key's entries in walk order: the
+        // last one is kept, as a later entry overwrites an earlier one.
+        index.sort_by_key(|e| e.0);
+        let mut kept: Vec<(u64, u64, u64)> = Vec::with_capacity(index.len());
+        for e in index {
+            match kept.last_mut() {
+                Some(last) if last.0 == e.0 => *last = e,
+                _ => kept.push(e),
+            }
+        }
+        (!walk.shared_root).then_some(kept)
     }
 
     /// Checks a whole array: index tree, then every array block (in parallel), calling
@@ -192,36 +214,34 @@ impl Walker<'_> {
         desc: &ArrayDesc,
         content: &(dyn Fn(u64, &[u8]) -> Vec<Finding> + Sync),
     ) -> Vec<(u64, u64)> {
-        let Some(blocks) = self.array_blocks(root, desc) else {
+        let Some(index) = self.array_index(root, desc) else {
             return Vec::new();
         };
         let m = desc.per_block();
-        let mut lost = Vec::new();
+        // Runs of array blocks that cannot be read.
+        let mut lost: Vec<(u64, u64)> = Vec::new();
         let mut todo = Vec::new();
         let role = Role::ArrayBlock(desc.value_size);
         // Runs of missing index entries, one finding each: a damaged owner can
         // claim millions of array blocks.
         let mut missing: Vec<(u64, u64)> = Vec::new();
-        for (i, loc) in blocks.iter().enumerate() {
-            let i = i as u64;
-            match loc {
-                None => {
-                    match missing.last_mut() {
-                        Some(run) if run.1 == i => run.1 = i + 1,
-                        _ => missing.push((i, i + 1)),
-                    }
-                    lost.push(i);
-                }
-                Some((loc, leaf)) => {
-                    let structure = desc.structure.sub(format_args!(" block {i}"));
-                    match self.reach(*loc, role, &structure, Some(*leaf)) {
-                        Some(Visit::First) => todo.push((i, *loc, *leaf)),
-                        Some(_) => {}
-                        None => lost.push(i),
-                    }
-                }
+        let mut next = 0;
+        for &(i, loc, leaf) in &index {
+            if i > next {
+                missing.push((next, i));
+            }
+            next = i + 1;
+            let structure = desc.structure.sub(format_args!(" block {i}"));
+            match self.reach(loc, role, &structure, Some(leaf)) {
+                Some(Visit::First) => todo.push((i, loc, leaf)),
+                Some(_) => {}
+                None => lost.push((i, i + 1)),
             }
         }
+        if next < desc.nr_blocks() {
+            missing.push((next, desc.nr_blocks()));
+        }
+        lost.extend_from_slice(&missing);
         for (b, e) in missing {
             let what = if e - b == 1 {
                 format!("no index entry for array block {b}")
@@ -249,14 +269,15 @@ impl Walker<'_> {
                 Ok(fs) => self.report.extend(fs),
                 Err(f) => {
                     self.push(f);
-                    lost.push(i);
+                    lost.push((i, i + 1));
                 }
             }
         }
+        // Sorted by run, not by block: a damaged owner can claim millions.
         lost.sort_unstable();
         let mut ranges: Vec<(u64, u64)> = Vec::new();
-        for i in lost {
-            let (b, e) = (i * m, ((i + 1) * m).min(desc.nr_entries));
+        for (i, j) in lost {
+            let (b, e) = (i * m, (j * m).min(desc.nr_entries));
             match ranges.last_mut() {
                 Some(last) if last.1 == b => last.1 = e,
                 _ => ranges.push((b, e)),
