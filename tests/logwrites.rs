@@ -415,7 +415,7 @@ fn background_copies_ahead_of_a_user_write_conform() {
     let d = TestDir::new("kernel-logs-loaded");
     assert_eq!(
         kernel_logs_in(&d, "fixtures/kernel-logs-loaded"),
-        ["clone-bg-hydration"]
+        ["clone-bg-hydration", "era-powercut-early-superblock"]
     );
     let dir = d.path("clone-bg-hydration");
     let (code, out) = run_mode("clone", "meta", &dir);
@@ -427,6 +427,28 @@ fn background_copies_ahead_of_a_user_write_conform() {
         out.contains("kernel commit 4 (entry 39): its hydrated set lies between two states"),
         "{out}"
     );
+}
+
+#[test]
+fn a_first_superblock_that_completes_before_its_trees_is_compared_at_its_flush() {
+    // Formatting, the kernel's first superblock write completed before the
+    // era array's index it references: the commit as logged does not dump.
+    let d = TestDir::new("kernel-logs-early-superblock");
+    kernel_logs_in(&d, "fixtures/kernel-logs-loaded");
+    let dir = d.path("era-powercut-early-superblock");
+    let (code, out) = run_mode("era", "meta", &dir);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("G1 at entry 6: the superblock (entry 4)"),
+        "{out}"
+    );
+    let (code, out) = run_mode("era", "conformance", &dir);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("kernel commit 0 (entry 4) does not dump: its superblock completed before blocks it references (--mode meta reports G1); compared as the flush at entry 6 leaves it"),
+        "{out}"
+    );
+    assert_eq!(compared(&out), (14, 14, 14), "{out}");
 }
 
 #[test]
