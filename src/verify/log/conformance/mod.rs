@@ -351,9 +351,14 @@ pub fn verify<R: LogSource>(
             let (f, i) = settled[k].as_ref()?;
             Some((f, i, logical(target, i)?))
         };
-        let (entry, img, l) = match (kernel_fp[k], late()) {
-            (Some(l), _) => (entry, img, l),
-            (None, Some((f, i, l))) => {
+        // The settled image is dumped only for a commit that does not dump.
+        let found = match kernel_fp[k] {
+            Some(l) => Ok((entry, img, l)),
+            None => Err(late()),
+        };
+        let (entry, img, l) = match found {
+            Ok(it) => it,
+            Err(Some((f, i, l))) => {
                 sum.warnings.push(format!(
                     "kernel commit {k} (entry {entry}) does not dump: its superblock completed before blocks it references (--mode meta reports G1); compared as the flush at entry {f} leaves it"
                 ));
@@ -364,7 +369,7 @@ pub fn verify<R: LogSource>(
                 }
                 (f, i, l)
             }
-            (None, None) => {
+            Err(None) => {
                 // The model commits only metadata that dumps.
                 sum.violations += 1;
                 let why = dump(target, img).err().unwrap_or_default();
