@@ -4,7 +4,8 @@
 //! * I4 (dm-clone): no region is lost: the hydrated set of the durable view at
 //!   one crash point is contained in the hydrated set of every state at a later
 //!   one.
-//! * E3 (dm-era): for consecutive durable views and every threshold era `e`,
+//! * E3 (dm-era): for consecutive durable views and every threshold era `e`
+//!   (the newest 256 below the current era, on a long-lived target),
 //!   `written_since(v1, e) ⊆ written_since(v2, e)` (what digestion moves from a
 //!   writeset into the era array must not be lost on the way).
 //! * E4 (dm-era): the current era never decreases.
@@ -18,13 +19,17 @@ use crate::model::bits::Bits;
 use crate::sim::MetaImage;
 use crate::verify::{image_hydrated, Violation};
 
+/// Threshold eras below the current one that E3 compares at most.
+const E3_ERAS: u32 = 256;
+
 /// What the last durable view held.
 #[derive(Debug, Clone, Default)]
 pub struct Monotone {
     hydrated: Option<Bits>,
     era: Option<u32>,
-    /// `written_since` of the last durable view, per threshold era, as runs.
-    since: Vec<Vec<(u64, u64)>>,
+    /// `written_since` of the last durable view, per threshold era (in
+    /// order), as runs.
+    since: Vec<(u32, Vec<(u64, u64)>)>,
     /// Bytes 512.. of the last durable superblock.
     sb_tail: Option<Vec<u8>>,
 }
@@ -102,9 +107,12 @@ impl Monotone {
                 ));
             }
         }
-        let top = sb.current_era.max(self.era.unwrap_or(0)) + 1;
+        // Each threshold walks the whole metadata: the newest E3_ERAS below
+        // the current era are compared (every one on all but a long-lived
+        // target), not one per era a superblock claims.
+        let top = sb.current_era.max(self.era.unwrap_or(0)).saturating_add(1);
         let mut since = Vec::new();
-        for e in 0..=top {
+        for e in top.saturating_sub(E3_ERAS)..=top {
             let Ok(inv) = invalidate(
                 img,
                 InvalidateOptions {
@@ -114,7 +122,9 @@ impl Monotone {
             ) else {
                 return out;
             };
-            if let Some(prev) = self.since.get(e as usize) {
+            let prev =
+                (self.since.binary_search_by_key(&e, |p| p.0).ok()).map(|i| &self.since[i].1);
+            if let Some(prev) = prev {
                 if let Some(b) = prev
                     .iter()
                     .flat_map(|&(a, b)| a..b)
@@ -126,7 +136,7 @@ impl Monotone {
                     ));
                 }
             }
-            since.push(inv.runs().collect());
+            since.push((e, inv.runs().collect()));
         }
         self.since = since;
         self.era = Some(sb.current_era);

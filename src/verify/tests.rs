@@ -500,3 +500,34 @@ fn a_hydrated_set_is_not_read_from_a_superblock_whose_geometry_is_impossible() {
     assert!(e.contains("bitset blocks"), "{e}");
     assert!(image_hydrated(&img).is_ok());
 }
+
+#[test]
+fn e3_compares_the_newest_eras_of_a_long_lived_target() {
+    // The e3 case with both superblocks a billion eras on: each threshold era
+    // walks the metadata, so only the newest 256 are compared (one per era
+    // took hours), and the lost block is still found.
+    let mut m = era_model();
+    let fresh = m.meta_image();
+    m.write(write(24, 32, false, "a")).unwrap();
+    let img = m.meta_image();
+    let aged = |img: &MetaImage| {
+        tamper(img, 0, |blk| {
+            let mut sb = crate::era::superblock::EraSuperblock::decode(blk);
+            sb.current_era += 1_000_000_000;
+            *blk = sb.encode(0);
+        })
+    };
+    let mut mono = Monotone::default();
+    assert_eq!(mono.era_durable(&aged(&img), 1), vec![]);
+    let vs = mono.era_durable(&aged(&fresh), 2);
+    // One E3 per threshold era that lost the block, of the newest 257.
+    assert_eq!(vs.len(), 256);
+    assert!(vs.iter().all(|v| v.id == "E3"));
+    assert!(
+        vs[0]
+            .what
+            .starts_with("block 3 was written since era 999999746"),
+        "{}",
+        vs[0].what
+    );
+}
