@@ -109,7 +109,7 @@ pub fn logwrites(data: &[u8]) {
 fn restamp_superblocks(log: &Log<Vec<u8>>, data: &[u8]) -> Option<Vec<u8>> {
     use crate::clone::superblock::CLONE_MAGIC;
     use crate::era::superblock::ERA_MAGIC;
-    use crate::pdata::checksum::{stamp, BlockKind};
+    use crate::pdata::checksum::{stamp, verify, BlockKind};
     use crate::superblock::MAGIC_OFFSET;
     let s = log.sector_size as u64;
     let mut out = data.to_vec();
@@ -127,9 +127,8 @@ fn restamp_superblocks(log: &Log<Vec<u8>>, data: &[u8]) -> Option<Vec<u8>> {
             ERA_MAGIC => BlockKind::EraSuperblock,
             _ => continue,
         };
-        let before = b[..4].to_vec();
-        stamp(&mut b, 0, kind);
-        if b[..4] != before[..] {
+        if verify(&b, 0, kind).is_err() {
+            stamp(&mut b, 0, kind);
             out[at..at + BLOCK_SIZE].copy_from_slice(&b);
             changed = true;
         }

@@ -111,7 +111,8 @@ impl Bits {
     /// True when every bit set here is set in `other` (bits past a bitmap's
     /// end count as clear).
     pub fn is_subset(&self, other: &Bits) -> bool {
-        (self.words.iter().enumerate()).all(|(w, &a)| a & !other.word_or_clear(w) == 0)
+        // Every bit of an empty mask is clear.
+        self.is_subset_where(other, &Bits::default(), false)
     }
 
     /// True when every bit set here whose bit in `mask` is `in_mask` is set

@@ -9,10 +9,10 @@ use crate::sim::MetaImage;
 
 /// The regions a user write or discard touched, in a device of `sb`'s
 /// geometry.
-pub(super) fn touched_regions<R: LogSource>(user: &Log<R>, sb: &csb::CloneSuperblock) -> Bits {
+fn touched_regions<R: LogSource>(user: &Log<R>, sb: &csb::CloneSuperblock) -> Bits {
     let per = user.sector_size as u64 / 512;
     let rs = sb.region_size.max(1);
-    let nr = sb.target_size.div_ceil(rs);
+    let nr = sb.nr_regions();
     let mut touched = Bits::new(nr);
     for e in &user.entries {
         if e.nr_sectors > 0 && !e.is_mark() {
@@ -28,18 +28,22 @@ pub(super) fn touched_regions<R: LogSource>(user: &Log<R>, sb: &csb::CloneSuperb
     touched
 }
 
-/// True when the kernel hydrated a region no user write or discard touched:
-/// background hydration was on.
-pub(super) fn background_hydration<R: LogSource>(
+/// The regions user I/O touched, in the geometry of the last kernel commit
+/// whose hydrated set reads, and whether the kernel hydrated any other
+/// region (background hydration was on); `None` when no commit's set reads.
+pub(super) fn user_regions<R: LogSource>(
     kernel: &[(u64, MetaImage)],
     user: &Log<R>,
-) -> bool {
-    last_hydrated(kernel).is_some_and(|(sb, h)| !h.is_subset(&touched_regions(user, &sb)))
+) -> Option<(Bits, bool)> {
+    let (sb, hydrated) = last_hydrated(kernel)?;
+    let touched = touched_regions(user, &sb);
+    let background = !hydrated.is_subset(&touched);
+    Some((touched, background))
 }
 
 /// The superblock and hydrated set of the last kernel commit that has them
 /// (a superblock whose hydrated set reads is one whose geometry is sound).
-pub(super) fn last_hydrated(kernel: &[(u64, MetaImage)]) -> Option<(csb::CloneSuperblock, Bits)> {
+fn last_hydrated(kernel: &[(u64, MetaImage)]) -> Option<(csb::CloneSuperblock, Bits)> {
     kernel.iter().rev().find_map(|(_, img)| {
         let sb = csb::read(img).ok()?.0;
         Some((sb, crate::verify::image_hydrated(img).ok()?))

@@ -44,7 +44,7 @@ mod hydration;
 mod kernel;
 mod trace;
 
-use hydration::{background_hydration, between, last_hydrated, touched_regions};
+use hydration::{between, user_regions};
 use kernel::{
     bytes, dump, era_difference, first_difference, hydrated, kernel_commits, logical,
     model_at_next_mark,
@@ -77,8 +77,12 @@ pub fn verify<R: LogSource>(
         .entries
         .iter()
         .any(|e| e.label.as_deref() == Some("msg:enable_hydration"));
-    let hydration =
-        target == Target::Clone && !enabled_later && background_hydration(&kernel, user);
+    // dm-clone: the regions user I/O touched (the rest are background
+    // hydration's), read once.
+    let user_regions = (target == Target::Clone)
+        .then(|| user_regions(&kernel, user))
+        .flatten();
+    let hydration = !enabled_later && user_regions.as_ref().is_some_and(|(_, bg)| *bg);
     let cfg = config(target, &kernel, nr_blocks, hydration).ok_or_else(|| {
         VerifyError::Input("the metadata log holds no valid superblock: nothing to compare".into())
     })?;
@@ -323,10 +327,7 @@ pub fn verify<R: LogSource>(
     let (mut same_logic, mut same_bytes, mut between_count) = (0, 0, 0);
     // dm-clone with background hydration: the hydrated sets the model
     // committed, pass by pass, in order.
-    let touched = hydrating
-        .then(|| last_hydrated(&kernel))
-        .flatten()
-        .map_or_else(|| Bits::new(0), |(sb, _)| touched_regions(user, &sb));
+    let touched = user_regions.map_or_else(|| Bits::new(0), |(t, _)| t);
     let sets: Vec<Vec<Bits>> = if hydrating {
         texts
             .iter()
